@@ -1,0 +1,36 @@
+# hashpa: `make demo` installs and runs train -> index -> compare on the built-in dataset;
+# `make test` installs and runs the test suite. Both create ./.venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HASHPA := $(VENV)/bin/hashpa
+DEMO_RUN ?= runs/demo
+DEMO_INDEX ?= indexes/demo
+FLOWERS ?= ../shared/data/flowers102-112
+
+.PHONY: install demo test bench-flowers bench-search bench-loss clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# exactly these builds: they are on this workplace's disk (any other version is a multi-GB download)
+	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -e '.[lite,dev]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	rm -rf $(DEMO_RUN) $(DEMO_INDEX)
+	$(HASHPA) train --bits 64 --out $(DEMO_RUN)
+	$(HASHPA) index "$$($(HASHPA) builtin-path)" --model $(DEMO_RUN) --out $(DEMO_INDEX)
+	$(HASHPA) compare $(DEMO_INDEX)
+
+bench-flowers: install
+	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --out bench-results/flowers-cpu
+
+clean:
+	rm -rf runs indexes bench-results

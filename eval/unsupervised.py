@@ -1,0 +1,62 @@
+"""Unsupervised binary codes made from float embeddings: the reference rows for learned codes.
+
+- ``lsh_codes``: sign of a random Gaussian projection (sign random projections, Charikar 2002),
+  whose Hamming distance estimates the angle between the float vectors.
+- ``itq_codes``: PCA to `bits` dimensions, then Iterative Quantization's learned rotation
+  (Gong & Lazebnik, CVPR 2011).
+
+Both fit on one set (e.g. the training embeddings) and encode another; codes are packed uint8
+[N, bits/8] in hashpa's bit order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hashpa.codes import check_bits
+from hashpa.errors import HashpaError
+
+
+@dataclass
+class LinearHasher:
+    """codes = packbits(((x - mean) @ projection) > 0)."""
+
+    mean: np.ndarray  # float32 [D]
+    projection: np.ndarray  # float32 [D, bits]
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """x: float [N, D] -> packed uint8 codes [N, bits/8]."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
+            raise HashpaError(f"expected embeddings [N, {self.mean.shape[0]}], got shape {x.shape}")
+        return np.packbits((x - self.mean) @ self.projection > 0, axis=1)
+
+
+def fit_lsh(train: np.ndarray, bits: int, seed: int = 0) -> LinearHasher:
+    """Random-projection LSH; `train` only fixes the dimension (no centring, so cosine is preserved)."""
+    check_bits(bits)
+    dim = np.asarray(train).shape[1]
+    projection = np.random.default_rng(seed).standard_normal((dim, bits)).astype(np.float32)
+    return LinearHasher(np.zeros(dim, dtype=np.float32), projection)
+
+
+def fit_itq(train: np.ndarray, bits: int, iterations: int = 50, seed: int = 0) -> LinearHasher:
+    """PCA-ITQ fitted on `train` float [N, D] (needs D >= bits and N > bits)."""
+    check_bits(bits)
+    x = np.asarray(train, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < bits or x.shape[0] <= bits:
+        raise HashpaError(f"PCA-ITQ with {bits} bits needs more than {bits} training vectors of dimension >= {bits}, got {x.shape}")
+    mean = x.mean(axis=0)
+    centred = x - mean
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    pca = vt[:bits].T  # [D, bits]
+    v = centred @ pca
+    rotation = np.linalg.qr(np.random.default_rng(seed).standard_normal((bits, bits)))[0]
+    for _ in range(iterations):
+        b = np.sign(v @ rotation)
+        b[b == 0] = 1
+        u, _, wt = np.linalg.svd(b.T @ v)
+        rotation = (u @ wt).T
+    return LinearHasher(mean.astype(np.float32), (pca @ rotation).astype(np.float32))

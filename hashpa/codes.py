@@ -1,0 +1,124 @@
+"""Binary hash codes: packing, unpacking, Hamming distances, bit-string views and per-bit statistics.
+
+Format (what FAISS binary indexes take): ``uint8 [N, bits/8]``, numpy ``packbits`` order, i.e. bit
+``j`` of a code is bit ``7 - j % 8`` (most significant first) of byte ``j // 8``. Bit ``j`` is 1
+where hash pre-activation ``j`` is > 0, and 0 otherwise (zero maps to 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from bitarray import bitarray
+
+from hashpa.errors import HashpaError
+
+_BYTE_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
+
+
+def check_bits(bits: int) -> int:
+    """Return `bits` if it is a valid code length (a multiple of 8 from 8 to 1024), else raise."""
+    if not isinstance(bits, int) or bits < 8 or bits > 1024 or bits % 8:
+        raise HashpaError(f"code length must be a multiple of 8 between 8 and 1024 bits, got {bits!r}")
+    return bits
+
+
+def pack_codes(pre_activations: torch.Tensor) -> torch.Tensor:
+    """Sign-quantise and pack hash pre-activations, on whatever device they are.
+
+    pre_activations: float tensor [N, bits], bits a multiple of 8.
+    Returns: uint8 tensor [N, bits/8] in numpy ``packbits`` order.
+    """
+    n, bits = pre_activations.shape
+    check_bits(bits)
+    positive = (pre_activations > 0).view(n, bits // 8, 8).to(torch.int32)
+    weights = torch.tensor(_BYTE_WEIGHTS, dtype=torch.int32, device=pre_activations.device)
+    return (positive * weights).sum(dim=2).to(torch.uint8)
+
+
+def unpack_codes(codes: np.ndarray) -> np.ndarray:
+    """uint8 [N, B] packed codes -> uint8 [N, 8B] array of 0/1 bits."""
+    return np.unpackbits(_as_codes(codes), axis=1)
+
+
+def codes_to_signs(codes: np.ndarray) -> np.ndarray:
+    """uint8 [N, B] packed codes -> float32 [N, 8B] of -1/+1 (bit 1 -> +1)."""
+    return unpack_codes(codes).astype(np.float32) * 2.0 - 1.0
+
+
+def hamming_distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Pairwise Hamming distances by popcount: uint8 [Nq, B], uint8 [Nd, B] -> int32 [Nq, Nd].
+
+    Plain numpy, for small inputs and as an independent reference; large evaluations use
+    ``hashpa.eval.knn``.
+    """
+    queries, database = _as_codes(queries), _as_codes(database)
+    if queries.shape[1] != database.shape[1]:
+        raise HashpaError(f"codes differ in length: {queries.shape[1]} vs {database.shape[1]} bytes")
+    xor = np.bitwise_xor(queries[:, None, :], database[None, :, :])
+    return np.bitwise_count(xor).sum(axis=2, dtype=np.int32)
+
+
+def to_bitarrays(codes: np.ndarray) -> list[bitarray]:
+    """One bitarray per code, in the same bit order as the packed bytes."""
+    out = []
+    for row in _as_codes(codes):
+        bits = bitarray(endian="big")
+        bits.frombytes(row.tobytes())
+        out.append(bits)
+    return out
+
+
+def code_strings(codes: np.ndarray) -> list[str]:
+    """Codes as '0'/'1' strings, bit 0 first (e.g. for ``hashpa search --show-codes``)."""
+    return [bits.to01() for bits in to_bitarrays(codes)]
+
+
+def bit_statistics(codes: np.ndarray) -> dict:
+    """Per-bit balance and entropy of a set of codes.
+
+    Returns a dict with ``ones_fraction`` (float64 [bits]: fraction of codes with the bit set),
+    ``entropy`` (float64 [bits], in bits: 1.0 is a perfectly balanced bit), ``mean_entropy``,
+    ``dead_bits`` (bits that never or always fire) and ``mean_abs_correlation`` between bits.
+    """
+    bits = unpack_codes(codes).astype(np.float64)
+    ones = bits.mean(axis=0)
+    entropy = _binary_entropy(ones)
+    dead = int(np.sum((ones == 0) | (ones == 1)))
+    correlation = _mean_abs_correlation(bits)
+    return {
+        "count": int(bits.shape[0]),
+        "bits": int(bits.shape[1]),
+        "ones_fraction": ones,
+        "entropy": entropy,
+        "mean_entropy": float(entropy.mean()),
+        "dead_bits": dead,
+        "mean_abs_correlation": correlation,
+    }
+
+
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.nan_to_num(h, nan=0.0)
+
+
+def _mean_abs_correlation(bits: np.ndarray) -> float:
+    if bits.shape[0] < 2:
+        return 0.0
+    std = bits.std(axis=0)
+    live = std > 0
+    if live.sum() < 2:
+        return 0.0
+    corr = np.corrcoef(bits[:, live], rowvar=False)
+    off_diagonal = corr[~np.eye(corr.shape[0], dtype=bool)]
+    return float(np.abs(off_diagonal).mean())
+
+
+def _as_codes(codes: np.ndarray) -> np.ndarray:
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8 or codes.ndim != 2:
+        raise HashpaError(
+            f"packed codes must be a uint8 array [N, bits/8], got {codes.dtype} with shape {codes.shape}"
+        )
+    return np.ascontiguousarray(codes)

@@ -1,0 +1,83 @@
+"""Train/test splits of an image folder.
+
+- "half": the sorted first half of the class folders trains, the rest is the unseen test set (the
+  CUB-200 / Cars-196 protocol of deep metric learning);
+- "seen": every class trains; a fixed fraction of each class's images is held out as the test set
+  (the deep-hashing protocol, where queries and database share the training classes);
+- explicit train and test folders.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hashpa.data.folder import Sample, labelled_samples
+from hashpa.errors import HashpaError
+
+SPLITS = ("half", "seen")
+
+
+@dataclass
+class RetrievalSplit:
+    """Labels of `train` index `train_classes`, labels of `test` (and `gallery`) index `test_classes`.
+
+    Without a gallery every test image queries the other test images; with one (In-Shop), the
+    test images are the queries and the gallery is the database.
+    """
+
+    train: list[Sample]
+    test: list[Sample]
+    train_classes: list[str]
+    test_classes: list[str]
+    gallery: list[Sample] | None = None
+    description: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def check(self) -> "RetrievalSplit":
+        if not self.train:
+            raise HashpaError(f"{self.description}: the training split is empty")
+        if len(self.train_classes) < 2:
+            raise HashpaError(f"{self.description}: training needs at least 2 classes, found {len(self.train_classes)}")
+        if len(self.test) < 2:
+            raise HashpaError(f"{self.description}: the test split needs at least 2 images, found {len(self.test)}")
+        return self
+
+
+def split_folder(root: str | Path, mode: str = "half", test_fraction: float = 0.2, seed: int = 0) -> RetrievalSplit:
+    samples, classes = labelled_samples(root)
+    if mode == "half":
+        return _split_classes(samples, classes, len(classes) // 2, f"{root} (first {len(classes) // 2} of {len(classes)} classes train)")
+    if mode == "seen":
+        return _split_within_classes(samples, classes, test_fraction, seed, f"{root} (seen classes, {test_fraction:.0%} of each held out)")
+    raise HashpaError(f"unknown split {mode!r}; choose one of {', '.join(SPLITS)} or give --train-dir and --test-dir")
+
+
+def split_dirs(train_dir: str | Path, test_dir: str | Path) -> RetrievalSplit:
+    train, train_classes = labelled_samples(train_dir)
+    test, test_classes = labelled_samples(test_dir)
+    return RetrievalSplit(train, test, train_classes, test_classes, description=f"train {train_dir}, test {test_dir}").check()
+
+
+def _split_classes(samples: list[Sample], classes: list[str], n_train: int, description: str) -> RetrievalSplit:
+    if n_train < 2 or len(classes) - n_train < 1:
+        raise HashpaError(f"{description}: a class-disjoint split needs at least 4 class folders, found {len(classes)}")
+    train = [s for s in samples if s.label < n_train]
+    test = [Sample(s.path, s.label - n_train) for s in samples if s.label >= n_train]
+    return RetrievalSplit(train, test, classes[:n_train], classes[n_train:], description=description).check()
+
+
+def _split_within_classes(samples, classes, test_fraction: float, seed: int, description: str) -> RetrievalSplit:
+    if not 0 < test_fraction < 1:
+        raise HashpaError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    rng = random.Random(seed)
+    train, test = [], []
+    for label in range(len(classes)):
+        members = [s for s in samples if s.label == label]
+        rng.shuffle(members)
+        n_test = max(1, round(len(members) * test_fraction)) if len(members) > 1 else 0
+        test += members[:n_test]
+        train += members[n_test:]
+    key = lambda s: s.path.as_posix()  # noqa: E731
+    return RetrievalSplit(sorted(train, key=key), sorted(test, key=key), classes, classes, description=description).check()

@@ -1,0 +1,92 @@
+"""Running a model over image files in batches: shared by evaluation during training and indexing."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from hashpa.data.folder import ImageDataset, Sample, collate_skipping
+from hashpa.data.transforms import test_transform
+from hashpa.errors import HashpaError
+from hashpa.models.hashing_model import HashingModel
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; "cuda" without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HashpaError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise HashpaError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; nothing on the CPU (where bf16 convolutions are slow)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class EmbeddedBatch:
+    positions: np.ndarray  # int64 [n]: positions in the input sequence of the images that were read
+    embeddings: np.ndarray  # float32 [n, dim]
+    codes: np.ndarray  # uint8 [n, bits/8]
+    skipped: int  # unreadable images in this batch
+
+
+def embed_batches(
+    model: HashingModel,
+    samples: Sequence[Sample],
+    device: torch.device,
+    batch_size: int = 128,
+    workers: int = 0,
+    progress: str | None = None,
+) -> Iterator[EmbeddedBatch]:
+    """Embed `samples` in order, `batch_size` at a time, with the model's test transform.
+
+    Decoding runs in `workers` DataLoader processes, overlapping the model. Unreadable images
+    are skipped with a warning and counted.
+    """
+    from tqdm import tqdm
+
+    dataset = ImageDataset(list(samples), test_transform(model.preprocessing, model.preprocessing.input_size))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skipping,
+        pin_memory=device.type == "cuda",
+    )
+    model.eval()
+    with tqdm(total=len(dataset), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
+        for batch in loader:
+            if len(batch.indices):
+                with autocast(device):
+                    embeddings, codes = model.embed(batch.images.to(device, non_blocking=True))
+                embeddings, codes = embeddings.float().cpu().numpy(), codes.cpu().numpy()
+            else:
+                embeddings = np.empty((0, model.config.dim), np.float32)
+                codes = np.empty((0, model.config.bits // 8), np.uint8)
+            bar.update(len(batch.indices) + batch.skipped)
+            yield EmbeddedBatch(batch.indices.numpy(), embeddings, codes, batch.skipped)
+
+
+def embed_all(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(embeddings [n, dim], codes [n, bits/8], positions [n] of the readable samples, skipped count)."""
+    parts = list(embed_batches(model, samples, device, **kwargs))
+    if not parts:
+        raise HashpaError("no images to embed")
+    return (
+        np.concatenate([p.embeddings for p in parts]),
+        np.concatenate([p.codes for p in parts]),
+        np.concatenate([p.positions for p in parts]),
+        sum(p.skipped for p in parts),
+    )

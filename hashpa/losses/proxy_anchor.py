@@ -1,0 +1,64 @@
+"""Proxy Anchor loss (Kim, Kim, Cho, Kwak: "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from hashpa.losses.base import ProxyLoss, log1p_sum_exp
+
+
+class ProxyAnchorLoss(ProxyLoss):
+    r"""The paper's equation, with s(x, p) the cosine similarity of x and proxy p:
+
+    .. math::
+        \frac{1}{|P^+|}\sum_{p\in P^+}\log\Big(1+\sum_{x\in X_p^+}e^{-\alpha(s(x,p)-\delta)}\Big)
+        + \frac{1}{|P|}\sum_{p\in P}\log\Big(1+\sum_{x\in X_p^-}e^{\alpha(s(x,p)+\delta)}\Big)
+
+    P+ are the proxies with at least one positive in the batch, P all proxies.
+
+    ``proxy_chunk``: if set, proxies are processed in chunks of that many with activation
+    checkpointing, so the [B, C] similarity never exists whole (for very many classes); the
+    result is the same.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_dim: int,
+        alpha: float = 32.0,
+        margin: float = 0.1,
+        proxy_chunk: int | None = None,
+    ):
+        super().__init__(num_classes, embedding_dim)
+        self.alpha = alpha
+        self.margin = margin
+        self.proxy_chunk = proxy_chunk
+
+    def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not self.proxy_chunk or self.proxy_chunk >= self.num_classes:
+            return super().compute(embeddings, labels)
+        x = torch.nn.functional.normalize(embeddings, dim=1)
+        positive_sum = negative_sum = x.new_zeros(())
+        for start in range(0, self.num_classes, self.proxy_chunk):
+            stop = min(start + self.proxy_chunk, self.num_classes)
+            pos, neg = checkpoint(self._chunk_sums, x, self.proxies[start:stop], labels, start, use_reentrant=False)
+            positive_sum, negative_sum = positive_sum + pos, negative_sum + neg
+        with_positive = torch.unique(labels).numel()
+        return positive_sum / with_positive + negative_sum / self.num_classes
+
+    def loss_from_cosine(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        positive_lse, negative_lse, with_positive = self._terms(cosine, labels, 0)
+        return positive_lse.sum() / with_positive.sum() + negative_lse.mean()
+
+    def _chunk_sums(self, x, proxies, labels, first_class):
+        proxies = torch.nn.functional.normalize(proxies.to(x.dtype), dim=1)
+        positive_lse, negative_lse, _ = self._terms(x @ proxies.T, labels, first_class)
+        return positive_lse.sum(), negative_lse.sum()
+
+    def _terms(self, cosine: torch.Tensor, labels: torch.Tensor, first_class: int):
+        classes = torch.arange(first_class, first_class + cosine.shape[1], device=cosine.device)
+        positive = labels[:, None] == classes[None, :]
+        positive_lse = log1p_sum_exp(-self.alpha * (cosine - self.margin), positive, dim=0)
+        negative_lse = log1p_sum_exp(self.alpha * (cosine + self.margin), ~positive, dim=0)
+        return positive_lse, negative_lse, positive.any(dim=0)

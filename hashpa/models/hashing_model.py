@@ -1,0 +1,111 @@
+"""The model: backbone -> pooling -> float embedding head and hash head."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashpa.codes import check_bits, pack_codes
+from hashpa.errors import HashpaError
+from hashpa.models.backbones import Preprocessing, build_backbone
+from hashpa.models.heads import EmbeddingHead, GlobalPool, HashHead
+
+HASH_SOURCES = ("embedding", "features")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "smallcnn"
+    weights: str = "none"  # "none", "imagenet" or a file path; used only when the model is first built
+    dim: int = 512
+    bits: int = 64
+    pooling: str = "avgmax"
+    hash_source: str = "embedding"  # the hash head reads the float embedding (before normalisation) or the pooled features
+    image_size: int = 0  # 0: the backbone's own input size
+    freeze_bn: bool = False
+
+    def check(self) -> "ModelConfig":
+        check_bits(self.bits)
+        if self.dim < 1:
+            raise HashpaError(f"--dim must be positive, got {self.dim}")
+        if self.hash_source not in HASH_SOURCES:
+            raise HashpaError(f"hash_source must be one of {', '.join(HASH_SOURCES)}, got {self.hash_source!r}")
+        if self.image_size < 0:
+            raise HashpaError(f"--image-size must be positive (or 0 for the backbone's own), got {self.image_size}")
+        return self
+
+
+class ModelOutput(NamedTuple):
+    embeddings: torch.Tensor  # float [B, dim], L2-normalised
+    hash_logits: torch.Tensor  # float [B, bits]: bits are (hash_logits > 0), tanh(hash_logits) is the relaxed code
+
+
+class HashingModel(nn.Module):
+    def __init__(self, config: ModelConfig, load_weights: bool = True):
+        super().__init__()
+        self.config = config.check()
+        backbone = build_backbone(config.backbone, config.weights if load_weights else "none")
+        size = config.image_size or backbone.preprocessing.input_size
+        self.preprocessing = dataclasses.replace(backbone.preprocessing, input_size=size)
+        self.backbone = backbone.module
+        self.pool = GlobalPool(config.pooling)
+        self.embedding = EmbeddingHead(backbone.num_features, config.dim)
+        hash_in = config.dim if config.hash_source == "embedding" else backbone.num_features
+        self.hash_head = HashHead(hash_in, config.bits)
+        if config.freeze_bn:
+            for module in self._backbone_norms():
+                module.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor, freeze_backbone: bool = False, detach_hash_input: bool = False) -> ModelOutput:
+        """images: float [B, 3, H, W], preprocessed. With freeze_backbone no gradient reaches the
+        backbone; with detach_hash_input the hash head's gradient stops at its own input."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_backbone):
+            features = self.pool(self.backbone(images))
+        raw = self.embedding(features)
+        hash_input = raw if self.config.hash_source == "embedding" else features
+        hash_logits = self.hash_head(hash_input.detach() if detach_hash_input else hash_input)
+        return ModelOutput(F.normalize(raw.float(), dim=1), hash_logits.float())
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both representations of a batch: (float32 embeddings [N, dim], packed uint8 codes [N, bits/8]).
+
+        Runs in eval mode (restoring the previous mode), on the images' device.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(images)
+        finally:
+            self.train(was_training)
+        return out.embeddings, pack_codes(out.hash_logits)
+
+    def train(self, mode: bool = True) -> "HashingModel":
+        super().train(mode)
+        if mode and self.config.freeze_bn:
+            for module in self._backbone_norms():
+                module.eval()
+        return self
+
+    def _backbone_norms(self) -> list[nn.Module]:
+        return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable backbone and head parameters (frozen BatchNorm parameters are left out)."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        heads = list(self.embedding.parameters()) + list(self.hash_head.parameters())
+        return {"backbone": backbone, "heads": heads}
+
+    def fingerprint(self) -> str:
+        """sha256 (first 16 hex digits) over the weights and the config: identifies the model in an index."""
+        digest = hashlib.sha256(repr(sorted(dataclasses.asdict(self.config).items())).encode())
+        for name, tensor in self.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()[:16]

@@ -1,0 +1,291 @@
+"""The training loop: the paper's recipe, evaluation of float and hash codes, resumable run directory."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hashpa import __version__
+from hashpa.data import builtin_dataset, load_paper_dataset, split_dirs, split_folder
+from hashpa.data.folder import ImageDataset, collate_skipping
+from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
+from hashpa.data.splits import RetrievalSplit
+from hashpa.data.transforms import train_transform
+from hashpa.errors import HashpaError
+from hashpa.eval.metrics import evaluate_retrieval
+from hashpa.inference import autocast, embed_all, resolve_device
+from hashpa.models.hashing_model import HashingModel
+from hashpa.train.config import TrainConfig
+from hashpa.train.distributed import is_main_process
+from hashpa.train.objective import HashingObjective
+from hashpa.train.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+RECALL_KS = (1, 2, 4, 8)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict]
+    best: dict = field(default_factory=dict)  # {"epoch", "metric", "value"}
+    skipped_images: int = 0
+
+
+def build_split(config: TrainConfig) -> RetrievalSplit:
+    """The train/test split the config names."""
+    if config.dataset == "builtin":
+        return split_folder(builtin_dataset(), config.split, config.test_fraction, config.seed)
+    if config.dataset == "folder":
+        if config.split == "dirs" or config.train_dir or config.test_dir:
+            if not (config.train_dir and config.test_dir):
+                raise HashpaError("give both --train-dir and --test-dir")
+            return split_dirs(config.train_dir, config.test_dir)
+        if not config.data:
+            raise HashpaError("no image folder given: pass --data DIR (or leave it out to train on the built-in dataset)")
+        return split_folder(config.data, config.split, config.test_fraction, config.seed)
+    if not config.root:
+        raise HashpaError(f"--dataset {config.dataset} needs --root, the folder holding the dataset")
+    return load_paper_dataset(config.dataset, config.root)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, split: RetrievalSplit | None = None):
+        self.config = config.check()
+        self.device = resolve_device(config.device)
+        self.split = split or build_split(config)
+        self.run = RunDir(config.out)
+        torch.manual_seed(config.seed)
+        self.model = HashingModel(config.model).to(self.device)
+        self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
+        self.optimizer = self._optimizer()
+        self.epoch = 0
+        self.best: dict = {}
+        self.history: list[dict] = []
+        self.skipped = 0
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        groups = self.model.parameter_groups()
+        proxies = [p for name, p in self.objective.named_parameters() if name.endswith("proxies")]
+        others = [p for name, p in self.objective.named_parameters() if not name.endswith("proxies")]
+        param_groups = [
+            {"params": groups["backbone"], "lr": c.lr, "name": "backbone"},
+            {"params": groups["heads"] + others, "lr": c.lr, "name": "heads"},
+            {"params": proxies, "lr": c.lr * c.proxy_lr_mult, "name": "proxies"},
+        ]
+        for group in param_groups:
+            group["base_lr"] = group["lr"]
+        return torch.optim.AdamW([g for g in param_groups if g["params"]], weight_decay=c.weight_decay)
+
+    def lr_factor(self, epoch: int) -> float:
+        c = self.config
+        if c.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * epoch / c.epochs))
+        return c.lr_decay_gamma ** (epoch // c.lr_decay_step)
+
+    # ---- run directory -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.run.has_checkpoint():
+            raise HashpaError(
+                f"{self.run.path} already holds a training run: continue it with --resume {self.run.path}, "
+                "or choose another --out"
+            )
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            self.run.write_config(self.config)
+            self.run.keep_history_until(0)
+
+    def restore(self) -> None:
+        state = self.run.load("last", map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.best = state["epoch"], state["best"]
+        self.history = self.run.keep_history_until(self.epoch)
+        log.info("resuming %s after epoch %d", self.run.path, self.epoch)
+
+    def _state(self) -> dict:
+        return {
+            "hashpa_version": __version__,
+            "epoch": self.epoch,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best": self.best,
+            "preprocessing": self.model.preprocessing.to_dict(),
+            "train_classes": list(self.split.train_classes),
+        }
+
+    # ---- loop ----------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        c = self.config
+        while self.epoch < c.epochs:
+            record = self.train_epoch()
+            if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
+                record.update(self.evaluate())
+            self.epoch += 1
+            record["epoch"] = self.epoch
+            improved = self._update_best(record)
+            if is_main_process():
+                self.run.append_history(record)
+                self.history.append(record)
+                state = self._state()
+                self.run.save(state, "last")
+                if improved:
+                    self.run.save(state, "best")
+                log.info(_epoch_line(record, c.epochs))
+        return TrainResult(self.run.path, self.history, self.best, self.skipped)
+
+    def train_epoch(self) -> dict:
+        c, epoch = self.config, self.epoch
+        torch.manual_seed(c.seed * 1000 + epoch)  # augmentation in the main process
+        dataset = ImageDataset(self.split.train, train_transform(
+            self.model.preprocessing, self.model.preprocessing.input_size, (c.crop_scale_min, 1.0), c.hflip
+        ))
+        labels = [s.label for s in self.split.train]
+        sampler = (
+            ClassBalancedBatches(labels, c.batch_size, c.per_class, c.seed) if c.per_class
+            else ShuffledBatches(len(labels), c.batch_size, c.seed)
+        )
+        sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, num_workers=c.workers, collate_fn=collate_skipping,
+            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(c.seed * 1000 + epoch),
+            persistent_workers=False,
+        )
+        factor = self.lr_factor(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        frozen = epoch < c.warmup_epochs
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        steps = images = skipped = 0
+        started = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False, disable=None if is_main_process() else True)
+        for batch in bar:
+            skipped += batch.skipped
+            if len(batch.labels) < 2:
+                continue
+            images_on_device = batch.images.to(self.device, non_blocking=True)
+            labels_on_device = batch.labels.to(self.device, non_blocking=True)
+            with autocast(self.device, c.amp):
+                output = self.model(images_on_device, freeze_backbone=frozen, detach_hash_input=not c.codes_train_backbone)
+            loss, parts = self.objective(output, labels_on_device)
+            if not torch.isfinite(loss):
+                raise HashpaError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}: lower --lr or --alpha")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.clip_grad:
+                torch.nn.utils.clip_grad_norm_(self._trainable(), c.clip_grad)
+            self.optimizer.step()
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0) + value
+            steps += 1
+            images += len(batch.labels)
+            if steps % 10 == 0:
+                bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
+        seconds = time.perf_counter() - started
+        self.skipped += skipped
+        if skipped:
+            log.warning("epoch %d: skipped %d unreadable images", epoch + 1, skipped)
+        if steps == 0:
+            raise HashpaError("no training batch could be formed: are the training images readable?")
+        return {
+            "lr": self.config.lr * factor,
+            "backbone_frozen": frozen,
+            "loss": {name: float(value) / steps for name, value in sums.items()},
+            "seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 2),
+            "skipped": skipped,
+        }
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+    def evaluate(self) -> dict:
+        """Recall@K, tie-aware Recall@K and MAP@R of the float embeddings and the codes on the test split."""
+        started = time.perf_counter()
+        loader_args = dict(device=self.device, batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
+        queries = embed_all(self.model, self.split.test, progress="evaluating" if is_main_process() else None, **loader_args)
+        query_labels = np.array([self.split.test[i].label for i in queries[2]])
+        database = None
+        if self.split.gallery is not None:
+            database = embed_all(self.model, self.split.gallery, **loader_args)
+            database_labels = np.array([self.split.gallery[i].label for i in database[2]])
+        distance_device = str(self.device) if self.device.type == "cuda" else None
+        results = {}
+        for name, column, metric in (("float", 0, "cosine"), ("codes", 1, "hamming")):
+            result = evaluate_retrieval(
+                queries[column], query_labels,
+                None if database is None else database[column], None if database is None else database_labels,
+                metric=metric, ks=RECALL_KS, tie_aware=metric == "hamming", device=distance_device,
+            )
+            results[name] = {
+                **{f"recall@{k}": v for k, v in result["recall"].items()},
+                **({f"expected_recall@{k}": v for k, v in result["recall_tie_aware"].items()} if metric == "hamming" else {}),
+                "map@r": result["map_at_r"],
+            }
+        results["eval_seconds"] = round(time.perf_counter() - started, 3)
+        self.model.train()
+        return results
+
+    def _update_best(self, record: dict) -> bool:
+        metric = self.config.best_metric
+        if metric not in record:
+            return False
+        value = record[metric]["recall@1"]
+        if self.best and value <= self.best["value"]:
+            return False
+        self.best = {"epoch": record["epoch"], "metric": f"{metric} recall@1", "value": value,
+                     "float": record["float"]["recall@1"], "codes": record["codes"]["recall@1"]}
+        return True
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    line = f"epoch {record['epoch']}/{epochs}: loss {record['loss']['total']:.4f}, {record['images_per_second']:.0f} img/s"
+    if "float" in record:
+        line += (
+            f" | Recall@1/2/4/8 float {_recalls(record['float'])}"
+            f" | codes {_recalls(record['codes'])}"
+        )
+    return line
+
+
+def _recalls(metrics: dict) -> str:
+    return "/".join(f"{metrics[f'recall@{k}']:.3f}" for k in RECALL_KS)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train from scratch into config.out (which must not hold a run yet)."""
+    trainer = Trainer(config)
+    trainer.start()
+    return trainer.fit()
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult:
+    """Continue the run in `run_dir` from its last checkpoint (optionally to more epochs)."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if not run.has_checkpoint():
+        raise HashpaError(f"{run_dir} has no checkpoint to resume from (last.pt); start it again without --resume")
+    config.out = str(run.path)
+    for key, value in (("epochs", epochs), ("device", device), ("workers", workers)):
+        if value is not None:
+            setattr(config, key, value)
+    trainer = Trainer(config)
+    trainer.restore()
+    if is_main_process():
+        run.write_config(config)
+    return trainer.fit()

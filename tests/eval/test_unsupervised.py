@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from hashpa.errors import HashpaError
+from hashpa.eval.metrics import recall_at_k
+from hashpa.eval.unsupervised import fit_itq, fit_lsh
+
+
+def clustered(seed, n=400, dim=32, classes=8):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim)) * 3
+    labels = rng.integers(0, classes, n)
+    return (centres[labels] + rng.standard_normal((n, dim))).astype(np.float32), labels
+
+
+def test_codes_are_packed_and_deterministic():
+    x, _ = clustered(0)
+    for fit in (fit_lsh, fit_itq):
+        codes = fit(x, 16, seed=3).encode(x)
+        assert codes.dtype == np.uint8 and codes.shape == (len(x), 2)
+        np.testing.assert_array_equal(codes, fit(x, 16, seed=3).encode(x))
+
+
+def test_itq_rotation_lowers_quantisation_error_below_pca():
+    x, _ = clustered(1)
+    hasher = fit_itq(x, 16)
+    v = (x - hasher.mean) @ hasher.projection
+    rotated_error = np.square(np.sign(v) - v).sum()
+    # the same PCA subspace without the learned rotation
+    centred = x - x.mean(axis=0)
+    pca = np.linalg.svd(centred, full_matrices=False)[2][:16].T
+    plain = centred @ pca
+    assert rotated_error < np.square(np.sign(plain) - plain).sum()
+    np.testing.assert_allclose(hasher.projection.T @ hasher.projection, np.eye(16), atol=1e-4)
+
+
+def test_both_recover_clusters():
+    x, y = clustered(2)
+    for fit in (fit_lsh, fit_itq):
+        assert recall_at_k(fit(x, 32).encode(x), y, ks=(1,), metric="hamming")[1] > 0.9
+
+
+def test_errors():
+    with pytest.raises(HashpaError, match="PCA-ITQ"):
+        fit_itq(np.zeros((10, 4), np.float32), 16)
+    with pytest.raises(HashpaError, match="expected embeddings"):
+        fit_lsh(np.zeros((10, 4), np.float32), 16).encode(np.zeros((3, 5), np.float32))
