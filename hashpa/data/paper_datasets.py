@@ -45,11 +45,12 @@ def load_cub(root: Path) -> RetrievalSplit:
 def load_cars(root: Path) -> RetrievalSplit:
     path = _require(root, "cars_annos.mat", "Cars-196")
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         annotations = loadmat(str(path), squeeze_me=True)["annotations"]
         items = [(root / str(a["relative_im_path"]), int(a["class"]), f"class_{int(a['class']):03d}") for a in annotations]
-    except (KeyError, ValueError, TypeError, OSError) as error:
+    except (KeyError, ValueError, TypeError, OSError, MatReadError) as error:
         raise HashpaError(f"Cars-196: cannot read {path} ({error}); expected the struct array 'annotations' with fields relative_im_path and class") from None
     return _split_by_class_id(items, 98, "Cars-196")
 

@@ -40,7 +40,10 @@ class RetrievalSplit:
             raise HashpaError(f"{self.description}: the training split is empty")
         if len(self.train_classes) < 2:
             raise HashpaError(f"{self.description}: training needs at least 2 classes, found {len(self.train_classes)}")
-        if len(self.test) < 2:
+        if self.gallery is not None:
+            if not self.test or not self.gallery:
+                raise HashpaError(f"{self.description}: needs query and gallery images, found {len(self.test)} and {len(self.gallery)}")
+        elif len(self.test) < 2:
             raise HashpaError(f"{self.description}: the test split needs at least 2 images, found {len(self.test)}")
         return self
 

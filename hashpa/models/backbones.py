@@ -150,7 +150,30 @@ def _timm_backbone(name: str, weights: str) -> Backbone:
     preprocessing = Preprocessing(
         input_size=int(config["input_size"][-1]), mean=tuple(config["mean"]), std=tuple(config["std"])
     )
-    return Backbone(module, module.num_features, preprocessing)
+    features = TimmFeatures(module)
+    return Backbone(features, features.channels(preprocessing.input_size, name), preprocessing)
+
+
+class TimmFeatures(nn.Module):
+    """A timm model's ``forward_features``: the last feature map, before any classifier head."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_features(x)
+
+    def channels(self, input_size: int, name: str) -> int:
+        import torch
+
+        was_training = self.training
+        with torch.no_grad():
+            shape = self.eval()(torch.zeros(1, 3, input_size, input_size)).shape
+        self.train(was_training)
+        if len(shape) != 4:
+            raise HashpaError(f"timm model {name} gives outputs of shape {tuple(shape)}, not a CNN feature map [B, C, h, w]")
+        return int(shape[1])
 
 
 def _load_packaged_lite(module: nn.Module, path, name: str) -> None:

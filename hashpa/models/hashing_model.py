@@ -32,6 +32,8 @@ class ModelConfig:
 
     def check(self) -> "ModelConfig":
         check_bits(self.bits)
+        if not 16 <= self.bits <= 256:
+            raise HashpaError(f"--bits must be between 16 and 256 (a multiple of 8), got {self.bits}")
         if self.dim < 1:
             raise HashpaError(f"--dim must be positive, got {self.dim}")
         if self.hash_source not in HASH_SOURCES:

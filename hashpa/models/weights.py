@@ -51,7 +51,7 @@ def load_matching(module: nn.Module, state: dict[str, torch.Tensor], source: str
     """Load `state` into `module` by name, ignoring classifier layers; any other mismatch is an error."""
     own = module.state_dict()
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked") and not k.startswith(CLASSIFIER_PREFIXES)]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:

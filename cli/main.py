@@ -1,0 +1,54 @@
+"""The ``hashpa`` command: each command parses options and calls the library function of the same name."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+from hashpa import __version__
+from hashpa.errors import HashpaError
+
+log = logging.getLogger("hashpa")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+
+
+def friendly_errors(command):
+    """User mistakes end with a one-line message and exit status 2, an interruption with 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HashpaError as error:
+            click.echo(f"hashpa: error: {error}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("hashpa: interrupted; finished work is saved and the same command (or --resume) continues it", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hashpa")
+@click.option("-v", "--verbose", count=True, help="More log output.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Deep-hashing image retrieval: train float embeddings and binary codes, index, search, compare."""
+    _setup_logging(-1 if quiet else verbose)
+
+
+def main() -> None:
+    cli(prog_name="hashpa")
+
+
+from hashpa.cli import train_command as _train  # noqa: E402,F401  (registers commands)
+from hashpa.cli import retrieval_commands as _retrieval  # noqa: E402,F401

@@ -1,0 +1,1 @@
+from hashpa.cli.main import cli

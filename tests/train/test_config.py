@@ -1,0 +1,32 @@
+import pytest
+
+from hashpa.errors import HashpaError
+from hashpa.train import TrainConfig, resolve_config
+
+
+def test_presets_then_user_overrides():
+    config = resolve_config("builtin", {"bits": 32, "epochs": None, "lr": 0.01})
+    assert config.model.backbone == "smallcnn" and config.model.bits == 32
+    assert config.lr == 0.01 and config.epochs == 12 and config.split == "seen"
+    folder = resolve_config("folder", {"data": "x"})
+    assert folder.model.backbone == "tf_efficientnet_lite0" and folder.model.weights == "imagenet"
+    cub = resolve_config("cub", {"root": "r"})
+    assert cub.model.backbone == "bn_inception" and cub.model.freeze_bn and cub.batch_size == 180 and cub.lr == 1e-4
+
+
+def test_json_round_trip(tmp_path):
+    config = resolve_config("builtin", {"bits": 128})
+    path = tmp_path / "config.json"
+    path.write_text(__import__("json").dumps(config.to_dict()))
+    assert TrainConfig.load(path) == config
+
+
+@pytest.mark.parametrize("overrides,match", [({"epochs": 0}, "--epochs"), ({"schedule": "linear"}, "--schedule"), ({"bits": 512}, "between 16 and 256")])
+def test_invalid_settings(overrides, match):
+    with pytest.raises(HashpaError, match=match):
+        resolve_config("builtin", overrides)
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(HashpaError, match="unknown training settings: colour"):
+        TrainConfig.from_dict({"colour": "red"})

@@ -1,0 +1,84 @@
+"""End-to-end training on a small generated folder: learning happens, runs resume exactly."""
+
+import json
+
+import pytest
+import torch
+
+from hashpa.errors import HashpaError
+from hashpa.train import RunDir, Trainer, load_trained_model, resolve_config, resume, train
+
+SETTINGS = dict(
+    split="seen", test_fraction=0.3, epochs=4, batch_size=24, lr=3e-3, eval_every=2, workers=0,
+    crop_scale_min=0.7, lr_decay_step=3, model=dict(backbone="smallcnn", weights="none", dim=32, bits=32),
+)
+
+
+def config_for(folder, out, **extra):
+    return resolve_config("folder", {**SETTINGS, "data": str(folder), "out": str(out), **extra})
+
+
+def test_training_beats_the_untrained_model(image_folder, tmp_path):
+    trainer = Trainer(config_for(image_folder, tmp_path / "run"))
+    untrained = trainer.evaluate()
+    trainer.start()
+    result = trainer.fit()
+    final = result.history[-1]
+    assert final["float"]["recall@1"] > untrained["float"]["recall@1"] + 0.1
+    assert final["codes"]["recall@1"] > untrained["codes"]["recall@1"] + 0.1
+    assert final["float"]["recall@1"] > 0.8 and final["codes"]["recall@1"] > 0.7
+
+
+def test_run_directory_contents(image_folder, tmp_path):
+    run = tmp_path / "run"
+    result = train(config_for(image_folder, run, epochs=2))
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "last.pt", "best.pt"}
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert {"loss", "lr", "seconds", "images_per_second"} <= set(history[0])
+    assert "float" not in history[0] and "expected_recall@1" in history[1]["codes"]
+    state = torch.load(run / "best.pt", weights_only=True)  # plain tensors and containers only
+    assert state["epoch"] == 2 and state["config"]["model"]["bits"] == 32
+    model, _ = load_trained_model(run)
+    assert model.config.bits == 32 and result.best["epoch"] == 2
+    with pytest.raises(HashpaError, match="--resume"):
+        train(config_for(image_folder, run, epochs=2))
+
+
+def test_interrupted_run_resumes_to_the_same_result(image_folder, tmp_path, monkeypatch):
+    reference = train(config_for(image_folder, tmp_path / "straight"))
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupt_in_third_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_for(image_folder, tmp_path / "interrupted"))
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert len(RunDir(tmp_path / "interrupted").read_history()) == 2
+    resumed = resume(tmp_path / "interrupted")
+
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    torch.testing.assert_close(a["objective"], b["objective"], rtol=0, atol=0)
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(reference.history)
+    assert resumed.best == reference.best
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(HashpaError, match="not a hashpa run directory"):
+        resume(tmp_path)
+
+
+def test_unreadable_training_images_are_skipped(image_folder, tmp_path):
+    (image_folder / "class_00" / "broken.png").write_bytes(b"not a png")
+    result = train(config_for(image_folder, tmp_path / "run", epochs=1))
+    assert result.history[-1]["float"]["recall@1"] > 0
