@@ -97,7 +97,8 @@ def summary(result) -> str:
     lines.append(header)
     for name in ("float", "codes"):
         metrics = record[name]
-        values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" for k in RECALL_KS) + f"{metrics['map@r']:>10.4f}"
+        values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" if f"recall@{k}" in metrics else f"{'-':>10}" for k in RECALL_KS)
+        values += f"{metrics['map@r']:>10.4f}"
         lines.append(f"  {name:<14}{values}")
     if result.skipped_images:
         lines.append(f"Skipped {result.skipped_images} unreadable images (see the warnings above).")

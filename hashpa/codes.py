@@ -74,6 +74,23 @@ def code_strings(codes: np.ndarray) -> list[str]:
     return [bits.to01() for bits in to_bitarrays(codes)]
 
 
+def export_codes(codes: np.ndarray, names: list[str], path, fmt: str = "text") -> None:
+    """Write codes to `path`: "text" as 'name<TAB>bit string' lines, "binary" as the packed bytes
+    back to back (bits/8 bytes per code, in order). Written atomically."""
+    from hashpa.fileio import atomic_path
+
+    bits = to_bitarrays(codes)
+    with atomic_path(path) as tmp:
+        if fmt == "text":
+            tmp.write_text("".join(f"{name}\t{b.to01()}\n" for name, b in zip(names, bits)), encoding="utf-8")
+        elif fmt == "binary":
+            with open(tmp, "wb") as handle:
+                for b in bits:
+                    b.tofile(handle)
+        else:
+            raise HashpaError(f"unknown export format {fmt!r}: text or binary")
+
+
 def bit_statistics(codes: np.ndarray) -> dict:
     """Per-bit balance and entropy of a set of codes.
 

@@ -225,12 +225,14 @@ class Trainer:
             database = embed_all(self.model, self.split.gallery, **loader_args)
             database_labels = np.array([self.split.gallery[i].label for i in database[2]])
         distance_device = str(self.device) if self.device.type == "cuda" else None
+        searchable = len(query_labels) - 1 if database is None else len(database_labels)
+        ks = tuple(k for k in RECALL_KS if k <= searchable)  # tiny test sets: drop the K they cannot fill
         results = {}
         for name, column, metric in (("float", 0, "cosine"), ("codes", 1, "hamming")):
             result = evaluate_retrieval(
                 queries[column], query_labels,
                 None if database is None else database[column], None if database is None else database_labels,
-                metric=metric, ks=RECALL_KS, tie_aware=metric == "hamming", device=distance_device,
+                metric=metric, ks=ks, tie_aware=metric == "hamming", device=distance_device,
             )
             results[name] = {
                 **{f"recall@{k}": v for k, v in result["recall"].items()},
@@ -264,7 +266,7 @@ def _epoch_line(record: dict, epochs: int) -> str:
 
 
 def _recalls(metrics: dict) -> str:
-    return "/".join(f"{metrics[f'recall@{k}']:.3f}" for k in RECALL_KS)
+    return "/".join(f"{metrics[f'recall@{k}']:.3f}" if f"recall@{k}" in metrics else "-" for k in RECALL_KS)
 
 
 def train(config: TrainConfig) -> TrainResult:

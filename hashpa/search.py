@@ -1,0 +1,231 @@
+"""Searching an index: float (cosine), binary (Hamming) and rerank (Hamming shortlist, then cosine).
+
+Rankings are deterministic: equal scores are ordered by store row. Flat indexes return the exact
+top k under that rule; approximate indexes (HNSW, IVF) return their own candidates, re-sorted by it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hashpa.errors import HashpaError, ModelMismatchError
+from hashpa.eval.knn import exact_knn
+from hashpa.index import INDEX_JSON
+from hashpa.store import STORE_FILE, Store, read_store
+
+log = logging.getLogger(__name__)
+
+MODES = ("float", "binary", "rerank")
+EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
+
+
+@dataclass
+class SearchResult:
+    scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank) or Hamming distance (binary)
+    ids: np.ndarray  # int64 [Q, k]: store rows
+
+
+class OpenIndex:
+    """An index directory: its store, its metadata and (loaded on first use) its FAISS indexes."""
+
+    def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None):
+        """nprobe (IVF lists visited) and ef_search (HNSW beam width) tune approximate indexes."""
+        self.path = Path(path)
+        self.nprobe, self.ef_search = nprobe, ef_search
+        self._loaded: dict[tuple[str, str], object] = {}
+        meta_path = self.path / INDEX_JSON
+        if not meta_path.is_file():
+            raise HashpaError(f"{self.path} is not a hashpa index (no {INDEX_JSON}); build it with hashpa index FOLDER --model RUN --out {self.path}")
+        self.meta = json.loads(meta_path.read_text())
+        self.store: Store = read_store(self.path / STORE_FILE)
+        if self.store.attrs.get("store_id") != self.meta.get("store_id"):
+            raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); run hashpa index again")
+        self.embeddings = np.ascontiguousarray(self.store.embeddings, dtype=np.float32)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["model_fingerprint"]
+
+    def specs(self, kind: str) -> list[str]:
+        return [b["spec"] for b in self.meta["indexes"].values() if b["kind"] == kind]
+
+    def faiss_index(self, kind: str, spec: str):
+        if (kind, spec) not in self._loaded:
+            self._loaded[kind, spec] = self._read_faiss(kind, spec)
+        return self._loaded[kind, spec]
+
+    def _read_faiss(self, kind: str, spec: str):
+        import faiss
+
+        entry = self.meta["indexes"].get(f"{kind}:{spec}")
+        if entry is None:
+            built = ", ".join(self.specs(kind)) or "none"
+            raise HashpaError(f"{self.path} has no {kind} index {spec!r} (built: {built}); add it with hashpa index ... --{kind}-index {spec}")
+        reader = faiss.read_index_binary if kind == "binary" else faiss.read_index
+        index = reader(str(self.path / entry["file"]))
+        if self.nprobe and hasattr(index, "nprobe"):
+            index.nprobe = self.nprobe
+        if self.ef_search and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = self.ef_search
+        if index.ntotal != len(self.store):
+            raise HashpaError(f"{self.path / entry['file']} holds {index.ntotal} vectors, the store {len(self.store)}: run hashpa index again")
+        return index
+
+    def check_model(self, fingerprint: str) -> None:
+        if fingerprint != self.fingerprint:
+            raise ModelMismatchError(
+                f"the queries were embedded by model {fingerprint}, but {self.path} was built with model {self.fingerprint}: "
+                "use the model the index was built with (see index.json), or rebuild the index with this one"
+            )
+
+    # ---- search ----------------------------------------------------------------------------
+
+    def search(self, embeddings: np.ndarray, codes: np.ndarray, k: int, mode: str = "float",
+               spec: str | None = None, shortlist: int | None = None) -> SearchResult:
+        """k nearest store rows of each query. embeddings float32 [Q, dim], codes uint8 [Q, bits/8]."""
+        if mode not in MODES:
+            raise HashpaError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+        if not 1 <= k <= len(self.store):
+            raise HashpaError(f"-k must be between 1 and the index size {len(self.store)}, got {k}")
+        if mode == "float":
+            return self.search_float(embeddings, k, spec or "Flat")
+        if mode == "binary":
+            return self.search_binary(codes, k, spec or "BFlat")
+        return self.search_rerank(embeddings, codes, k, shortlist or 10 * k, spec or "BFlat")
+
+    def search_float(self, embeddings: np.ndarray, k: int, spec: str = "Flat") -> SearchResult:
+        queries = np.ascontiguousarray(embeddings, dtype=np.float32)
+        similarities, candidates = self.faiss_index("float", spec).search(queries, self._fetch(k))
+        tied = self._ties_may_continue(-similarities, k, spec == "Flat", tolerance=1e-6)
+        scores = np.empty((len(queries), k), np.float32)
+        ids = np.empty((len(queries), k), np.int64)
+        scores[~tied], ids[~tied] = self._rank_by_cosine(queries[~tied], candidates[~tied], k)
+        if tied.any():  # rare: equal scores may continue past the fetched candidates
+            everything = np.broadcast_to(np.arange(len(self.store)), (int(tied.sum()), len(self.store)))
+            scores[tied], ids[tied] = self._rank_by_cosine(queries[tied], everything, k)
+        return SearchResult(scores, ids)
+
+    def search_binary(self, codes: np.ndarray, k: int, spec: str = "BFlat") -> SearchResult:
+        queries = np.ascontiguousarray(codes, dtype=np.uint8)
+        distances, candidates = self.faiss_index("binary", spec).search(queries, self._fetch(k))
+        tied = self._ties_may_continue(distances, k, spec == "BFlat")
+        out_distances = np.empty((len(queries), k), np.int32)
+        ids = np.empty((len(queries), k), np.int64)
+        out_distances[~tied], ids[~tied] = _sort_by_score_then_id(distances[~tied], candidates[~tied], k)
+        if tied.any():
+            out_distances[tied], ids[tied] = exact_knn(queries[tied], self.store.codes, k, "hamming")
+        return SearchResult(out_distances, ids)
+
+    def search_rerank(self, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int, spec: str = "BFlat") -> SearchResult:
+        """Hamming shortlist of `shortlist` rows from the binary index, re-ranked by exact cosine."""
+        shortlist = min(max(shortlist, k), len(self.store))
+        candidates = self.search_binary(codes, shortlist, spec).ids
+        scores, ids = self._rank_by_cosine(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k)
+        return SearchResult(scores, ids)
+
+    def _fetch(self, k: int) -> int:
+        return min(len(self.store), k + EXTRA_CANDIDATES)
+
+    def _ties_may_continue(self, distances: np.ndarray, k: int, exact_index: bool, tolerance: float = 0.0) -> np.ndarray:
+        """Rows whose k-th distance reaches the last fetched one: more equal items may lie beyond it."""
+        if not exact_index or distances.shape[1] >= len(self.store):
+            return np.zeros(len(distances), dtype=bool)
+        return distances[:, -1] - distances[:, k - 1] <= tolerance
+
+    def _rank_by_cosine(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosine of each query with its candidate rows (-1: none); the best k by (score, row)."""
+        scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+        for start in range(0, candidates.shape[1], 4096):
+            block = candidates[:, start : start + 4096]
+            vectors = self.embeddings[np.maximum(block, 0)]
+            scores[:, start : start + 4096] = np.where(block >= 0, np.einsum("qd,qcd->qc", queries, vectors), -np.inf)
+        negated, ids = _sort_by_score_then_id(-scores, candidates, k)
+        return -negated, ids
+
+
+def _sort_by_score_then_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k entries with the smallest (score, id); missing ids (-1) go last."""
+    missing = ids < 0
+    order = np.lexsort((np.where(missing, np.iinfo(np.int64).max, ids), np.where(missing, np.inf, scores)), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+@dataclass
+class Hit:
+    rank: int
+    row: int
+    path: str
+    score: float  # cosine similarity, or Hamming distance in binary mode
+    label: str | None
+
+
+@dataclass
+class QueryResult:
+    query: str
+    code: str  # the query's code as a bit string
+    hits: list[Hit]
+
+
+def expand_queries(queries: Sequence[str | Path]) -> list[Path]:
+    """Image files, and the images inside folders, in the order given."""
+    from hashpa.data.folder import find_images, is_image
+
+    paths: list[Path] = []
+    for query in map(Path, queries):
+        if query.is_dir():
+            paths += [query / p for p in find_images(query)]
+        elif query.is_file() and is_image(query):
+            paths.append(query)
+        else:
+            raise HashpaError(f"query {query} is neither an image file nor a folder")
+    if not paths:
+        raise HashpaError("no query images given")
+    return paths
+
+
+def embed_queries(opened: OpenIndex, paths: Sequence[Path], model: str | Path | None = None, device: str = "auto",
+                  batch_size: int = 64, workers: int = 0, labels: Sequence[int] | None = None):
+    """Embed query images with the index's model (or `model`, which must be the same one).
+
+    Returns (embeddings float32 [n, dim], codes uint8 [n, bits/8], positions [n] of the readable
+    paths). Unreadable queries are skipped with a warning.
+    """
+    from hashpa.data.folder import Sample
+    from hashpa.inference import embed_all, resolve_device
+    from hashpa.train.rundir import load_trained_model
+
+    torch_device = resolve_device(device)
+    source = model or opened.meta["model"]
+    net, _ = load_trained_model(source, opened.meta.get("checkpoint", "best"), torch_device)
+    opened.check_model(net.fingerprint())
+    samples = [Sample(Path(p), -1 if labels is None else labels[i]) for i, p in enumerate(paths)]
+    embeddings, codes, positions, skipped = embed_all(net, samples, torch_device, batch_size=batch_size, workers=workers)
+    return embeddings, codes, positions
+
+
+def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mode: str = "float",
+           shortlist: int | None = None, index_spec: str | None = None, model: str | Path | None = None,
+           device: str = "auto", nprobe: int | None = None, ef_search: int | None = None) -> list[QueryResult]:
+    """Search `index_dir` with query images (files or folders): ranked store rows per query."""
+    from hashpa.codes import code_strings
+
+    opened = OpenIndex(index_dir, nprobe, ef_search)
+    paths = expand_queries(queries)
+    embeddings, codes, positions = embed_queries(opened, paths, model, device)
+    result = opened.search(embeddings, codes, k, mode, index_spec, shortlist)
+    store = opened.store
+    out = []
+    for q, (position, code) in enumerate(zip(positions, code_strings(codes))):
+        hits = [
+            Hit(rank + 1, int(row), store.paths[row], float(score),
+                store.class_names[store.labels[row]] if store.labels[row] >= 0 else None)
+            for rank, (row, score) in enumerate(zip(result.ids[q], result.scores[q]))
+        ]
+        out.append(QueryResult(str(paths[position]), code, hits))
+    return out

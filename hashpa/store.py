@@ -1,0 +1,113 @@
+"""The HDF5 store of an index: one row per image, float embeddings and packed codes side by side.
+
+Layout of ``store.h5`` (readable with plain h5py):
+
+    paths        utf-8 strings [N]   image paths relative to the indexed folder, sorted
+    labels       int32 [N]           class index into ``class_names``, -1 when unknown
+    class_names  utf-8 strings [C]   the folder's class sub-folders (empty without classes)
+    embeddings   float32|float16 [N, dim]   L2-normalised float embeddings
+    codes        uint8 [N, bits/8]   packed hash codes (numpy packbits order)
+    sizes        int64 [N]           file sizes and
+    mtimes       int64 [N]           modification times (ns): what incremental runs compare
+    attrs: bits, dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
+           created (ISO time), store_id (changes with every write), root
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hashpa import __version__
+from hashpa.errors import HashpaError
+from hashpa.fileio import atomic_path
+
+STORE_FILE = "store.h5"
+_STRINGS = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class Store:
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    embeddings: np.ndarray
+    codes: np.ndarray
+    sizes: np.ndarray
+    mtimes: np.ndarray
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def bits(self) -> int:
+        return int(self.codes.shape[1] * 8)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(len(self)) and bool((self.labels >= 0).any())
+
+
+def write_store(path: str | Path, store: Store) -> str:
+    """Write atomically; returns the new store_id."""
+    store_id = uuid.uuid4().hex
+    attrs = {
+        **store.attrs,
+        "bits": store.bits,
+        "dim": int(store.embeddings.shape[1]),
+        "hashpa_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "store_id": store_id,
+    }
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("paths", data=np.array(store.paths, dtype=object), dtype=_STRINGS)
+            h5.create_dataset("labels", data=store.labels.astype(np.int32))
+            h5.create_dataset("class_names", data=np.array(store.class_names, dtype=object), dtype=_STRINGS)
+            h5.create_dataset("embeddings", data=store.embeddings)
+            h5.create_dataset("codes", data=store.codes.astype(np.uint8))
+            h5.create_dataset("sizes", data=store.sizes.astype(np.int64))
+            h5.create_dataset("mtimes", data=store.mtimes.astype(np.int64))
+            for key, value in attrs.items():
+                h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    store.attrs = attrs
+    return store_id
+
+
+def read_store(path: str | Path) -> Store:
+    path = Path(path)
+    if not path.is_file():
+        raise HashpaError(f"no index store at {path}: build one with hashpa index FOLDER --model RUN --out {path.parent}")
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: _attr(v) for k, v in h5.attrs.items()}
+            return Store(
+                paths=[p.decode("utf-8") if isinstance(p, bytes) else p for p in h5["paths"][()]],
+                labels=h5["labels"][()],
+                class_names=[c.decode("utf-8") if isinstance(c, bytes) else c for c in h5["class_names"][()]],
+                embeddings=h5["embeddings"][()],
+                codes=h5["codes"][()],
+                sizes=h5["sizes"][()],
+                mtimes=h5["mtimes"][()],
+                attrs=attrs,
+            )
+    except (OSError, KeyError) as error:
+        raise HashpaError(f"cannot read the index store {path} ({error}); rebuild it with hashpa index") from None
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value.item() if hasattr(value, "item") else value

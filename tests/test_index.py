@@ -1,0 +1,92 @@
+"""hashpa index on generated folders: contents, incremental updates, resuming, unreadable files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import hashpa.index
+from hashpa.errors import HashpaError
+from hashpa.index import index
+from hashpa.search import OpenIndex
+from hashpa.store import read_store
+from tests.conftest import make_image_folder, stripe_image
+
+
+def test_index_writes_store_indexes_and_metadata(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=5)
+    summary = index(folder, trained_run, tmp_path / "idx", ("Flat", "HNSW32"), ("BFlat", "BHNSW32"), workers=0)
+    assert summary.rows == 15 and summary.embedded == 15 and summary.reused == 0
+    names = {p.name for p in (tmp_path / "idx").iterdir()}
+    assert names == {"store.h5", "index.json", "float-Flat.faiss", "float-HNSW32.faiss", "binary-BFlat.faiss", "binary-BHNSW32.faiss"}
+    meta = json.loads((tmp_path / "idx" / "index.json").read_text())
+    store = read_store(tmp_path / "idx" / "store.h5")
+    assert meta["store_id"] == store.attrs["store_id"] and meta["bits"] == 16
+    assert store.paths[0] == "class_00/img_000.png" and store.class_names == ["class_00", "class_01", "class_02"]
+    assert list(store.labels[:6]) == [0, 0, 0, 0, 0, 1]
+    assert store.attrs["backbone"] == "smallcnn" and store.attrs["preprocessing"]["input_size"] == 32
+    # every stored row equals a fresh embedding of its file
+    from hashpa.data.folder import Sample
+    from hashpa.inference import embed_all
+    from hashpa.train import load_trained_model
+
+    model, _ = load_trained_model(trained_run)
+    embeddings, codes, _, _ = embed_all(model, [Sample(folder / p, -1) for p in store.paths], model.embedding.weight.device)
+    np.testing.assert_allclose(store.embeddings, embeddings, atol=1e-5)
+    np.testing.assert_array_equal(store.codes, codes)
+
+
+def test_incremental_runs_embed_only_new_or_changed_files_and_drop_deleted(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=4)
+    out = tmp_path / "idx"
+    index(folder, trained_run, out, workers=0)
+    before = read_store(out / "store.h5")
+
+    (folder / "class_00" / "img_001.png").unlink()
+    stripe_image(1, np.random.default_rng(9)).save(folder / "class_01" / "new.png")
+    changed = folder / "class_01" / "img_002.png"
+    stripe_image(0, np.random.default_rng(10)).save(changed)
+    os.utime(changed, ns=(1, 1))
+    summary = index(folder, trained_run, out, workers=0)
+    assert (summary.embedded, summary.reused, summary.removed, summary.rows) == (2, 6, 1, 8)
+    after = read_store(out / "store.h5")
+    assert "class_00/img_001.png" not in after.paths and "class_01/new.png" in after.paths
+    kept = after.paths.index("class_00/img_000.png")
+    np.testing.assert_array_equal(after.embeddings[kept], before.embeddings[before.paths.index("class_00/img_000.png")])
+    assert index(folder, trained_run, out, workers=0).embedded == 0
+    assert OpenIndex(out).faiss_index("binary", "BFlat").ntotal == 8
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_batches(trained_run, tmp_path, monkeypatch):
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=10)
+    original = hashpa.index._write_partial
+    written = []
+
+    def crash_after_two_batches(path, paths, rows):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        original(path, paths, rows)
+        written.append(len(paths))
+
+    monkeypatch.setattr(hashpa.index, "_write_partial", crash_after_two_batches)
+    with pytest.raises(KeyboardInterrupt):
+        index(folder, trained_run, tmp_path / "idx", batch_size=4, workers=0)
+    assert not (tmp_path / "idx" / "index.json").exists()
+    monkeypatch.setattr(hashpa.index, "_write_partial", original)
+    summary = index(folder, trained_run, tmp_path / "idx", batch_size=4, workers=0)
+    assert summary.reused == 8 and summary.embedded == 12 and summary.rows == 20
+    assert not list((tmp_path / "idx").glob(".partial-*"))
+
+
+def test_unreadable_files_are_skipped_and_reported(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=3)
+    (folder / "class_00" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    summary = index(folder, trained_run, tmp_path / "idx", workers=0)
+    assert summary.rows == 6 and summary.skipped == ["class_00/broken.jpg"]
+
+
+def test_empty_folder_is_a_clear_error(trained_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HashpaError, match="no images found"):
+        index(tmp_path / "empty", trained_run, tmp_path / "idx")
