@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from hashpa.data.folder import ImageDataset, Sample, collate_skipping
+from hashpa.data.folder import ImageDataset, Sample, collate_skipping, usable_workers
 from hashpa.data.transforms import test_transform
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import HashingModel
@@ -62,7 +62,7 @@ def embed_batches(
 
     dataset = ImageDataset(list(samples), test_transform(model.preprocessing, model.preprocessing.input_size))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skipping,
+        dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(workers), collate_fn=collate_skipping,
         pin_memory=device.type == "cuda",
     )
     model.eval()

@@ -104,6 +104,11 @@ class Batch:
     skipped: int
 
 
+def usable_workers(requested: int) -> int:
+    """DataLoader workers: no more than this machine's cores (more only adds processes)."""
+    return max(0, min(requested, os.cpu_count() or 1))
+
+
 def collate_skipping(items: list) -> Batch:
     """Stack the readable items of a batch; count the unreadable ones."""
     good = [item for item in items if item is not None]

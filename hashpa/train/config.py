@@ -57,6 +57,9 @@ class TrainConfig:
     workers: int = 4
     out: str = "runs/latest"
     amp: bool = True  # bf16 autocast on CUDA
+    data_path: str = "auto"  # files: decode JPEGs in DataLoader workers; cache: decode once, augment batches on the device; auto: cache on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the model
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,6 +92,7 @@ class TrainConfig:
             (0 < self.crop_scale_min <= 1, f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}"),
             (self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
+            (self.data_path in ("auto", "files", "cache"), f"--data-path must be auto, files or cache, got {self.data_path!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -14,10 +14,12 @@ from tqdm import tqdm
 
 from hashpa import __version__
 from hashpa.data import builtin_dataset, load_paper_dataset, split_dirs, split_folder
-from hashpa.data.folder import ImageDataset, collate_skipping
+from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.splits import RetrievalSplit
-from hashpa.data.transforms import train_transform
+from hashpa.data.augment import augment_batch
+from hashpa.data.cache import decoded_images
+from hashpa.data.transforms import test_resize, train_transform
 from hashpa.errors import HashpaError
 from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.inference import autocast, embed_all, resolve_device
@@ -65,6 +67,12 @@ class Trainer:
         self.run = RunDir(config.out)
         torch.manual_seed(config.seed)
         self.model = HashingModel(config.model).to(self.device)
+        self.channels_last = config.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.data_path = config.data_path if config.data_path != "auto" else ("cache" if self.device.type == "cuda" else "files")
+        self._decoded = None
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
         self.optimizer = self._optimizer()
         self.epoch = 0
@@ -151,20 +159,6 @@ class Trainer:
     def train_epoch(self) -> dict:
         c, epoch = self.config, self.epoch
         torch.manual_seed(c.seed * 1000 + epoch)  # augmentation in the main process
-        dataset = ImageDataset(self.split.train, train_transform(
-            self.model.preprocessing, self.model.preprocessing.input_size, (c.crop_scale_min, 1.0), c.hflip
-        ))
-        labels = [s.label for s in self.split.train]
-        sampler = (
-            ClassBalancedBatches(labels, c.batch_size, c.per_class, c.seed) if c.per_class
-            else ShuffledBatches(len(labels), c.batch_size, c.seed)
-        )
-        sampler.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, num_workers=c.workers, collate_fn=collate_skipping,
-            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(c.seed * 1000 + epoch),
-            persistent_workers=False,
-        )
         factor = self.lr_factor(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -173,16 +167,17 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         steps = images = skipped = 0
         started = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False, disable=None if is_main_process() else True)
-        for batch in bar:
-            skipped += batch.skipped
-            if len(batch.labels) < 2:
+        batches = self._cached_batches(epoch) if self.data_path == "cache" else self._file_batches(epoch)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False, disable=None if is_main_process() else True)
+        for inputs, labels, unreadable in bar:
+            skipped += unreadable
+            if len(labels) < 2:
                 continue
-            images_on_device = batch.images.to(self.device, non_blocking=True)
-            labels_on_device = batch.labels.to(self.device, non_blocking=True)
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, c.amp):
-                output = self.model(images_on_device, freeze_backbone=frozen, detach_hash_input=not c.codes_train_backbone)
-            loss, parts = self.objective(output, labels_on_device)
+                output = self.forward(inputs, freeze_backbone=frozen, detach_hash_input=not c.codes_train_backbone)
+            loss, parts = self.objective(output, labels)
             if not torch.isfinite(loss):
                 raise HashpaError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}: lower --lr or --alpha")
             self.optimizer.zero_grad(set_to_none=True)
@@ -193,7 +188,7 @@ class Trainer:
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0) + value
             steps += 1
-            images += len(batch.labels)
+            images += len(labels)
             if steps % 10 == 0:
                 bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
         seconds = time.perf_counter() - started
@@ -210,6 +205,43 @@ class Trainer:
             "images_per_second": round(images / seconds, 2),
             "skipped": skipped,
         }
+
+    def _sampler(self, labels: list[int], epoch: int):
+        c = self.config
+        sampler = (
+            ClassBalancedBatches(labels, c.batch_size, c.per_class, c.seed) if c.per_class
+            else ShuffledBatches(len(labels), c.batch_size, c.seed)
+        )
+        sampler.set_epoch(epoch)
+        return sampler
+
+    def _file_batches(self, epoch: int):
+        """Decode and augment in DataLoader workers (PIL), one image at a time."""
+        c = self.config
+        size = self.model.preprocessing.input_size
+        dataset = ImageDataset(self.split.train, train_transform(self.model.preprocessing, size, (c.crop_scale_min, 1.0), c.hflip))
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=self._sampler([s.label for s in self.split.train], epoch), num_workers=usable_workers(c.workers),
+            collate_fn=collate_skipping, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(c.seed * 1000 + epoch),
+        )
+        for batch in loader:
+            yield batch.images.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True), batch.skipped
+
+    def _cached_batches(self, epoch: int):
+        """Images decoded once (hashpa.data.cache), cropped and flipped a whole batch at a time on the device."""
+        c = self.config
+        preprocessing = self.model.preprocessing
+        if self._decoded is None:
+            decoded = decoded_images(self.split.train, test_resize(preprocessing.input_size), c.workers)
+            self._decoded = decoded.to(self.device) if self.device.type == "cuda" and _fits_on_gpu(decoded.images) else decoded
+        data = self._decoded
+        generator = torch.Generator().manual_seed(c.seed * 1000 + epoch)
+        for indices in self._sampler(data.labels.tolist(), epoch):
+            index = torch.tensor(indices, device=data.images.device)
+            images = data.images[index].to(self.device, non_blocking=True)
+            inputs = augment_batch(images, preprocessing.input_size, preprocessing, (c.crop_scale_min, 1.0), c.hflip, generator)
+            yield inputs, data.labels[index].to(self.device, non_blocking=True), 0
 
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -253,6 +285,11 @@ class Trainer:
         self.best = {"epoch": record["epoch"], "metric": f"{metric} recall@1", "value": value,
                      "float": record["float"]["recall@1"], "codes": record["codes"]["recall@1"]}
         return True
+
+
+def _fits_on_gpu(images: torch.Tensor) -> bool:
+    free, _ = torch.cuda.mem_get_info()
+    return images.numel() < 0.3 * free
 
 
 def _epoch_line(record: dict, epochs: int) -> str:

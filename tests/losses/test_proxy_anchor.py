@@ -130,3 +130,12 @@ def test_shape_errors():
         loss(torch.randn(4, 8), torch.zeros(4, dtype=torch.long))
     with pytest.raises(HashpaError, match="labels must be"):
         loss(torch.randn(4, 16), torch.zeros(5, dtype=torch.long))
+
+
+def test_agrees_with_pytorch_metric_learning():
+    pml = pytest.importorskip("pytorch_metric_learning.losses")
+    ours = ProxyAnchorLoss(40, 16).double()
+    theirs = pml.ProxyAnchorLoss(40, 16, margin=0.1, alpha=32).double()
+    theirs.proxies.data.copy_(ours.proxies.data)
+    x, labels = batch(7, n=64, classes=40)
+    assert ours(x.double(), labels).item() == pytest.approx(theirs(x.double(), labels).item(), rel=1e-12)

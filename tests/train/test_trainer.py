@@ -82,3 +82,8 @@ def test_unreadable_training_images_are_skipped(image_folder, tmp_path):
     (image_folder / "class_00" / "broken.png").write_bytes(b"not a png")
     result = train(config_for(image_folder, tmp_path / "run", epochs=1))
     assert result.history[-1]["float"]["recall@1"] > 0
+
+
+def test_the_decoded_cache_data_path_trains_too(image_folder, tmp_path):
+    result = train(config_for(image_folder, tmp_path / "run", data_path="cache", epochs=4))
+    assert result.history[-1]["float"]["recall@1"] > 0.8

@@ -1,0 +1,153 @@
+"""Proxy Anchor loss speed and memory: hashpa against pytorch-metric-learning, side by side.
+
+    python -m hashpa.eval.bench_loss --device cpu --out bench-results/loss-cpu
+
+Forward + backward time (median of repeats after warm-up) at the issue's shapes, for hashpa's
+loss (eager and torch.compile'd), and pytorch-metric-learning's ProxyAnchorLoss (``pip install
+hashpa[bench]``); then peak memory of the plain and the proxy-chunked loss at a million classes.
+Peak memory is torch.cuda.max_memory_allocated on a GPU and the peak resident set size of a fresh
+subprocess on the CPU. Writes loss.json and loss.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hashpa.eval.timing import describe_machine, machine_info
+from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.losses import ProxyAnchorLoss
+
+log = logging.getLogger("hashpa.bench_loss")
+
+SHAPES = ((180, 100), (1000, 11_318), (512, 100_000))
+
+
+def make_loss(impl: str, classes: int, dim: int, device: str, chunk: int | None = None):
+    if impl == "pml":
+        from pytorch_metric_learning.losses import ProxyAnchorLoss as PMLProxyAnchor
+
+        return PMLProxyAnchor(classes, dim, margin=0.1, alpha=32).to(device)
+    loss = ProxyAnchorLoss(classes, dim, proxy_chunk=chunk).to(device)
+    return torch.compile(loss) if impl == "hashpa-compiled" else loss
+
+
+def time_step(loss, batch: int, dim: int, classes: int, device: str, repeats: int) -> float:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(batch, dim, generator=generator).to(device).requires_grad_()
+    labels = torch.randint(0, classes, (batch,), generator=generator).to(device)
+
+    def step():
+        value = loss(x, labels)
+        value.backward()
+        x.grad = None
+        for p in loss.parameters():
+            p.grad = None
+
+    for _ in range(2):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_memory(batch: int, classes: int, dim: int, device: str, chunk: int | None) -> float:
+    """Peak bytes of one forward+backward step (on the CPU: a fresh process's peak RSS minus its baseline)."""
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        loss = make_loss("hashpa", classes, dim, device, chunk)
+        time_step(loss, batch, dim, classes, device, repeats=1)
+        return float(torch.cuda.max_memory_allocated())
+    code = (
+        "import resource, torch, sys; from hashpa.eval.bench_loss import make_loss, time_step;"
+        f"loss = make_loss('hashpa', {classes}, {dim}, 'cpu', {chunk});"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        f"time_step(loss, {batch}, {dim}, {classes}, 'cpu', repeats=1);"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def run(args) -> dict:
+    impls = ["hashpa", "pml"] + (["hashpa-compiled"] if args.compile else [])
+    rows = []
+    for batch, classes in SHAPES:
+        row = {"batch": batch, "classes": classes, "dim": args.dim}
+        for impl in impls:
+            try:
+                row[f"{impl}_ms"] = 1000 * time_step(make_loss(impl, classes, args.dim, args.device), batch, args.dim, classes, args.device, args.repeats)
+            except ImportError:
+                log.warning("pytorch-metric-learning is not installed (pip install hashpa[bench]): no reference timing")
+                row[f"{impl}_ms"] = None
+        if row.get("pml_ms"):
+            row["speedup_vs_pml"] = row["pml_ms"] / row["hashpa_ms"]
+            if row.get("hashpa-compiled_ms"):
+                row["compiled_speedup_vs_pml"] = row["pml_ms"] / row["hashpa-compiled_ms"]
+        rows.append(row)
+        log.info("%s", row)
+    memory = []
+    for chunk in (None, args.chunk):
+        bytes_peak = peak_memory(args.memory_batch, args.memory_classes, args.dim, args.device, chunk)
+        memory.append({"batch": args.memory_batch, "classes": args.memory_classes, "proxy_chunk": chunk, "peak_bytes": bytes_peak})
+        log.info("%s", memory[-1])
+    return {"timing": rows, "memory": memory}
+
+
+def markdown(results: dict, command: str, machine: dict) -> str:
+    lines = [f"Command: `{command}`  ", f"Machine: {describe_machine(machine)}", "",
+             "| batch | classes | hashpa ms | hashpa compiled ms | pytorch-metric-learning ms | speed-up (eager) | speed-up (compiled) |",
+             "|---|---|---|---|---|---|---|"]
+    fmt = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
+    for r in results["timing"]:
+        lines.append(f"| {r['batch']} | {r['classes']:,} | {fmt(r.get('hashpa_ms'))} | {fmt(r.get('hashpa-compiled_ms'))} | {fmt(r.get('pml_ms'))} | "
+                     f"{fmt(r.get('speedup_vs_pml'), '{:.1f}x')} | {fmt(r.get('compiled_speedup_vs_pml'), '{:.1f}x')} |")
+    lines += ["", "| batch | classes | mode | peak memory |", "|---|---|---|---|"]
+    for m in results["memory"]:
+        mode = f"chunks of {m['proxy_chunk']:,} proxies" if m["proxy_chunk"] else "plain"
+        lines.append(f"| {m['batch']} | {m['classes']:,} | {mode} | {m['peak_bytes'] / 2**30:.2f} GiB |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(hashpa loss)")
+    parser.add_argument("--memory-batch", type=int, default=512)
+    parser.add_argument("--memory-classes", type=int, default=1_000_000)
+    parser.add_argument("--chunk", type=int, default=65_536)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/loss"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    command = "python -m hashpa.eval.bench_loss " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    machine = machine_info()
+    results = run(args)
+    write_json_atomic(args.out / "loss.json", {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results})
+    write_text_atomic(args.out / "loss.md", markdown(results, command, machine) + "\n")
+    print(markdown(results, command, machine))
+
+
+if __name__ == "__main__":
+    main()
