@@ -52,11 +52,13 @@ def embed_batches(
     batch_size: int = 128,
     workers: int = 0,
     progress: str | None = None,
+    hash_inputs: bool = False,
 ) -> Iterator[EmbeddedBatch]:
     """Embed `samples` in order, `batch_size` at a time, with the model's test transform.
 
     Decoding runs in `workers` DataLoader processes, overlapping the model. Unreadable images
-    are skipped with a warning and counted.
+    are skipped with a warning and counted. With hash_inputs, ``embeddings`` holds what the hash
+    head reads instead (and ``codes`` is empty).
     """
     from tqdm import tqdm
 
@@ -70,7 +72,11 @@ def embed_batches(
         for batch in loader:
             if len(batch.indices):
                 with autocast(device):
-                    embeddings, codes = model.embed(batch.images.to(device, non_blocking=True))
+                    images = batch.images.to(device, non_blocking=True)
+                    if hash_inputs:
+                        embeddings, codes = model.hash_inputs(images), torch.empty((len(images), 0), dtype=torch.uint8)
+                    else:
+                        embeddings, codes = model.embed(images)
                 embeddings, codes = embeddings.float().cpu().numpy(), codes.cpu().numpy()
             else:
                 embeddings = np.empty((0, model.config.dim), np.float32)

@@ -75,6 +75,12 @@ class HashingModel(nn.Module):
         return ModelOutput(F.normalize(raw.float(), dim=1), hash_logits.float())
 
     @torch.no_grad()
+    def hash_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What the hash head reads for these images (the raw embedding or the pooled features)."""
+        features = self.pool(self.backbone(images))
+        return self.embedding(features) if self.config.hash_source == "embedding" else features
+
+    @torch.no_grad()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both representations of a batch: (float32 embeddings [N, dim], packed uint8 codes [N, bits/8]).
 

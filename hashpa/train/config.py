@@ -34,6 +34,7 @@ class TrainConfig:
     distill_temperature: float = 0.1
     decorrelation_weight: float = 10.0
     codes_train_backbone: bool = False  # let the code losses' gradients reach the embedding and backbone
+    hash_init: str = "itq"  # itq: after the warm-up, start the hash head from PCA-ITQ of the training embeddings; random
     # optimisation (the paper's recipe)
     epochs: int = 60
     batch_size: int = 180
@@ -93,6 +94,7 @@ class TrainConfig:
             (self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
             (self.data_path in ("auto", "files", "cache"), f"--data-path must be auto, files or cache, got {self.data_path!r}"),
+            (self.hash_init in ("itq", "random"), f"--hash-init must be itq or random, got {self.hash_init!r}"),
         ]
         for ok, message in checks:
             if not ok:

