@@ -92,7 +92,7 @@ def peak_memory(batch: int, classes: int, dim: int, device: str, chunk: int | No
 def run(args) -> dict:
     impls = ["hashpa", "pml"] + (["hashpa-compiled"] if args.compile else [])
     rows = []
-    for batch, classes in SHAPES:
+    for batch, classes in args.shapes:
         row = {"batch": batch, "classes": classes, "dim": args.dim}
         for impl in impls:
             try:
@@ -129,9 +129,15 @@ def markdown(results: dict, command: str, machine: dict) -> str:
     return "\n".join(lines)
 
 
+def _shape(text: str) -> tuple[int, int]:
+    batch, classes = text.lower().split("x")
+    return int(batch), int(classes)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--shapes", type=_shape, nargs="+", default=list(SHAPES), help="BATCHxCLASSES, e.g. 180x100")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(hashpa loss)")

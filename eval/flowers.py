@@ -63,7 +63,7 @@ def unsupervised_rows(train: np.ndarray, test: np.ndarray, labels: np.ndarray, b
 
 def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled ImageNet features (avg + max pooling, L2-normalised) of the train and test photos."""
-    model = HashingModel(ModelConfig(backbone=args.backbone, weights="imagenet", image_size=args.image_size, dim=16, bits=16)).to(device).eval()
+    model = HashingModel(ModelConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size, dim=16, bits=16)).to(device).eval()
     outputs = []
     for samples in (split.train, split.test):
         dataset = ImageDataset(samples, test_transform(model.preprocessing, model.preprocessing.input_size))
@@ -85,7 +85,7 @@ def train_run(name: str, overrides: dict, args, device_name: str):
     run_dir = args.out / "runs" / name
     config = resolve_config("folder", {
         "data": str(args.data), "split": "half", "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
-        "image_size": args.image_size, "backbone": args.backbone, "weights": "imagenet", "freeze_bn": True,
+        "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
         "workers": args.workers, "device": device_name, "eval_every": 1, "seed": args.seed, **overrides,
     })
     trainer = Trainer(config)
@@ -112,7 +112,7 @@ def run(args) -> dict:
 
     started = time.perf_counter()
     train_features, test_features, labels = frozen_features(split, args, device)
-    report["rows"].append({"method": f"frozen {args.backbone} (ImageNet), pooled features", "bits": None, "dim": int(test_features.shape[1]),
+    report["rows"].append({"method": f"frozen {args.backbone} ({args.weights} weights), pooled features", "bits": None, "dim": int(test_features.shape[1]),
                            **metrics(test_features, labels, "cosine", distance_device)})
     for bits in args.bits:
         report["rows"] += unsupervised_rows(train_features, test_features, labels, bits, "frozen features", distance_device)
@@ -155,7 +155,7 @@ def markdown(report: dict) -> str:
         f"Command: `{report['command']}`  ",
         f"Machine: {describe_machine(report['machine'])}  ",
         f"Protocol: train on classes {report['train_classes']} ({report['train_images']:,} photos), test on the unseen classes "
-        f"{report['test_classes']} ({report['test_images']:,} photos, each querying all others); {s['backbone']} ImageNet weights, {s['image_size']} px, "
+        f"{report['test_classes']} ({report['test_images']:,} photos, each querying all others); {s['backbone']} {s['weights']} weights, {s['image_size']} px, "
         f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm; wall time {report['seconds'] / 60:.0f} min.",
         "",
         "| method | bits | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |",
@@ -234,6 +234,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
     parser.add_argument("--out", type=Path, default=Path("bench-results/flowers"))
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=120)

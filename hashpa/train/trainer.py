@@ -259,13 +259,16 @@ class Trainer:
         for batch in embed_batches(self.model, self.split.train, self.device, batch_size=128, workers=self.config.workers, hash_inputs=True):
             inputs.append(batch.embeddings)
         x = np.concatenate(inputs)
+        self.model.train()
+        if len(x) <= self.config.model.bits:
+            log.warning("only %d training images: the hash head keeps its random initialisation (PCA-ITQ needs more than %d)", len(x), self.config.model.bits)
+            return
         hasher = fit_itq(x, self.config.model.bits, seed=self.config.seed)
         head = self.model.hash_head
         head.linear.weight.copy_(torch.from_numpy(hasher.projection.T))
         head.linear.bias.copy_(torch.from_numpy(-hasher.mean @ hasher.projection))
         head.norm.reset_running_stats()
         head.norm.running_var.copy_(torch.from_numpy(((x - hasher.mean) @ hasher.projection).var(axis=0)))
-        self.model.train()
         log.info("hash head initialised from PCA-ITQ of %d training embeddings (%.1f s)", len(x), time.perf_counter() - started)
 
     def _trainable(self) -> list[torch.nn.Parameter]:

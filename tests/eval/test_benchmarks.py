@@ -1,0 +1,44 @@
+"""The benchmark scripts run end to end on tiny settings and write their reports."""
+
+import json
+
+from hashpa.eval import bench_loss, bench_search, bench_train, flowers
+from tests.conftest import make_image_folder
+
+
+def test_bench_search_tiny(tmp_path):
+    bench_search.main(["--n", "3000", "--clusters", "20", "--queries", "20", "--bits", "64", "--threads", "1",
+                       "--binary-indexes", "BHNSW32", "--latency-queries", "3", "--repeats", "1", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "search.json").read_text())
+    methods = {r["method"] for r in report["rows"]}
+    assert {"float Flat", "binary BFlat", "binary BHNSW32"} <= methods
+    flat = next(r for r in report["rows"] if r["method"] == "binary BFlat")
+    assert flat["recall_vs_exact"] == 1.0 and 0 < flat["fraction_of_popcount_limit"]
+    assert "| binary BFlat | 64 | 1 |" in (tmp_path / "search.md").read_text()
+
+
+def test_bench_loss_tiny(tmp_path):
+    bench_loss.main(["--device", "cpu", "--shapes", "16x10", "--repeats", "1", "--memory-batch", "8",
+                     "--memory-classes", "2000", "--chunk", "500", "--dim", "16", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "loss.json").read_text())
+    assert report["timing"][0]["hashpa_ms"] > 0 and report["timing"][0]["pml_ms"] > 0
+    assert [m["proxy_chunk"] for m in report["memory"]] == [None, 500]
+
+
+def test_bench_train_and_flowers_tiny(tmp_path):
+    data = make_image_folder(tmp_path / "data", classes=4, per_class=12)
+    bench_train.main(["--data", str(data), "--backbone", "smallcnn", "--batch-size", "8", "--image-size", "32",
+                      "--steps", "2", "--warmup-steps", "1", "--workers", "0", "--out", str(tmp_path / "train")])
+    assert json.loads((tmp_path / "train" / "train.json").read_text())["hashpa_images_per_second"] > 0
+    bench = tmp_path / "BENCH.md"
+    bench.write_text("# Benchmarks\n\n<!-- flowers:cpu:start -->\nold\n<!-- flowers:cpu:end -->\n\nkept\n")
+    flowers.main(["--data", str(data), "--backbone", "smallcnn", "--weights", "none", "--image-size", "32", "--epochs", "1",
+                  "--batch-size", "8", "--bits", "16", "--convergence-bits", "16", "--losses", "proxy_anchor", "ms",
+                  "--workers", "0", "--out", str(tmp_path / "flowers"), "--benchmarks", str(bench)])
+    report = json.loads((tmp_path / "flowers" / "flowers.json").read_text())
+    methods = [r["method"] for r in report["rows"]]
+    assert "Proxy Anchor learned codes" in methods and "PCA-ITQ of the Proxy Anchor float embedding" in methods
+    assert set(report["convergence"]) == {"proxy_anchor", "ms"}
+    text = bench.read_text()
+    assert "old" not in text and "Proxy Anchor learned codes" in text and text.rstrip().endswith("kept")
+    assert (tmp_path / "flowers" / "flowers-convergence.png").is_file()
