@@ -12,10 +12,7 @@ subprocess on the CPU. Writes loss.json and loss.md.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import resource
-import shlex
 import subprocess
 import sys
 import time
@@ -23,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.timing import describe_machine, machine_info
+from hashpa.eval.timing import command_line, describe_machine, machine_info
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.losses import ProxyAnchorLoss
 
@@ -147,7 +144,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results/loss"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = "python -m hashpa.eval.bench_loss " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("hashpa.eval.bench_loss", argv)
     machine = machine_info()
     results = run(args)
     write_json_atomic(args.out / "loss.json", {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results})

@@ -12,16 +12,13 @@ binary Flat index the Hamming distances per second against this machine's popcou
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from hashpa.eval.timing import describe_machine, machine_info, percentiles_ms, time_calls
+from hashpa.eval.timing import command_line, describe_machine, machine_info, percentiles_ms, time_calls
 from hashpa.fileio import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("hashpa.bench_search")
@@ -202,7 +199,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    command = "python -m hashpa.eval.bench_search " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("hashpa.eval.bench_search", argv)
     machine = machine_info()
     results = run(args)
     report = {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results}

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from hashpa.eval.timing import describe_machine, machine_info
+from hashpa.eval.timing import command_line, describe_machine, machine_info
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.inference import autocast, resolve_device
 
@@ -129,7 +127,7 @@ def main(argv=None) -> None:
         print(f"training benchmark skipped: {args.data} not found (pass --data DIR)")
         return
     device = resolve_device(args.device)
-    command = "python -m hashpa.eval.bench_train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("hashpa.eval.bench_train", argv)
     results = {"limit_images_per_second": synthetic_limit(args, device, args.compile)}
     results["hashpa_images_per_second"] = pipeline(args, str(device), reference=False, compile_model=args.compile)
     results["reference_images_per_second"] = pipeline(args, str(device), reference=True, compile_model=False)

@@ -17,7 +17,6 @@ from typing import Sequence
 
 import numpy as np
 
-from hashpa.errors import HashpaError
 from hashpa.eval.metrics import average_precision_at_r, recall_hits
 from hashpa.eval.timing import describe_machine, machine_info, percentiles_ms, time_calls
 from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import torch
 from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.transforms import test_transform
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.timing import describe_machine, machine_info
+from hashpa.eval.timing import command_line, describe_machine, machine_info
 from hashpa.eval.unsupervised import fit_itq, fit_lsh
 from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hashpa.inference import autocast, embed_all, resolve_device
@@ -255,7 +253,7 @@ def main(argv=None) -> None:
     if not args.data.is_dir():
         print(f"Flowers-102 benchmark skipped: {args.data} not found (see ../shared/data/README.md; pass --data DIR)")
         return
-    command = "python -m hashpa.eval.flowers " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("hashpa.eval.flowers", argv)
     started = time.perf_counter()
     report = {"command": command, "machine": machine_info(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
     report.update(run(args))

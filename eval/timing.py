@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
 import time
 from typing import Callable
 
 import numpy as np
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that reproduces a benchmark run, for its report."""
+    args = argv if argv is not None else sys.argv[1:]
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in args)
 
 
 def time_calls(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> list[float]:

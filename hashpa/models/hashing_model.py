@@ -13,7 +13,7 @@ from torch import nn
 
 from hashpa.codes import check_bits, pack_codes
 from hashpa.errors import HashpaError
-from hashpa.models.backbones import Preprocessing, build_backbone
+from hashpa.models.backbones import build_backbone
 from hashpa.models.heads import EmbeddingHead, GlobalPool, HashHead
 
 HASH_SOURCES = ("embedding", "features")
