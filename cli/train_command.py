@@ -45,6 +45,7 @@ def builtin_path() -> None:
 @click.option("--distill-weight", type=float, help="Weight of similarity distillation from the float embedding.")
 @click.option("--decorrelation-weight", type=float, help="Weight of the bit decorrelation term.")
 @click.option("--codes-train-backbone/--codes-train-head", default=None, help="Let the code losses train the backbone too.")
+@click.option("--hash-init", type=click.Choice(["itq", "random"]), help="Start the hash head from PCA-ITQ of the training embeddings after the warm-up.")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--per-class", type=int, help="Class-balanced batches with this many images per class (0: plain shuffling).")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.timing import command_line, describe_machine, machine_info
+from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.losses import ProxyAnchorLoss
 
@@ -142,6 +142,8 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-classes", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=65_536)
     parser.add_argument("--out", type=Path, default=Path("bench-results/loss"))
+    parser.add_argument("--benchmarks", type=Path, help="Markdown file whose loss section to replace (e.g. BENCHMARKS.md)")
+    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     command = command_line("hashpa.eval.bench_loss", argv)
@@ -149,7 +151,10 @@ def main(argv=None) -> None:
     results = run(args)
     write_json_atomic(args.out / "loss.json", {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results})
     write_text_atomic(args.out / "loss.md", markdown(results, command, machine) + "\n")
-    print(markdown(results, command, machine))
+    text = markdown(results, command, machine)
+    if args.benchmarks:
+        update_section(args.benchmarks, f"loss:{args.tag}", text)
+    print(text)
 
 
 if __name__ == "__main__":

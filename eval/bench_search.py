@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hashpa.eval.timing import command_line, describe_machine, machine_info, percentiles_ms, time_calls
+from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
+from hashpa.eval.timing import percentiles_ms, time_calls
 from hashpa.fileio import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("hashpa.bench_search")
@@ -196,6 +197,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("bench-results/search"))
+    parser.add_argument("--benchmarks", type=Path, help="Markdown file whose search section to replace (e.g. BENCHMARKS.md)")
+    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
@@ -205,7 +208,10 @@ def main(argv=None) -> None:
     report = {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results}
     write_json_atomic(args.out / "search.json", report)
     write_text_atomic(args.out / "search.md", markdown(results, command, machine) + "\n")
-    print(markdown(results, command, machine))
+    text = markdown(results, command, machine)
+    if args.benchmarks:
+        update_section(args.benchmarks, f"search:{args.tag}", text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.timing import command_line, describe_machine, machine_info
+from hashpa.eval.report import command_line, describe_machine, machine_info
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.inference import autocast, resolve_device
 

@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from hashpa.eval.metrics import average_precision_at_r, recall_hits
-from hashpa.eval.timing import describe_machine, machine_info, percentiles_ms, time_calls
+from hashpa.eval.report import describe_machine, machine_info
+from hashpa.eval.timing import percentiles_ms, time_calls
 from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hashpa.search import OpenIndex, expand_queries, embed_queries
 

@@ -32,15 +32,24 @@ import torch
 from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.transforms import test_transform
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.timing import command_line, describe_machine, machine_info
+from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
 from hashpa.eval.unsupervised import fit_itq, fit_lsh
 from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
+from hashpa.train.config import TrainConfig
 
 log = logging.getLogger("hashpa.flowers")
 
 KS = (1, 2, 4, 8)
+
+# Where the hash head starts and what its losses may train: the design choices measured by --ablation.
+ABLATION = {
+    "random init, codes train the head only": {"hash_init": "random", "codes_train_backbone": False},
+    "random init, codes train the backbone too": {"hash_init": "random", "codes_train_backbone": True},
+    "ITQ init, codes train the head only": {"hash_init": "itq", "codes_train_backbone": False},
+    "ITQ init, codes train the backbone too": {"hash_init": "itq", "codes_train_backbone": True},
+}
 
 
 def metrics(x: np.ndarray, labels: np.ndarray, metric: str, device: str | None) -> dict:
@@ -105,7 +114,7 @@ def run(args) -> dict:
     split = split_folder(args.data, "half")
     log.info("Flowers-102: %d train photos (%d classes), %d test photos (%d unseen classes)",
              len(split.train), len(split.train_classes), len(split.test), len(split.test_classes))
-    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {}, "sensitivity": [],
+    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {}, "sensitivity": [], "ablation": [],
               "train_classes": f"{split.train_classes[0]} .. {split.train_classes[-1]}", "test_classes": f"{split.test_classes[0]} .. {split.test_classes[-1]}"}
 
     started = time.perf_counter()
@@ -117,16 +126,25 @@ def run(args) -> dict:
     log.info("frozen reference rows in %.0f s", time.perf_counter() - started)
 
     for bits in args.bits:
-        trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor"}, args, args.device)
+        every = 1 if bits == args.convergence_bits else args.epochs
+        trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor", "eval_every": every}, args, args.device)
         if bits == args.convergence_bits:
             report["convergence"]["proxy_anchor"] = _curve(result.history)
-        final = result.history[-1]
-        report["rows"].append({"method": "Proxy Anchor float", "bits": None, "dim": trainer.config.model.dim, "run_bits": bits,
-                               **{k: v for k, v in final["float"].items()}})
-        report["rows"].append({"method": "Proxy Anchor learned codes", "bits": bits, **final["codes"]})
-        embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
-        embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
-        report["rows"] += unsupervised_rows(embedded_train, embedded_test, labels[positions], bits, "the Proxy Anchor float embedding", distance_device)
+        rows = learned_rows(trainer, result, split, labels, args, device, distance_device)
+        report["rows"] += rows
+        if bits == args.convergence_bits:
+            default_rows = rows
+
+    default = {"hash_init": TrainConfig.hash_init, "codes_train_backbone": TrainConfig.codes_train_backbone}
+    for name, variant in ABLATION.items() if args.ablation else ():
+        if variant == default:
+            rows = default_rows
+        else:
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            trainer, result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, args.device)
+            rows = learned_rows(trainer, result, split, labels, args, device, distance_device)
+        report["ablation"].append({"design": name, "default": variant == default, "bits": args.convergence_bits,
+                                   **{row["method"].split(" of ")[0].replace("Proxy Anchor ", ""): row["recall@1"] for row in rows}})
 
     for loss in args.losses:
         if loss == "proxy_anchor":
@@ -139,6 +157,19 @@ def run(args) -> dict:
             _, result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, args.device)
             report["sensitivity"].append({"alpha": alpha, "delta": margin, "float_recall@1": result.history[-1]["float"]["recall@1"]})
     return report
+
+
+def learned_rows(trainer, result, split, labels, args, device, distance_device) -> list[dict]:
+    """Float and learned-code rows of a finished run, with LSH and PCA-ITQ codes of its float embedding."""
+    final, bits = result.history[-1], trainer.config.model.bits
+    rows = [
+        {"method": "Proxy Anchor float", "bits": None, "dim": trainer.config.model.dim, "run_bits": bits, **final["float"]},
+        {"method": "Proxy Anchor learned codes", "bits": bits, **final["codes"]},
+    ]
+    embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
+    embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
+    source = "the Proxy Anchor float embedding"
+    return rows + unsupervised_rows(embedded_train, embedded_test, labels[positions], bits, source, distance_device)
 
 
 def _curve(history: list[dict]) -> list[dict]:
@@ -169,6 +200,11 @@ def markdown(report: dict) -> str:
                   "|---|" + "---|" * len(next(iter(report["convergence"].values())))]
         for loss, curve in report["convergence"].items():
             lines.append(f"| {loss} | " + " | ".join(f"{p['float_recall@1']:.4f} ({p['seconds']:.0f} s)" for p in curve) + " |")
+    if report["ablation"]:
+        lines += ["", f"Hash-head designs at {report['ablation'][0]['bits']} bits (Recall@1; LSH and PCA-ITQ are made from each run's own float embedding):", "",
+                  "| design | float | learned codes | PCA-ITQ | LSH |", "|---|---|---|---|---|"]
+        for r in report["ablation"]:
+            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['learned codes']:.4f} | {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} |")
     if report["sensitivity"]:
         lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]
         lines += [f"| {r['alpha']:g} | {r['delta']:g} | {r['float_recall@1']:.4f} |" for r in report["sensitivity"]]
@@ -216,17 +252,6 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def update_section(path: Path, tag: str, body: str) -> None:
-    start, end = f"<!-- flowers:{tag}:start -->", f"<!-- flowers:{tag}:end -->"
-    text = path.read_text() if path.is_file() else ""
-    block = f"{start}\n{body}\n{end}"
-    if start in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    write_text_atomic(path, text)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
@@ -239,6 +264,7 @@ def main(argv=None) -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--convergence-bits", type=int, default=64)
     parser.add_argument("--losses", nargs="+", default=["proxy_anchor", "proxy_nca", "ms"])
+    parser.add_argument("--ablation", action="store_true", help="also train the other hash-head designs at --convergence-bits")
     parser.add_argument("--sensitivity", action="store_true", help="also run the alpha x delta grid")
     parser.add_argument("--sensitivity-alpha", type=float, nargs="+", default=[16, 32, 64])
     parser.add_argument("--sensitivity-delta", type=float, nargs="+", default=[0.0, 0.1, 0.2])
@@ -263,7 +289,7 @@ def main(argv=None) -> None:
     write_text_atomic(args.out / "flowers.md", text + "\n")
     plots(report, args.out)
     if args.benchmarks:
-        update_section(args.benchmarks, args.tag, text)
+        update_section(args.benchmarks, f"flowers:{args.tag}", text)
     print(text)
 
 

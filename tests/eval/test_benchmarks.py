@@ -34,7 +34,7 @@ def test_bench_train_and_flowers_tiny(tmp_path):
     bench.write_text("# Benchmarks\n\n<!-- flowers:cpu:start -->\nold\n<!-- flowers:cpu:end -->\n\nkept\n")
     flowers.main(["--data", str(data), "--backbone", "smallcnn", "--weights", "none", "--image-size", "32", "--epochs", "1",
                   "--batch-size", "8", "--bits", "16", "--convergence-bits", "16", "--losses", "proxy_anchor", "ms",
-                  "--workers", "0", "--out", str(tmp_path / "flowers"), "--benchmarks", str(bench)])
+                  "--workers", "0", "--ablation", "--out", str(tmp_path / "flowers"), "--benchmarks", str(bench)])
     report = json.loads((tmp_path / "flowers" / "flowers.json").read_text())
     methods = [r["method"] for r in report["rows"]]
     assert "Proxy Anchor learned codes" in methods and "PCA-ITQ of the Proxy Anchor float embedding" in methods
@@ -42,3 +42,5 @@ def test_bench_train_and_flowers_tiny(tmp_path):
     text = bench.read_text()
     assert "old" not in text and "Proxy Anchor learned codes" in text and text.rstrip().endswith("kept")
     assert (tmp_path / "flowers" / "flowers-convergence.png").is_file()
+    assert len(report["ablation"]) == 4 and sum(r["default"] for r in report["ablation"]) == 1
+    assert "Hash-head designs" in text
