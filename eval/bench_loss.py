@@ -68,22 +68,32 @@ def _sync(device: str) -> None:
 
 
 def peak_memory(batch: int, classes: int, dim: int, device: str, chunk: int | None) -> float:
-    """Peak bytes of one forward+backward step (on the CPU: a fresh process's peak RSS minus its baseline)."""
+    """Peak bytes one forward+backward step adds (on the CPU: the resident-set high-water mark of a
+    fresh process, reset just before the step, minus its resident set then)."""
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
         loss = make_loss("hashpa", classes, dim, device, chunk)
         time_step(loss, batch, dim, classes, device, repeats=1)
-        return float(torch.cuda.max_memory_allocated())
+        return float(torch.cuda.max_memory_allocated() - baseline)
     code = (
-        "import resource, torch, sys; from hashpa.eval.bench_loss import make_loss, time_step;"
+        "from hashpa.eval.bench_loss import make_loss, time_step, _rss;"
         f"loss = make_loss('hashpa', {classes}, {dim}, 'cpu', {chunk});"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "before = _rss('VmRSS'); open('/proc/self/clear_refs', 'w').write('5');"
         f"time_step(loss, {batch}, {dim}, {classes}, 'cpu', repeats=1);"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)"
+        "print(_rss('VmHWM') - before)"
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(output.stdout.strip().splitlines()[-1])
+
+
+def _rss(field: str) -> int:
+    """VmRSS / VmHWM of this process in bytes (Linux)."""
+    for line in open("/proc/self/status", encoding="ascii"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def run(args) -> dict:

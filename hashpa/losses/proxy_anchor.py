@@ -40,9 +40,10 @@ class ProxyAnchorLoss(ProxyLoss):
             return super().compute(embeddings, labels)
         x = torch.nn.functional.normalize(embeddings, dim=1)
         positive_sum = negative_sum = x.new_zeros(())
-        for start in range(0, self.num_classes, self.proxy_chunk):
-            stop = min(start + self.proxy_chunk, self.num_classes)
-            pos, neg = checkpoint(self._chunk_sums, x, self.proxies[start:stop], labels, start, use_reentrant=False)
+        # torch.split, not slicing: its backward joins the chunks' gradients once instead of
+        # materialising a full-size gradient per chunk.
+        for index, proxies in enumerate(torch.split(self.proxies, self.proxy_chunk)):
+            pos, neg = checkpoint(self._chunk_sums, x, proxies, labels, index * self.proxy_chunk, use_reentrant=False)
             positive_sum, negative_sum = positive_sum + pos, negative_sum + neg
         with_positive = torch.unique(labels).numel()
         return positive_sum / with_positive + negative_sum / self.num_classes
