@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test bench-flowers bench-search bench-loss clean
+.PHONY: install demo test bench-flowers bench-search bench-loss bench-train clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,19 @@ demo: install
 	$(HASHPA) index "$$($(HASHPA) builtin-path)" --model $(DEMO_RUN) --out $(DEMO_INDEX)
 	$(HASHPA) compare $(DEMO_INDEX)
 
+# Benchmarks write bench-results/ and their section of BENCHMARKS.md (see that file for the figures).
 bench-flowers: install
-	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --out bench-results/flowers-cpu
+	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --ablation --benchmarks BENCHMARKS.md --out bench-results/flowers-cpu
+
+bench-search: install
+	$(PY) -m hashpa.eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu
+
+bench-loss: install
+	$(PY) -m pip install -e '.[bench]'
+	$(PY) -m hashpa.eval.bench_loss --device cpu --compile --benchmarks BENCHMARKS.md --out bench-results/loss-cpu
+
+bench-train: install
+	$(PY) -m hashpa.eval.bench_train --data $(FLOWERS) --out bench-results/train
 
 clean:
 	rm -rf runs indexes bench-results

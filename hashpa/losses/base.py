@@ -36,7 +36,8 @@ class MetricLoss(nn.Module):
             )
         if labels.dtype not in (torch.int64, torch.int32):
             raise HashpaError(f"{type(self).__name__}: labels must be int64 class indices, got {labels.dtype}")
-        if self.num_classes is not None and labels.numel():
+        # The value check reads the labels back to the host: skipped inside torch.compile'd graphs.
+        if self.num_classes is not None and labels.numel() and not torch.compiler.is_compiling():
             low, high = int(labels.min()), int(labels.max())
             if low < 0 or high >= self.num_classes:
                 bad = low if low < 0 else high
