@@ -81,7 +81,11 @@ def log1p_sum_exp(z: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor
 
     Equals 0 where the mask selects nothing; gradients of unselected entries are exactly 0.
     """
-    z = z.masked_fill(~mask, float("-inf"))
+    return log1p_sum_exp_all(z.masked_fill(~mask, float("-inf")), dim)
+
+
+def log1p_sum_exp_all(z: torch.Tensor, dim: int) -> torch.Tensor:
+    """log(1 + sum of exp(z)) along `dim`; entries of -inf count as absent."""
     shift = z.amax(dim=dim, keepdim=True).clamp(min=0).detach()
     total = torch.exp(z - shift).sum(dim=dim, keepdim=True) + torch.exp(-shift)
     return (shift + torch.log(total)).squeeze(dim)

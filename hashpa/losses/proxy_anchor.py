@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from hashpa.losses.base import ProxyLoss, log1p_sum_exp
+from hashpa.losses.base import ProxyLoss, log1p_sum_exp_all
 
 
 class ProxyAnchorLoss(ProxyLoss):
@@ -58,8 +58,21 @@ class ProxyAnchorLoss(ProxyLoss):
         return positive_lse.sum(), negative_lse.sum()
 
     def _terms(self, cosine: torch.Tensor, labels: torch.Tensor, first_class: int):
-        classes = torch.arange(first_class, first_class + cosine.shape[1], device=cosine.device)
-        positive = labels[:, None] == classes[None, :]
-        positive_lse = log1p_sum_exp(-self.alpha * (cosine - self.margin), positive, dim=0)
-        negative_lse = log1p_sum_exp(self.alpha * (cosine + self.margin), ~positive, dim=0)
-        return positive_lse, negative_lse, positive.any(dim=0)
+        """Per-proxy positive and negative log-sum-exp terms for proxies first_class.. of `cosine` [B, C].
+
+        Each sample has one positive proxy, so the positive side is gathered (B values) and grouped
+        by label, and the negative side is the whole [B, C] matrix with those B entries removed: no
+        [B, C] mask is ever built.
+        """
+        classes = cosine.shape[1]
+        local = labels - first_class
+        rows = torch.nonzero((local >= 0) & (local < classes)).squeeze(1)
+        cols = local[rows]
+        positive_z = -self.alpha * (cosine[rows, cols] - self.margin)
+        shift = positive_z.new_zeros(classes).scatter_reduce(0, cols, positive_z.detach(), reduce="amax")
+        grouped = positive_z.new_zeros(classes).index_add(0, cols, torch.exp(positive_z - shift[cols]))
+        positive_lse = shift + torch.log(grouped + torch.exp(-shift))
+        negative_z = (self.alpha * (cosine + self.margin)).index_put((rows, cols), cosine.new_tensor(float("-inf")))
+        negative_lse = log1p_sum_exp_all(negative_z, dim=0)
+        with_positive = torch.zeros(classes, dtype=torch.bool, device=cosine.device).index_fill(0, cols, True)
+        return positive_lse, negative_lse, with_positive

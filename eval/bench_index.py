@@ -1,0 +1,88 @@
+"""Indexing throughput: ``hashpa index`` against the model's own inference speed.
+
+    python -m hashpa.eval.bench_index --data ../shared/data/flowers102-112 --model runs/flowers --out bench-results/index-cpu
+
+(a) the model alone: ``model.embed`` on synthetic tensors already on the device, same batch size;
+(b) ``hashpa index`` over the folder (decoding in DataLoader workers, overlapped with the model),
+images/s of the embedding phase; the ratio (b)/(a) is the share of the model's speed the data path
+keeps. Writes index.json and index.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
+from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.inference import autocast, resolve_device
+
+log = logging.getLogger("hashpa.bench_index")
+
+
+def model_limit(model, batch_size: int, device: torch.device, batches: int) -> float:
+    size = model.preprocessing.input_size
+    images = torch.randn(batch_size, 3, size, size, device=device)
+    with autocast(device):
+        model.embed(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(batches):
+            model.embed(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return batches * batch_size / (time.perf_counter() - started)
+
+
+def main(argv=None) -> None:
+    from hashpa.index import index
+    from hashpa.train import load_trained_model
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
+    parser.add_argument("--model", type=Path, required=True, help="a training run directory")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--limit-batches", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/index"))
+    parser.add_argument("--benchmarks", type=Path)
+    parser.add_argument("--tag", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not args.data.is_dir():
+        print(f"indexing benchmark skipped: {args.data} not found (pass --data DIR)")
+        return
+    device = resolve_device(args.device)
+    model, _ = load_trained_model(args.model, "best", device)
+    limit = model_limit(model, args.batch_size, device, args.limit_batches)
+    rows = []
+    for workers in args.workers:
+        target = args.out / f"index-{workers}-workers"
+        shutil.rmtree(target, ignore_errors=True)
+        summary = index(args.data, args.model, target, device=str(device), batch_size=args.batch_size, workers=workers)
+        rows.append({"workers": workers, "images": summary.rows, "images_per_second": summary.images_per_second,
+                     "fraction_of_model_limit": summary.images_per_second / limit})
+        log.info("%s", rows[-1])
+    command = command_line("hashpa.eval.bench_index", argv)
+    machine = machine_info()
+    lines = [f"Command: `{command}`  ", f"Machine: {describe_machine(machine)}", "",
+             f"Model alone (synthetic batches of {args.batch_size} at {model.preprocessing.input_size} px): {limit:,.0f} images/s", "",
+             "| DataLoader workers | images | hashpa index images/s | share of the model's speed |", "|---|---|---|---|"]
+    lines += [f"| {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
+    text = "\n".join(lines)
+    write_json_atomic(args.out / "index.json", {"command": command, "machine": machine, "model_images_per_second": limit, "rows": rows})
+    write_text_atomic(args.out / "index.md", text + "\n")
+    if args.benchmarks:
+        update_section(args.benchmarks, f"index:{args.tag}", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
