@@ -49,25 +49,26 @@ class ProxyAnchorLoss(ProxyLoss):
         return positive_sum / with_positive + negative_sum / self.num_classes
 
     def loss_from_cosine(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        positive_lse, negative_lse, with_positive = self._terms(cosine, labels, 0)
+        rows = torch.arange(len(labels), device=labels.device)
+        positive_lse, negative_lse, with_positive = self._terms(cosine, rows, labels)
         return positive_lse.sum() / with_positive.sum() + negative_lse.mean()
 
     def _chunk_sums(self, x, proxies, labels, first_class):
         proxies = torch.nn.functional.normalize(proxies.to(x.dtype), dim=1)
-        positive_lse, negative_lse, _ = self._terms(x @ proxies.T, labels, first_class)
+        local = labels - first_class
+        rows = torch.nonzero((local >= 0) & (local < len(proxies))).squeeze(1)
+        positive_lse, negative_lse, _ = self._terms(x @ proxies.T, rows, local[rows])
         return positive_lse.sum(), negative_lse.sum()
 
-    def _terms(self, cosine: torch.Tensor, labels: torch.Tensor, first_class: int):
-        """Per-proxy positive and negative log-sum-exp terms for proxies first_class.. of `cosine` [B, C].
+    def _terms(self, cosine: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+        """Per-proxy positive and negative log-sum-exp terms of `cosine` [B, C], where sample rows[i]
+        has its positive proxy in column cols[i].
 
         Each sample has one positive proxy, so the positive side is gathered (B values) and grouped
-        by label, and the negative side is the whole [B, C] matrix with those B entries removed: no
+        by proxy, and the negative side is the whole [B, C] matrix with those entries removed: no
         [B, C] mask is ever built.
         """
         classes = cosine.shape[1]
-        local = labels - first_class
-        rows = torch.nonzero((local >= 0) & (local < classes)).squeeze(1)
-        cols = local[rows]
         positive_z = -self.alpha * (cosine[rows, cols] - self.margin)
         shift = positive_z.new_zeros(classes).scatter_reduce(0, cols, positive_z.detach(), reduce="amax")
         grouped = positive_z.new_zeros(classes).index_add(0, cols, torch.exp(positive_z - shift[cols]))
