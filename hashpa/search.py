@@ -15,7 +15,6 @@ from typing import Sequence
 import numpy as np
 
 from hashpa.errors import HashpaError, ModelMismatchError
-from hashpa.eval.knn import exact_knn
 from hashpa.index import INDEX_JSON
 from hashpa.store import STORE_FILE, Store, read_store
 
@@ -113,13 +112,18 @@ class OpenIndex:
 
     def search_binary(self, codes: np.ndarray, k: int, spec: str = "BFlat") -> SearchResult:
         queries = np.ascontiguousarray(codes, dtype=np.uint8)
-        distances, candidates = self.faiss_index("binary", spec).search(queries, self._fetch(k))
+        index = self.faiss_index("binary", spec)
+        distances, candidates = index.search(queries, self._fetch(k))
         tied = self._ties_may_continue(distances, k, spec == "BFlat")
         out_distances = np.empty((len(queries), k), np.int32)
         ids = np.empty((len(queries), k), np.int64)
         out_distances[~tied], ids[~tied] = _sort_by_score_then_id(distances[~tied], candidates[~tied], k)
-        if tied.any():
-            out_distances[tied], ids[tied] = exact_knn(queries[tied], self.store.codes, k, "hamming")
+        for radius in np.unique(distances[tied, k - 1]):  # common at 16-64 bits: fetch every item at the k-th distance
+            rows = np.flatnonzero(tied & (distances[:, k - 1] == radius))
+            limits, found_distances, found_ids = index.range_search(queries[rows], int(radius) + 1)  # distance < radius + 1
+            for j, row in enumerate(rows):
+                span = slice(limits[j], limits[j + 1])
+                out_distances[row], ids[row] = _sort_by_score_then_id(found_distances[None, span], found_ids[None, span], k)
         return SearchResult(out_distances, ids)
 
     def search_rerank(self, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int, spec: str = "BFlat") -> SearchResult:
