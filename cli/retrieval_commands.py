@@ -23,12 +23,14 @@ from hashpa.cli.main import cli, friendly_errors
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--workers", type=int, default=4, show_default=True, help="DataLoader processes decoding images.")
+@click.option("--decode", type=click.Choice(["pil", "device"]), default="pil", show_default=True,
+              help="device: read files in the workers, decode JPEGs and resize on --device (nvJPEG on a GPU).")
 @friendly_errors
-def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16, device, batch_size, workers) -> None:
+def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16, device, batch_size, workers, decode) -> None:
     """Embed the images under FOLDER and build float and binary FAISS indexes in --out."""
     from hashpa.index import index as build_index
 
-    summary = build_index(folder, model, out, tuple(float_indexes), tuple(binary_indexes), device, batch_size, workers, float16, checkpoint)
+    summary = build_index(folder, model, out, tuple(float_indexes), tuple(binary_indexes), device, batch_size, workers, float16, checkpoint, decode)
     click.echo(
         f"Indexed {summary.rows} images into {summary.out}: {summary.embedded} embedded"
         f" ({summary.images_per_second:.0f} img/s), {summary.reused} unchanged, {summary.removed} removed,"

@@ -127,8 +127,12 @@ def index(
     workers: int = 4,
     float16: bool = False,
     checkpoint: str = "best",
+    decode: str = "pil",
 ) -> IndexSummary:
-    """Embed the images under `folder` with the trained model `model` (run dir or checkpoint) into `out`."""
+    """Embed the images under `folder` with the trained model `model` (run dir or checkpoint) into `out`.
+
+    decode "pil" decodes in DataLoader workers; "device" decodes JPEGs on `device` (nvJPEG on CUDA).
+    """
     from hashpa.inference import resolve_device
     from hashpa.train.rundir import load_trained_model
 
@@ -154,7 +158,7 @@ def index(
         known.pop(p, None)
     log.info("%d images: %d to embed, %d unchanged", len(files), len(todo), len(files) - len(todo))
 
-    embed_seconds = _embed_missing(net, torch_device, folder, todo, stats, known, partial_dir, batch_size, workers)
+    embed_seconds = _embed_missing(net, torch_device, folder, todo, stats, known, partial_dir, batch_size, workers, decode)
     skipped = [p for p in todo if p not in known]
     if skipped:
         log.warning("skipped %d unreadable images: %s", len(skipped), ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
@@ -175,7 +179,7 @@ def index(
     return summary
 
 
-def _embed_missing(net, device, folder: Path, todo: list[str], stats, known: dict, partial_dir: Path, batch_size: int, workers: int) -> float:
+def _embed_missing(net, device, folder: Path, todo: list[str], stats, known: dict, partial_dir: Path, batch_size: int, workers: int, decode: str) -> float:
     """Embed `todo` into `known`, saving every finished batch under `partial_dir`; returns seconds spent."""
     from hashpa.inference import embed_batches
 
@@ -185,7 +189,8 @@ def _embed_missing(net, device, folder: Path, todo: list[str], stats, known: dic
     partial_dir.mkdir(exist_ok=True)
     first = len(list(partial_dir.glob("batch-*.npz")))
     samples = [Sample(folder / p, -1) for p in todo]
-    for number, batch in enumerate(embed_batches(net, samples, device, batch_size, workers, progress="embedding"), start=first):
+    batches = embed_batches(net, samples, device, batch_size, workers, progress="embedding", decode=decode)
+    for number, batch in enumerate(batches, start=first):
         done = [todo[i] for i in batch.positions]
         rows = [_Row(stats[p].st_size, stats[p].st_mtime_ns, e, c) for p, e, c in zip(done, batch.embeddings, batch.codes)]
         _write_partial(partial_dir / f"batch-{number:06d}.npz", done, rows)

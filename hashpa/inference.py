@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from hashpa.data.folder import ImageDataset, Sample, collate_skipping, usable_workers
+from hashpa.data.folder import Batch, ImageDataset, Sample, collate_skipping, usable_workers
 from hashpa.data.transforms import test_transform
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import HashingModel
@@ -53,26 +53,24 @@ def embed_batches(
     workers: int = 0,
     progress: str | None = None,
     hash_inputs: bool = False,
+    decode: str = "pil",
 ) -> Iterator[EmbeddedBatch]:
     """Embed `samples` in order, `batch_size` at a time, with the model's test transform.
 
-    Decoding runs in `workers` DataLoader processes, overlapping the model. Unreadable images
-    are skipped with a warning and counted. With hash_inputs, ``embeddings`` holds what the hash
-    head reads instead (and ``codes`` is empty).
+    decode "pil": images are decoded and transformed in `workers` DataLoader processes, overlapping
+    the model; "device": workers only read the files, decoding and resizing run on `device`
+    (hashpa.data.device_decode). Unreadable images are skipped with a warning and counted. With
+    hash_inputs, ``embeddings`` holds what the hash head reads instead (and ``codes`` is empty).
     """
     from tqdm import tqdm
 
-    dataset = ImageDataset(list(samples), test_transform(model.preprocessing, model.preprocessing.input_size))
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(workers), collate_fn=collate_skipping,
-        pin_memory=device.type == "cuda",
-    )
+    batches = _device_decoded(model, samples, device, batch_size, workers) if decode == "device" else _pil_decoded(model, samples, device, batch_size, workers)
     model.eval()
-    with tqdm(total=len(dataset), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
-        for batch in loader:
+    with tqdm(total=len(samples), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
+        for batch in batches:
             if len(batch.indices):
                 with autocast(device):
-                    images = batch.images.to(device, non_blocking=True)
+                    images = batch.images
                     if hash_inputs:
                         embeddings, codes = model.hash_inputs(images), torch.empty((len(images), 0), dtype=torch.uint8)
                     else:
@@ -83,6 +81,30 @@ def embed_batches(
                 codes = np.empty((0, model.config.bits // 8), np.uint8)
             bar.update(len(batch.indices) + batch.skipped)
             yield EmbeddedBatch(batch.indices.numpy(), embeddings, codes, batch.skipped)
+
+
+def _pil_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
+    dataset = ImageDataset(list(samples), test_transform(model.preprocessing, model.preprocessing.input_size))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(workers), collate_fn=collate_skipping,
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        yield Batch(batch.images.to(device, non_blocking=True), batch.labels, batch.indices, batch.skipped)
+
+
+def _device_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
+    from hashpa.data.device_decode import FileBytes, collate_bytes, decode_batch, resize_center_crop
+
+    samples = list(samples)
+    loader = torch.utils.data.DataLoader(FileBytes(samples), batch_size=batch_size, shuffle=False,
+                                         num_workers=usable_workers(workers), collate_fn=collate_bytes)
+    for data, indices, unreadable in loader:
+        images, kept = decode_batch(data, [samples[i].path for i in indices], device)
+        indices = torch.tensor([indices[i] for i in kept], dtype=torch.long)
+        skipped = unreadable + len(data) - len(kept)
+        tensor = resize_center_crop(images, model.preprocessing) if images else torch.empty(0)
+        yield Batch(tensor, torch.tensor([samples[i].label for i in indices.tolist()], dtype=torch.long), indices, skipped)
 
 
 def embed_all(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

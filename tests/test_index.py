@@ -90,3 +90,18 @@ def test_empty_folder_is_a_clear_error(trained_run, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HashpaError, match="no images found"):
         index(tmp_path / "empty", trained_run, tmp_path / "idx")
+
+
+def test_device_decoding_matches_pil_decoding(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=4, size=48)
+    from PIL import Image
+
+    Image.open(folder / "class_00" / "img_000.png").convert("RGB").save(folder / "class_00" / "photo.jpg", quality=95)
+    (folder / "class_01" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    pil = index(folder, trained_run, tmp_path / "pil", workers=0)
+    device = index(folder, trained_run, tmp_path / "device", workers=0, decode="device")
+    assert device.rows == pil.rows == 9 and device.skipped == pil.skipped == ["class_01/broken.jpg"]
+    a, b = read_store(tmp_path / "pil" / "store.h5"), read_store(tmp_path / "device" / "store.h5")
+    assert a.paths == b.paths
+    cosine = (a.embeddings * b.embeddings).sum(axis=1)
+    assert cosine.min() > 0.98  # the same images; resize implementations differ slightly
