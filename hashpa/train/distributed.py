@@ -25,7 +25,10 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate `x` [B, ...] from every process along dim 0; gradients flow to the local slice.
 
     Proxy losses need every process's embeddings: a proxy's positive and negative sets are taken
-    over the global batch.
+    over the global batch. Each process then holds the same global loss but back-propagates only
+    through its own slice, so summing the backbone gradients over processes gives the full gradient
+    (DDP averages them: scale by world_size there), while the proxies, outside DDP, already get the
+    full gradient on every process.
     """
     if world_size() == 1:
         return x
