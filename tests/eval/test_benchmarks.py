@@ -38,6 +38,8 @@ def test_bench_train_and_flowers_tiny(tmp_path):
     report = json.loads((tmp_path / "flowers" / "flowers.json").read_text())
     methods = [r["method"] for r in report["rows"]]
     assert "Proxy Anchor learned codes" in methods and "PCA-ITQ of the Proxy Anchor float embedding" in methods
+    pca = next(r for r in report["rows"] if r.get("pca_dims"))
+    assert pca["dim"] == 16 and 0 <= pca["recall@1"] <= 1 and "PCA float" in bench.read_text()
     assert set(report["convergence"]) == {"proxy_anchor", "ms"}
     text = bench.read_text()
     assert "old" not in text and "Proxy Anchor learned codes" in text and text.rstrip().endswith("kept")

@@ -3,7 +3,7 @@ import pytest
 
 from hashpa.errors import HashpaError
 from hashpa.eval.metrics import recall_at_k
-from hashpa.eval.unsupervised import fit_itq, fit_lsh
+from hashpa.eval.unsupervised import fit_itq, fit_lsh, fit_pca
 
 
 def clustered(seed, n=400, dim=32, classes=8):
@@ -41,7 +41,20 @@ def test_both_recover_clusters():
 
 
 def test_errors():
-    with pytest.raises(HashpaError, match="PCA-ITQ"):
+    with pytest.raises(HashpaError, match="PCA to 16 dimensions"):
         fit_itq(np.zeros((10, 4), np.float32), 16)
     with pytest.raises(HashpaError, match="expected embeddings"):
         fit_lsh(np.zeros((10, 4), np.float32), 16).encode(np.zeros((3, 5), np.float32))
+
+
+def test_pca_directions_are_orthonormal_and_keep_the_most_variance():
+    x, _ = clustered(3)
+    mean, directions = fit_pca(x, 8)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(directions.T @ directions, np.eye(8), atol=1e-8)
+    kept = np.square((x - mean) @ directions).sum()
+    random_basis = np.linalg.qr(np.random.default_rng(0).standard_normal((x.shape[1], 8)))[0]
+    assert kept > np.square((x - mean) @ random_basis).sum()
+    # the variance kept equals the sum of the 8 largest eigenvalues of the scatter matrix
+    eigenvalues = np.linalg.eigvalsh(np.cov((x - mean).T, bias=True) * len(x))
+    np.testing.assert_allclose(kept, eigenvalues[-8:].sum(), rtol=1e-6)
