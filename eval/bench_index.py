@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.eval.report import add_output_options, command_line, machine_info, publish
 from hashpa.inference import autocast, resolve_device
 
 log = logging.getLogger("hashpa.bench_index")
@@ -51,9 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit-batches", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/index"))
-    parser.add_argument("--benchmarks", type=Path)
-    parser.add_argument("--tag", default="cpu")
+    add_output_options(parser, "index")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not args.data.is_dir():
@@ -70,19 +67,11 @@ def main(argv=None) -> None:
         rows.append({"workers": workers, "images": summary.rows, "images_per_second": summary.images_per_second,
                      "fraction_of_model_limit": summary.images_per_second / limit})
         log.info("%s", rows[-1])
-    command = command_line("hashpa.eval.bench_index", argv)
-    machine = machine_info()
-    lines = [f"Command: `{command}`  ", f"Machine: {describe_machine(machine)}", "",
-             f"Model alone (synthetic batches of {args.batch_size} at {model.preprocessing.input_size} px): {limit:,.0f} images/s", "",
+    report = {"command": command_line("hashpa.eval.bench_index", argv), "machine": machine_info(), "model_images_per_second": limit, "rows": rows}
+    lines = ["", f"Model alone (synthetic batches of {args.batch_size} at {model.preprocessing.input_size} px): {limit:,.0f} images/s", "",
              "| DataLoader workers | images | hashpa index images/s | share of the model's speed |", "|---|---|---|---|"]
     lines += [f"| {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
-    text = "\n".join(lines)
-    write_json_atomic(args.out / "index.json", {"command": command, "machine": machine, "model_images_per_second": limit, "rows": rows})
-    write_text_atomic(args.out / "index.md", text + "\n")
-    if args.benchmarks:
-        update_section(args.benchmarks, f"index:{args.tag}", text)
-    print(text)
-
+    publish(args, "index", report, "\n".join(lines))
 
 if __name__ == "__main__":
     main()

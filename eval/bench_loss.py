@@ -16,12 +16,10 @@ import logging
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.eval.report import add_output_options, command_line, machine_info, publish
 from hashpa.losses import ProxyAnchorLoss
 
 log = logging.getLogger("hashpa.bench_loss")
@@ -121,8 +119,8 @@ def run(args) -> dict:
     return {"timing": rows, "memory": memory}
 
 
-def markdown(results: dict, command: str, machine: dict) -> str:
-    lines = [f"Command: `{command}`  ", f"Machine: {describe_machine(machine)}", "",
+def markdown(results: dict) -> str:
+    lines = ["",
              "| batch | classes | hashpa ms | hashpa compiled ms | pytorch-metric-learning ms | speed-up (eager) | speed-up (compiled) |",
              "|---|---|---|---|---|---|---|"]
     fmt = lambda v, f="{:.2f}": "-" if v is None else f.format(v)  # noqa: E731
@@ -151,20 +149,13 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-batch", type=int, default=512)
     parser.add_argument("--memory-classes", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=65_536)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/loss"))
-    parser.add_argument("--benchmarks", type=Path, help="Markdown file whose loss section to replace (e.g. BENCHMARKS.md)")
-    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks")
+    add_output_options(parser, "loss")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    command = command_line("hashpa.eval.bench_loss", argv)
-    machine = machine_info()
+    report = {"command": command_line("hashpa.eval.bench_loss", argv), "machine": machine_info()}
     results = run(args)
-    write_json_atomic(args.out / "loss.json", {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results})
-    write_text_atomic(args.out / "loss.md", markdown(results, command, machine) + "\n")
-    text = markdown(results, command, machine)
-    if args.benchmarks:
-        update_section(args.benchmarks, f"loss:{args.tag}", text)
-    print(text)
+    report.update(results)
+    publish(args, "loss", report, markdown(results))
 
 
 if __name__ == "__main__":

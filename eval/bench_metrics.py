@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.eval.report import add_output_options, command_line, machine_info, publish
 
 log = logging.getLogger("hashpa.bench_metrics")
 
@@ -36,9 +34,7 @@ def main(argv=None) -> None:
     parser.add_argument("--per-class", type=int, default=5)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--bits", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/metrics"))
-    parser.add_argument("--benchmarks", type=Path)
-    parser.add_argument("--tag", default="cpu")
+    add_output_options(parser, "metrics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rng = np.random.default_rng(0)
@@ -54,19 +50,11 @@ def main(argv=None) -> None:
         rows.append({"representation": name, "metric": metric, "seconds": result["seconds"], "peak_added_bytes": _rss("VmHWM") - before,
                      "recall@1": result["recall"][1], "map_at_r": result["map_at_r"]})
         log.info("%s", rows[-1])
-    command = command_line("hashpa.eval.bench_metrics", argv)
-    machine = machine_info()
-    lines = [f"Command: `{command}`  ", f"Machine: {describe_machine(machine)}", "",
-             f"{args.n:,} queries x {args.n - 1:,} database items each ({args.dim}-d floats, {args.bits}-bit codes):", "",
+    report = {"command": command_line("hashpa.eval.bench_metrics", argv), "machine": machine_info(), "rows": rows}
+    lines = ["", f"{args.n:,} queries x {args.n - 1:,} database items each ({args.dim}-d floats, {args.bits}-bit codes):", "",
              "| representation | seconds | memory added | Recall@1 | MAP@R |", "|---|---|---|---|---|"]
     lines += [f"| {r['representation']} ({r['metric']}) | {r['seconds']:.1f} | {r['peak_added_bytes'] / 2**20:,.0f} MiB | {r['recall@1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
-    text = "\n".join(lines)
-    write_json_atomic(args.out / "metrics.json", {"command": command, "machine": machine, "rows": rows})
-    write_text_atomic(args.out / "metrics.md", text + "\n")
-    if args.benchmarks:
-        update_section(args.benchmarks, f"metrics:{args.tag}", text)
-    print(text)
-
+    publish(args, "metrics", report, "\n".join(lines))
 
 if __name__ == "__main__":
     main()

@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
-from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
+from hashpa.eval.report import add_output_options, command_line, machine_info, publish
 from hashpa.eval.timing import percentiles_ms, time_calls
-from hashpa.fileio import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("hashpa.bench_search")
 
@@ -156,10 +154,8 @@ def _where_time_goes(codes, query_codes, k, threads, args) -> dict:
     return {"hammings_only_per_second": nq * len(codes) / distances_only}
 
 
-def markdown(results: dict, command: str, machine: dict) -> str:
+def markdown(results: dict) -> str:
     lines = [
-        f"Command: `{command}`  ",
-        f"Machine: {describe_machine(machine)}  ",
         f"Popcount limit (np.bitwise_count, one core): {results['popcount_per_second_one_core']['cache'] / 1e9:.2f} G uint64/s "
         f"cache-resident, {results['popcount_per_second_one_core']['memory'] / 1e9:.2f} G/s from memory",
         "",
@@ -196,22 +192,14 @@ def main(argv=None) -> None:
     parser.add_argument("--latency-queries", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/search"))
-    parser.add_argument("--benchmarks", type=Path, help="Markdown file whose search section to replace (e.g. BENCHMARKS.md)")
-    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks")
+    add_output_options(parser, "search")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    command = command_line("hashpa.eval.bench_search", argv)
-    machine = machine_info()
+    report = {"command": command_line("hashpa.eval.bench_search", argv), "machine": machine_info()}
     results = run(args)
-    report = {"command": command, "machine": machine, "settings": vars(args) | {"out": str(args.out)}, **results}
-    write_json_atomic(args.out / "search.json", report)
-    write_text_atomic(args.out / "search.md", markdown(results, command, machine) + "\n")
-    text = markdown(results, command, machine)
-    if args.benchmarks:
-        update_section(args.benchmarks, f"search:{args.tag}", text)
-    print(text)
+    report.update(results)
+    publish(args, "search", report, markdown(results))
 
 
 if __name__ == "__main__":

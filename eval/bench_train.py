@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import command_line, describe_machine, machine_info
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.eval.report import add_output_options, command_line, machine_info, publish
 from hashpa.inference import autocast, resolve_device
 
 log = logging.getLogger("hashpa.bench_train")
@@ -120,7 +119,7 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--time-to-accuracy", action="store_true")
     parser.add_argument("--max-epochs", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("bench-results/train"))
+    add_output_options(parser, "train")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.data.is_dir():
@@ -135,8 +134,7 @@ def main(argv=None) -> None:
     results["hashpa_over_reference"] = results["hashpa_images_per_second"] / results["reference_images_per_second"]
     if args.time_to_accuracy:
         results["time_to_accuracy"] = time_to_accuracy(args, str(device))
-    machine = machine_info()
-    lines = [f"Command: `{command}`  ", f"Machine: {describe_machine(machine)}", "",
+    lines = ["",
              "| pipeline | images/s |", "|---|---|",
              f"| (a) backbone limit, synthetic tensors on the device | {results['limit_images_per_second']:,.0f} |",
              f"| (b) hashpa train from the JPEG folder | {results['hashpa_images_per_second']:,.0f} ({results['hashpa_over_limit']:.2f} x (a)) |",
@@ -144,10 +142,7 @@ def main(argv=None) -> None:
     if "time_to_accuracy" in results:
         tta = results["time_to_accuracy"]
         lines.append(f"\nTime to accuracy: best float Recall@1 {tta['best_float_recall@1']:.4f} after {tta['seconds_to_best']:.0f} s")
-    write_json_atomic(args.out / "train.json", {"command": command, "machine": machine, "settings": {k: str(v) for k, v in vars(args).items()}, **results})
-    write_text_atomic(args.out / "train.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    publish(args, "train", {"command": command, "machine": machine_info(), **results}, "\n".join(lines))
 
 if __name__ == "__main__":
     main()

@@ -33,9 +33,9 @@ import torch
 from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.transforms import test_transform
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.report import command_line, describe_machine, machine_info, update_section
+from hashpa.eval.report import add_output_options, command_line, machine_info, publish, settings
 from hashpa.eval.unsupervised import fit_itq, fit_lsh, fit_pca
-from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
+from hashpa.fileio import atomic_path
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
 from hashpa.train.config import TrainConfig
@@ -87,14 +87,15 @@ def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.nda
     return outputs[0], outputs[1], labels
 
 
-def train_run(name: str, overrides: dict, args, device_name: str):
+def train_run(name: str, overrides: dict, args, report: dict):
+    """Train (or resume, or reload when finished) one run; its epochs' seconds add to report["training_seconds"]."""
     from hashpa.train import Trainer, resolve_config
 
     run_dir = args.out / "runs" / name
     config = resolve_config("folder", {
         "data": str(args.data), "split": "half", "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
         "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
-        "workers": args.workers, "device": device_name, "eval_every": 1, "seed": args.seed, **overrides,
+        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, **overrides,
     })
     trainer = Trainer(config)
     if (run_dir / "last.pt").is_file():
@@ -104,6 +105,7 @@ def train_run(name: str, overrides: dict, args, device_name: str):
     started = time.perf_counter()
     result = trainer.fit()
     log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
+    report["training_seconds"] += sum(epoch["seconds"] for epoch in result.history)
     return trainer, result
 
 
@@ -115,7 +117,7 @@ def run(args) -> dict:
     split = split_folder(args.data, "half")
     log.info("Flowers-102: %d train photos (%d classes), %d test photos (%d unseen classes)",
              len(split.train), len(split.train_classes), len(split.test), len(split.test_classes))
-    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {}, "sensitivity": [], "ablation": [],
+    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {}, "sensitivity": [], "ablation": [], "training_seconds": 0.0,
               "train_classes": f"{split.train_classes[0]} .. {split.train_classes[-1]}", "test_classes": f"{split.test_classes[0]} .. {split.test_classes[-1]}"}
 
     started = time.perf_counter()
@@ -128,7 +130,7 @@ def run(args) -> dict:
 
     for bits in args.bits:
         every = 1 if bits == args.convergence_bits else args.epochs
-        trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor", "eval_every": every}, args, args.device)
+        trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor", "eval_every": every}, args, report)
         if bits == args.convergence_bits:
             report["convergence"]["proxy_anchor"] = _curve(result.history)
         rows = learned_rows(trainer, result, split, labels, args, device, distance_device)
@@ -142,7 +144,7 @@ def run(args) -> dict:
             rows = default_rows
         else:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-            trainer, result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, args.device)
+            trainer, result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, report)
             rows = learned_rows(trainer, result, split, labels, args, device, distance_device)
         report["ablation"].append({"design": name, "default": variant == default, "bits": args.convergence_bits,
                                    **{row["method"].split(" of ")[0].replace("Proxy Anchor ", ""): row["recall@1"] for row in rows}})
@@ -150,12 +152,12 @@ def run(args) -> dict:
     for loss in args.losses:
         if loss == "proxy_anchor":
             continue
-        _, result = train_run(f"{loss}-{args.convergence_bits}bit", {"bits": args.convergence_bits, "loss": loss}, args, args.device)
+        _, result = train_run(f"{loss}-{args.convergence_bits}bit", {"bits": args.convergence_bits, "loss": loss}, args, report)
         report["convergence"][loss] = _curve(result.history)
 
     for alpha in args.sensitivity_alpha if args.sensitivity else ():
         for margin in args.sensitivity_delta:
-            _, result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, args.device)
+            _, result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, report)
             report["sensitivity"].append({"alpha": alpha, "delta": margin, "float_recall@1": result.history[-1]["float"]["recall@1"]})
     return report
 
@@ -193,11 +195,10 @@ def _curve(history: list[dict]) -> list[dict]:
 def markdown(report: dict) -> str:
     s = report["settings"]
     lines = [
-        f"Command: `{report['command']}`  ",
-        f"Machine: {describe_machine(report['machine'])}  ",
         f"Protocol: train on classes {report['train_classes']} ({report['train_images']:,} photos), test on the unseen classes "
         f"{report['test_classes']} ({report['test_images']:,} photos, each querying all others); {s['backbone']} {s['weights']} weights, {s['image_size']} px, "
-        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm; wall time {report['seconds'] / 60:.0f} min.",
+        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm; training time of all runs {report['training_seconds'] / 60:.0f} min "
+        f"(summed over their epochs, also when resumed).",
         "",
         "| method | bits | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |",
         "|---|---|---|---|---|---|---|---|",
@@ -270,7 +271,6 @@ def _save(fig, path: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
-    parser.add_argument("--out", type=Path, default=Path("bench-results/flowers"))
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--image-size", type=int, default=112)
@@ -286,27 +286,19 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--benchmarks", type=Path, help="Markdown file whose flowers section to replace (e.g. BENCHMARKS.md)")
-    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks (cpu, gpu, ...)")
+    add_output_options(parser, "flowers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if not args.data.is_dir():
         print(f"Flowers-102 benchmark skipped: {args.data} not found (see ../shared/data/README.md; pass --data DIR)")
         return
-    command = command_line("hashpa.eval.flowers", argv)
     started = time.perf_counter()
-    report = {"command": command, "machine": machine_info(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    report = {"command": command_line("hashpa.eval.flowers", argv), "machine": machine_info(), "settings": settings(args)}
     report.update(run(args))
     report["seconds"] = time.perf_counter() - started
-    write_json_atomic(args.out / "flowers.json", report)
-    text = markdown(report)
-    write_text_atomic(args.out / "flowers.md", text + "\n")
     plots(report, args.out)
-    if args.benchmarks:
-        update_section(args.benchmarks, f"flowers:{args.tag}", text)
-    print(text)
-
+    publish(args, "flowers", report, markdown(report))
 
 if __name__ == "__main__":
     main()

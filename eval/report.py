@@ -1,8 +1,9 @@
-"""What every benchmark report carries: the command, the machine, the library versions; and
-replacing a tagged section of BENCHMARKS.md with a fresh table."""
+"""What every benchmark report carries: the command, the machine, the library versions; and where
+it goes: ``<out>/<name>.json``, ``<out>/<name>.md`` and a tagged section of BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashpa.fileio import write_text_atomic
+from hashpa.fileio import write_json_atomic, write_text_atomic
 
 
 def command_line(module: str, argv: list[str] | None) -> str:
@@ -67,3 +68,28 @@ def update_section(path: str | Path, tag: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     write_text_atomic(path, text)
+
+
+def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """--out, --benchmarks and --tag, the options every benchmark writes its report by."""
+    parser.add_argument("--out", type=Path, default=Path(f"bench-results/{name}"), help="folder for the JSON, Markdown and plots")
+    parser.add_argument("--benchmarks", type=Path, help=f"Markdown file whose {name} section to replace (e.g. BENCHMARKS.md)")
+    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks (cpu, gpu, ...)")
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The parsed options as JSON-ready values."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def publish(args: argparse.Namespace, name: str, report: dict, body: str) -> None:
+    """Write ``report`` (which holds "command" and "machine") with the parsed options as
+    <out>/<name>.json, the Markdown `body` under a command and machine header as <out>/<name>.md and
+    into the ``<name>:<tag>`` section of --benchmarks, and print the Markdown."""
+    report = {**report, "settings": settings(args)}
+    text = f"Command: `{report['command']}`  \nMachine: {describe_machine(report['machine'])}  \n{body}"
+    write_json_atomic(args.out / f"{name}.json", report)
+    write_text_atomic(args.out / f"{name}.md", text + "\n")
+    if args.benchmarks:
+        update_section(args.benchmarks, f"{name}:{args.tag}", text)
+    print(text)

@@ -59,7 +59,7 @@ def test_decoded_cache_is_built_once_and_keyed_by_the_files(tmp_path):
     assert first.images.shape == (6, 3, 24, 24) and first.images.dtype == torch.uint8
     assert len(list((tmp_path / "cache").iterdir())) == 1
     pil = Image.open(samples[first.positions[0]].path).convert("RGB")
-    expected = torch.from_numpy(np.asarray(T.CenterCrop(24)(T.Resize(24)(pil)))).permute(2, 0, 1)
+    expected = torch.from_numpy(np.array(T.CenterCrop(24)(T.Resize(24)(pil)))).permute(2, 0, 1)
     assert torch.equal(first.images[0], expected)
     again = decoded_images(samples, 24, workers=0, folder=tmp_path / "cache")
     assert torch.equal(again.images, first.images)
