@@ -73,5 +73,6 @@ def main(argv=None) -> None:
     lines += [f"| {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
     publish(args, "index", report, "\n".join(lines))
 
+
 if __name__ == "__main__":
     main()

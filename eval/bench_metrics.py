@@ -56,5 +56,6 @@ def main(argv=None) -> None:
     lines += [f"| {r['representation']} ({r['metric']}) | {r['seconds']:.1f} | {r['peak_added_bytes'] / 2**20:,.0f} MiB | {r['recall@1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
     publish(args, "metrics", report, "\n".join(lines))
 
+
 if __name__ == "__main__":
     main()
