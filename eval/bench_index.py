@@ -3,8 +3,9 @@
     python -m hashpa.eval.bench_index --data ../shared/data/flowers102-112 --model runs/flowers --out bench-results/index-cpu
 
 (a) the model alone: ``model.embed`` on synthetic tensors already on the device, same batch size;
-(b) ``hashpa index`` over the folder (decoding in DataLoader workers, overlapped with the model),
-images/s of the embedding phase; the ratio (b)/(a) is the share of the model's speed the data path
+(b) ``hashpa index`` over the folder (--decode pil: decoding in DataLoader workers, overlapped with
+the model; --decode device: workers read the files, the model's device decodes), images/s of the
+embedding phase; the ratio (b)/(a) is the share of the model's speed the data path
 keeps. Writes index.json and index.md.
 """
 
@@ -48,6 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--decode", nargs="+", choices=("pil", "device"), default=["pil"], help="JPEG decoding: PIL in workers, or on the model's device")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit-batches", type=int, default=10)
     add_output_options(parser, "index")
@@ -60,17 +62,18 @@ def main(argv=None) -> None:
     model, _ = load_trained_model(args.model, "best", device)
     limit = model_limit(model, args.batch_size, device, args.limit_batches)
     rows = []
-    for workers in args.workers:
-        target = args.out / f"index-{workers}-workers"
-        shutil.rmtree(target, ignore_errors=True)
-        summary = index(args.data, args.model, target, device=str(device), batch_size=args.batch_size, workers=workers)
-        rows.append({"workers": workers, "images": summary.rows, "images_per_second": summary.images_per_second,
-                     "fraction_of_model_limit": summary.images_per_second / limit})
-        log.info("%s", rows[-1])
+    for decode in args.decode:
+        for workers in args.workers:
+            target = args.out / f"index-{decode}-{workers}-workers"
+            shutil.rmtree(target, ignore_errors=True)
+            summary = index(args.data, args.model, target, device=str(device), batch_size=args.batch_size, workers=workers, decode=decode)
+            rows.append({"decode": decode, "workers": workers, "images": summary.rows, "images_per_second": summary.images_per_second,
+                         "fraction_of_model_limit": summary.images_per_second / limit})
+            log.info("%s", rows[-1])
     report = {"command": command_line("hashpa.eval.bench_index", argv), "machine": machine_info(), "model_images_per_second": limit, "rows": rows}
     lines = ["", f"Model alone (synthetic batches of {args.batch_size} at {model.preprocessing.input_size} px): {limit:,.0f} images/s", "",
-             "| DataLoader workers | images | hashpa index images/s | share of the model's speed |", "|---|---|---|---|"]
-    lines += [f"| {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
+             "| decoding | DataLoader workers | images | hashpa index images/s | share of the model's speed |", "|---|---|---|---|---|"]
+    lines += [f"| {r['decode']} | {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
     publish(args, "index", report, "\n".join(lines))
 
 

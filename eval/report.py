@@ -4,6 +4,7 @@ it goes: ``<out>/<name>.json``, ``<out>/<name>.md`` and a tagged section of BENC
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -34,27 +35,31 @@ def cpu_model() -> str:
 
 def machine_info() -> dict:
     """CPU, core and thread counts, GPU, and the versions of the libraries that decide the speed."""
-    import faiss
     import torch
 
     from hashpa import __version__
 
-    info = {
+    try:  # a GPU image may run the training benchmarks without faiss
+        import faiss
+    except ImportError:
+        faiss = None
+    return {
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
-        "faiss_threads": faiss.omp_get_max_threads(),
+        "faiss_threads": faiss.omp_get_max_threads() if faiss else None,
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
-        "versions": {"hashpa": __version__, "torch": torch.__version__, "faiss": faiss.__version__, "numpy": np.__version__},
+        "versions": {"hashpa": __version__, "torch": torch.__version__, "faiss": faiss.__version__ if faiss else "not installed",
+                     "numpy": np.__version__},
     }
-    return info
 
 
 def describe_machine(info: dict) -> str:
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    return f"{info['cpu']} ({info['cpu_cores']} cores, FAISS threads {info['faiss_threads']}{gpu}); {versions}"
+    threads = f", FAISS threads {info['faiss_threads']}" if info.get("faiss_threads") else ""
+    return f"{info['cpu']} ({info['cpu_cores']} cores{threads}{gpu}); {versions}"
 
 
 def update_section(path: str | Path, tag: str, body: str) -> None:
@@ -93,3 +98,33 @@ def publish(args: argparse.Namespace, name: str, report: dict, body: str) -> Non
     if args.benchmarks:
         update_section(args.benchmarks, f"{name}:{args.tag}", text)
     print(text)
+
+
+def merge_sections(benchmarks: str | Path, folders: list[Path]) -> list[str]:
+    """Put each benchmark report found in `folders` (a <name>.md beside its <name>.json, as `publish`
+    writes them, e.g. brought back from a GPU machine) into its ``<name>:<tag>`` section of
+    `benchmarks`. Returns the sections replaced."""
+    replaced = []
+    for folder in folders:
+        for report_path in sorted(Path(folder).rglob("*.json")):
+            markdown_path = report_path.with_suffix(".md")
+            report = json.loads(report_path.read_text())
+            if not markdown_path.is_file() or "tag" not in report.get("settings", {}) or "command" not in report:
+                continue
+            tag = f"{report_path.stem}:{report['settings']['tag']}"
+            update_section(benchmarks, tag, markdown_path.read_text().rstrip("\n"))
+            replaced.append(tag)
+    return replaced
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Merge benchmark reports (e.g. from a GPU machine) into BENCHMARKS.md.")
+    parser.add_argument("benchmarks", type=Path, help="the Markdown file, e.g. BENCHMARKS.md")
+    parser.add_argument("folders", type=Path, nargs="+", help="folders holding <name>.json + <name>.md reports")
+    args = parser.parse_args(argv)
+    for tag in merge_sections(args.benchmarks, args.folders):
+        print(f"replaced section {tag} of {args.benchmarks}")
+
+
+if __name__ == "__main__":
+    main()

@@ -52,10 +52,10 @@ def test_bench_index_and_metrics_tiny(tmp_path, trained_run):
     from hashpa.eval import bench_index, bench_metrics
 
     data = make_image_folder(tmp_path / "data", classes=2, per_class=6)
-    bench_index.main(["--data", str(data), "--model", str(trained_run), "--workers", "0", "--batch-size", "4",
+    bench_index.main(["--data", str(data), "--model", str(trained_run), "--workers", "0", "--batch-size", "4", "--decode", "pil", "device",
                       "--limit-batches", "2", "--out", str(tmp_path / "index")])
     report = json.loads((tmp_path / "index" / "index.json").read_text())
-    assert report["rows"][0]["images"] == 12 and report["model_images_per_second"] > 0
+    assert [r["decode"] for r in report["rows"]] == ["pil", "device"] and report["rows"][1]["images"] == 12 and report["model_images_per_second"] > 0
     bench_metrics.main(["--n", "500", "--dim", "16", "--out", str(tmp_path / "metrics")])
     rows = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["rows"]
     assert [r["representation"] for r in rows] == ["float", "codes"] and 0 < rows[1]["recall@1"] <= rows[0]["recall@1"] <= 1
