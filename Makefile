@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test bench-flowers bench-search bench-loss bench-train gpu-bundle clean
+.PHONY: install demo test bench-flowers bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,16 @@ demo: install
 # Benchmarks write bench-results/ and their section of BENCHMARKS.md (see that file for the figures).
 bench-flowers: install
 	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --ablation --benchmarks BENCHMARKS.md --out bench-results/flowers-cpu
+
+# After bench-flowers: index the unseen test classes with its 64-bit run, then float vs binary vs rerank.
+UNSEEN := bench-results/flowers-unseen
+bench-flowers-compare: install
+	rm -rf $(UNSEEN) && mkdir -p $(UNSEEN)/images
+	$(PY) -c "import sys; from pathlib import Path; from hashpa.data import split_folder; \
+	[Path(sys.argv[2], c).symlink_to(Path(sys.argv[1], c).resolve()) for c in split_folder(sys.argv[1], 'half').test_classes]" $(FLOWERS) $(UNSEEN)/images
+	$(HASHPA) index $(UNSEEN)/images --model bench-results/flowers-cpu/runs/proxy_anchor-64bit --out $(UNSEEN)/index \
+		--binary-index BFlat --binary-index BHNSW32
+	$(HASHPA) compare $(UNSEEN)/index --threads 1
 
 bench-search: install
 	$(PY) -m hashpa.eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu
