@@ -44,12 +44,15 @@ log = logging.getLogger("hashpa.flowers")
 
 KS = (1, 2, 4, 8)
 
-# Where the hash head starts and what its losses may train: the design choices measured by --ablation.
+# Where the hash head starts, what its losses may train, and whether it needs Proxy Anchor on the codes:
+# the design choices measured by --ablation.
 ABLATION = {
     "random init, codes train the head only": {"hash_init": "random", "codes_train_backbone": False},
     "random init, codes train the backbone too": {"hash_init": "random", "codes_train_backbone": True},
     "ITQ init, codes train the head only": {"hash_init": "itq", "codes_train_backbone": False},
     "ITQ init, codes train the backbone too": {"hash_init": "itq", "codes_train_backbone": True},
+    "ITQ init, head only, no Proxy Anchor on the codes (distillation and code terms only)":
+        {"hash_init": "itq", "codes_train_backbone": False, "code_weight": 0.0},
 }
 
 
