@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import add_output_options, command_line, machine_info, publish
+from hashpa.eval.report import add_output_options, command_line, data_missing, publish
 from hashpa.inference import autocast, resolve_device
 
 log = logging.getLogger("hashpa.bench_index")
@@ -56,8 +56,7 @@ def main(argv=None) -> None:
     add_output_options(parser, "index")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if not args.data.is_dir():
-        print(f"indexing benchmark skipped: {args.data} not found (pass --data DIR)")
+    if data_missing(args.data, "indexing"):
         return
     device = resolve_device(args.device)
     model, _ = load_trained_model(args.model, "best", device)
@@ -75,13 +74,12 @@ def main(argv=None) -> None:
     limit = max(limits)
     for row in rows:
         row["fraction_of_model_limit"] = row["images_per_second"] / limit
-    report = {"command": command_line("hashpa.eval.bench_index", argv), "machine": machine_info(), "model_images_per_second": limit,
-              "model_images_per_second_before_after": limits, "rows": rows}
+    results = {"model_images_per_second": limit, "model_images_per_second_before_after": limits, "rows": rows}
     lines = ["", f"Model alone (synthetic batches of {args.batch_size} at {model.preprocessing.input_size} px, the faster of a measurement "
              f"before and after the runs: {limits[0]:,.0f} and {limits[1]:,.0f}): {limit:,.0f} images/s", "",
              "| decoding | DataLoader workers | images | hashpa index images/s | share of the model's speed |", "|---|---|---|---|---|"]
     lines += [f"| {r['decode']} | {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
-    publish(args, "index", report, "\n".join(lines))
+    publish(args, "index", command_line("hashpa.eval.bench_index", argv), results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from hashpa.eval.report import add_output_options, command_line, machine_info, publish
+from hashpa.eval.report import add_output_options, command_line, publish
 from hashpa.losses import ProxyAnchorLoss
 
 log = logging.getLogger("hashpa.bench_loss")
@@ -152,10 +152,8 @@ def main(argv=None) -> None:
     add_output_options(parser, "loss")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = {"command": command_line("hashpa.eval.bench_loss", argv), "machine": machine_info()}
     results = run(args)
-    report.update(results)
-    publish(args, "loss", report, markdown(results))
+    publish(args, "loss", command_line("hashpa.eval.bench_loss", argv), results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import logging
 import numpy as np
 
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.report import add_output_options, command_line, machine_info, publish
+from hashpa.eval.report import add_output_options, command_line, publish
 
 log = logging.getLogger("hashpa.bench_metrics")
 
@@ -50,11 +50,10 @@ def main(argv=None) -> None:
         rows.append({"representation": name, "metric": metric, "seconds": result["seconds"], "peak_added_bytes": _rss("VmHWM") - before,
                      "recall@1": result["recall"][1], "map_at_r": result["map_at_r"]})
         log.info("%s", rows[-1])
-    report = {"command": command_line("hashpa.eval.bench_metrics", argv), "machine": machine_info(), "rows": rows}
     lines = ["", f"{args.n:,} queries x {args.n - 1:,} database items each ({args.dim}-d floats, {args.bits}-bit codes):", "",
              "| representation | seconds | memory added | Recall@1 | MAP@R |", "|---|---|---|---|---|"]
     lines += [f"| {r['representation']} ({r['metric']}) | {r['seconds']:.1f} | {r['peak_added_bytes'] / 2**20:,.0f} MiB | {r['recall@1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
-    publish(args, "metrics", report, "\n".join(lines))
+    publish(args, "metrics", command_line("hashpa.eval.bench_metrics", argv), {"rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

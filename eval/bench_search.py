@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from hashpa.eval.report import add_output_options, command_line, machine_info, publish
+from hashpa.eval.report import add_output_options, command_line, publish
 from hashpa.eval.timing import percentiles_ms, time_calls
 
 log = logging.getLogger("hashpa.bench_search")
@@ -196,10 +196,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    report = {"command": command_line("hashpa.eval.bench_search", argv), "machine": machine_info()}
     results = run(args)
-    report.update(results)
-    publish(args, "search", report, markdown(results))
+    publish(args, "search", command_line("hashpa.eval.bench_search", argv), results, markdown(results))
 
 
 if __name__ == "__main__":

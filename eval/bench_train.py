@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import add_output_options, command_line, machine_info, publish
+from hashpa.eval.report import add_output_options, command_line, data_missing, publish
 from hashpa.inference import autocast, resolve_device
 
 log = logging.getLogger("hashpa.bench_train")
@@ -122,11 +122,9 @@ def main(argv=None) -> None:
     add_output_options(parser, "train")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if not args.data.is_dir():
-        print(f"training benchmark skipped: {args.data} not found (pass --data DIR)")
+    if data_missing(args.data, "training"):
         return
     device = resolve_device(args.device)
-    command = command_line("hashpa.eval.bench_train", argv)
     results = {"limit_images_per_second": synthetic_limit(args, device, args.compile)}
     results["hashpa_images_per_second"] = pipeline(args, str(device), reference=False, compile_model=args.compile)
     results["reference_images_per_second"] = pipeline(args, str(device), reference=True, compile_model=False)
@@ -142,7 +140,7 @@ def main(argv=None) -> None:
     if "time_to_accuracy" in results:
         tta = results["time_to_accuracy"]
         lines.append(f"\nTime to accuracy: best float Recall@1 {tta['best_float_recall@1']:.4f} after {tta['seconds_to_best']:.0f} s")
-    publish(args, "train", {"command": command, "machine": machine_info(), **results}, "\n".join(lines))
+    publish(args, "train", command_line("hashpa.eval.bench_train", argv), results, "\n".join(lines))
 
 if __name__ == "__main__":
     main()

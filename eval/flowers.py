@@ -28,15 +28,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
-from hashpa.data.transforms import test_transform
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.report import add_output_options, command_line, machine_info, publish, settings
+from hashpa.eval.report import add_output_options, command_line, data_missing, publish, settings
 from hashpa.eval.unsupervised import fit_itq, fit_lsh, fit_pca
 from hashpa.fileio import atomic_path
-from hashpa.inference import autocast, embed_all, resolve_device
+from hashpa.inference import embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
 from hashpa.train.config import TrainConfig
 
@@ -73,21 +70,18 @@ def unsupervised_rows(train: np.ndarray, test: np.ndarray, labels: np.ndarray, b
 
 
 def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled ImageNet features (avg + max pooling, L2-normalised) of the train and test photos."""
-    model = HashingModel(ModelConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size, dim=16, bits=16)).to(device).eval()
-    outputs = []
-    for samples in (split.train, split.test):
-        dataset = ImageDataset(samples, test_transform(model.preprocessing, model.preprocessing.input_size))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=128, num_workers=usable_workers(args.workers), collate_fn=collate_skipping)
-        features = []
-        with torch.no_grad():
-            for batch in loader:
-                with autocast(device):
-                    pooled = model.pool(model.backbone(batch.images.to(device)))
-                features.append(torch.nn.functional.normalize(pooled.float(), dim=1).cpu().numpy())
-        outputs.append(np.concatenate(features))
-    labels = np.array([s.label for s in split.test])
-    return outputs[0], outputs[1], labels
+    """Pooled ImageNet features (avg + max pooling, L2-normalised) of the train and test photos,
+    and the labels of the test photos that could be read."""
+    config = ModelConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size, dim=16, bits=16, hash_source="features")
+    model = HashingModel(config).to(device)
+    train = embed_all(model, split.train, device, workers=args.workers, hash_inputs=True)[0]
+    test, _, positions, _ = embed_all(model, split.test, device, workers=args.workers, hash_inputs=True)
+    return unit_rows(train), unit_rows(test), np.array([s.label for s in split.test])[positions]
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of float [N, D] scaled to unit length (for cosine retrieval)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def train_run(name: str, overrides: dict, args, report: dict):
@@ -183,8 +177,7 @@ def pca_row(train: np.ndarray, test: np.ndarray, labels: np.ndarray, dims: int, 
     """Cosine retrieval with the float embedding projected to `dims` principal directions: what `dims`
     linear dimensions of the embedding hold before any quantisation to bits."""
     mean, directions = fit_pca(train, dims)
-    projected = ((test - mean) @ directions).astype(np.float32)
-    projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+    projected = unit_rows(((test - mean) @ directions).astype(np.float32))
     return {"method": f"PCA of {source}, float, no quantisation", "bits": None, "dim": dims, "pca_dims": dims,
             **metrics(projected, labels, "cosine", device)}
 
@@ -293,15 +286,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    if not args.data.is_dir():
-        print(f"Flowers-102 benchmark skipped: {args.data} not found (see ../shared/data/README.md; pass --data DIR)")
+    if data_missing(args.data, "Flowers-102"):
         return
     started = time.perf_counter()
-    report = {"command": command_line("hashpa.eval.flowers", argv), "machine": machine_info(), "settings": settings(args)}
-    report.update(run(args))
+    report = {"settings": settings(args), **run(args)}
     report["seconds"] = time.perf_counter() - started
     plots(report, args.out)
-    publish(args, "flowers", report, markdown(report))
+    publish(args, "flowers", command_line("hashpa.eval.flowers", argv), report, markdown(report))
 
 if __name__ == "__main__":
     main()

@@ -87,12 +87,20 @@ def settings(args: argparse.Namespace) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
-def publish(args: argparse.Namespace, name: str, report: dict, body: str) -> None:
-    """Write ``report`` (which holds "command" and "machine") with the parsed options as
-    <out>/<name>.json, the Markdown `body` under a command and machine header as <out>/<name>.md and
-    into the ``<name>:<tag>`` section of --benchmarks, and print the Markdown."""
-    report = {**report, "settings": settings(args)}
-    text = f"Command: `{report['command']}`  \nMachine: {describe_machine(report['machine'])}  \n{body}"
+def data_missing(data: Path, benchmark: str) -> bool:
+    """True (after saying so) when a benchmark's data folder is absent: it is skipped, not failed."""
+    if data.is_dir():
+        return False
+    print(f"{benchmark} benchmark skipped: {data} not found (see ../shared/data/README.md; pass --data DIR)")
+    return True
+
+
+def publish(args: argparse.Namespace, name: str, command: str, results: dict, body: str) -> None:
+    """Write `results` with the command, this machine and the parsed options as <out>/<name>.json,
+    the Markdown `body` under a command and machine header as <out>/<name>.md and into the
+    ``<name>:<tag>`` section of --benchmarks, and print the Markdown."""
+    report = {"command": command, "machine": machine_info(), **results, "settings": settings(args)}
+    text = f"Command: `{command}`  \nMachine: {describe_machine(report['machine'])}  \n{body}"
     write_json_atomic(args.out / f"{name}.json", report)
     write_text_atomic(args.out / f"{name}.md", text + "\n")
     if args.benchmarks:

@@ -69,7 +69,7 @@ class HashingModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_backbone):
             features = self.pool(self.backbone(images))
         raw = self.embedding(features)
-        hash_input = raw if self.config.hash_source == "embedding" else features
+        hash_input = self._hash_input(features, raw)
         hash_logits = self.hash_head(hash_input.detach() if detach_hash_input else hash_input)
         return ModelOutput(F.normalize(raw.float(), dim=1), hash_logits.float())
 
@@ -77,7 +77,10 @@ class HashingModel(nn.Module):
     def hash_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the hash head reads for these images (the raw embedding or the pooled features)."""
         features = self.pool(self.backbone(images))
-        return self.embedding(features) if self.config.hash_source == "embedding" else features
+        return self._hash_input(features, self.embedding(features))
+
+    def _hash_input(self, features: torch.Tensor, raw_embedding: torch.Tensor) -> torch.Tensor:
+        return raw_embedding if self.config.hash_source == "embedding" else features
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from hashpa.data.transforms import test_resize, train_transform
 from hashpa.errors import HashpaError
 from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.eval.unsupervised import fit_itq
-from hashpa.inference import autocast, embed_all, embed_batches, resolve_device
+from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel
 from hashpa.train.config import TrainConfig
 from hashpa.train.distributed import is_main_process
@@ -255,10 +255,7 @@ class Trainer:
         """
         started = time.perf_counter()
         self.model.eval()
-        inputs = []
-        for batch in embed_batches(self.model, self.split.train, self.device, batch_size=128, workers=self.config.workers, hash_inputs=True):
-            inputs.append(batch.embeddings)
-        x = np.concatenate(inputs)
+        x = embed_all(self.model, self.split.train, self.device, workers=self.config.workers, hash_inputs=True)[0]
         self.model.train()
         if len(x) <= self.config.model.bits:
             log.warning("only %d training images: the hash head keeps its random initialisation (PCA-ITQ needs more than %d)", len(x), self.config.model.bits)

@@ -9,7 +9,7 @@ def test_publish_then_merge_brings_a_section_into_another_file(tmp_path, capsys)
     parser = argparse.ArgumentParser()
     report.add_output_options(parser, "speed")
     args = parser.parse_args(["--out", str(tmp_path / "gpu"), "--tag", "gpu"])
-    report.publish(args, "speed", {"command": "python -m x", "machine": report.machine_info(), "value": 3}, "\n| a |\n|---|\n| 3 |")
+    report.publish(args, "speed", "python -m x", {"value": 3}, "\n| a |\n|---|\n| 3 |")
     assert json.loads((tmp_path / "gpu" / "speed.json").read_text())["settings"]["tag"] == "gpu"
     assert "| 3 |" in capsys.readouterr().out
     bench = tmp_path / "BENCH.md"
