@@ -25,12 +25,15 @@ from hashpa.cli.main import cli, friendly_errors
 @click.option("--workers", type=int, default=4, show_default=True, help="DataLoader processes decoding images.")
 @click.option("--decode", type=click.Choice(["pil", "device"]), default="pil", show_default=True,
               help="device: read files in the workers, decode JPEGs and resize on --device (nvJPEG on a GPU).")
+@click.option("--codes", type=click.Choice(["model", "itq"]), default="model", show_default=True,
+              help="Codes of the binary indexes: the model's hash head, or PCA-ITQ fitted to this folder's float "
+                   "embeddings (no labels; better on classes the model never saw, see BENCHMARKS.md).")
 @friendly_errors
-def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16, device, batch_size, workers, decode) -> None:
+def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16, device, batch_size, workers, decode, codes) -> None:
     """Embed the images under FOLDER and build float and binary FAISS indexes in --out."""
     from hashpa.index import index as build_index
 
-    summary = build_index(folder, model, out, tuple(float_indexes), tuple(binary_indexes), device, batch_size, workers, float16, checkpoint, decode)
+    summary = build_index(folder, model, out, tuple(float_indexes), tuple(binary_indexes), device, batch_size, workers, float16, checkpoint, decode, codes)
     click.echo(
         f"Indexed {summary.rows} images into {summary.out}: {summary.embedded} embedded"
         f" ({summary.images_per_second:.0f} img/s), {summary.reused} unchanged, {summary.removed} removed,"
@@ -44,7 +47,8 @@ def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("queries", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-k", "k", type=int, default=10, show_default=True)
-@click.option("--mode", type=click.Choice(["float", "binary", "rerank"]), default="float", show_default=True)
+@click.option("--mode", type=click.Choice(["float", "binary", "rerank", "asymmetric"]), default="float", show_default=True,
+              help="asymmetric: the query's real-valued projection against the database's codes (indexes built with --codes itq).")
 @click.option("--shortlist", type=int, help="rerank: Hamming candidates re-ranked by cosine (default 10*k).")
 @click.option("--index", "index_spec", help="Which built index to search (default Flat / BFlat).")
 @click.option("--model", type=click.Path(exists=True), help="Embed queries with this model (must be the index's).")
@@ -67,7 +71,7 @@ def search(index_dir, queries, k, mode, shortlist, index_spec, model, device, as
     if as_json:
         click.echo(json.dumps([asdict(r) for r in results], indent=2))
         return
-    score_name = "Hamming" if mode == "binary" else "cosine"
+    score_name = {"binary": "Hamming", "asymmetric": "score"}.get(mode, "cosine")
     for result in results:
         click.echo(f"query {result.query}")
         if show_codes:
@@ -113,11 +117,12 @@ def info(index_dir) -> None:
 
     opened = OpenIndex(index_dir)
     meta, store = opened.meta, opened.store
-    stats = bit_statistics(store.codes)
+    stats = bit_statistics(store.index_codes)
     click.echo(f"index {opened.path}: {len(store)} images from {meta['folder']}")
     click.echo(f"model {meta['model']} ({meta['checkpoint']}, fingerprint {meta['model_fingerprint']}), backbone {store.attrs.get('backbone')}")
     labels = f"{len(store.class_names)} classes" if store.has_labels else "no labels"
-    click.echo(f"{store.bits}-bit codes, {meta['dim']}-d {meta['embeddings_dtype']} embeddings, {labels}")
+    source = "PCA-ITQ fitted to this folder" if store.fitted else "the model's hash head"
+    click.echo(f"{store.bits}-bit codes from {source}, {meta['dim']}-d {meta['embeddings_dtype']} embeddings, {labels}")
     for name, entry in meta["indexes"].items():
         click.echo(f"  {name:<18} {entry['file']:<26} {entry['bytes']:>12,} bytes")
     click.echo(f"bits: mean entropy {stats['mean_entropy']:.3f} (1.0 = every bit balanced), "
@@ -138,6 +143,6 @@ def export_codes(index_dir, output, fmt) -> None:
     from hashpa.search import OpenIndex
 
     opened = OpenIndex(index_dir)
-    write_codes(opened.store.codes, opened.store.paths, Path(output), fmt)
+    write_codes(opened.store.index_codes, opened.store.paths, Path(output), fmt)
     click.echo(f"wrote {len(opened.store)} codes of {opened.store.bits} bits to {output}")
 

@@ -1,6 +1,7 @@
 """``hashpa compare``: every index of an index directory side by side, quality against speed and memory.
 
-For each method (float Flat, binary Flat, each other FAISS index built, and rerank) it reports
+For each method (float Flat, binary Flat, each other FAISS index built, rerank, and the asymmetric
+scan where the codes were fitted to the database) it reports
 Recall@1/2/4/8 and MAP@R (labels required), batched queries/s, single-query latency p50/p99,
 bytes per image in memory and the index size on disk. Without query images every labelled image
 queries the rest (itself excluded).
@@ -44,6 +45,8 @@ def methods_of(opened: OpenIndex, shortlist: int | None) -> list[Method]:
         spec = "BFlat" if "BFlat" in binary else (binary[0] if binary else None)
         if spec:
             methods.append(Method(f"rerank {spec}", "rerank", spec, shortlist))
+    if opened.store.fitted:
+        methods.append(Method("asymmetric scan", "asymmetric", "codes"))
     return methods
 
 
@@ -100,6 +103,7 @@ def compare(
         "labelled_queries": int(labelled.sum()),
         "protocol": "leave-one-out: every labelled image queries the others" if self_rows is not None else f"queries from {queries}",
         "bits": store.bits,
+        "code_source": store.code_source,
         "dim": int(store.embeddings.shape[1]),
         "ks": list(ks),
         "speed_k": SPEED_K,
@@ -119,7 +123,7 @@ def _queries(opened: OpenIndex, queries, model, device):
     store = opened.store
     if queries is None:
         rows = np.flatnonzero(store.labels >= 0) if store.has_labels else np.arange(len(store))
-        return opened.embeddings[rows], store.codes[rows], store.labels[rows], rows
+        return opened.embeddings[rows], store.index_codes[rows], store.labels[rows], rows
     paths = expand_queries([queries])
     index = {name: i for i, name in enumerate(store.class_names)}
     labels = [index.get(Path(p).relative_to(queries).parts[0], -1) if len(Path(p).relative_to(queries).parts) > 1 else -1 for p in paths]
@@ -155,6 +159,9 @@ def _memory(opened: OpenIndex, method: Method) -> dict:
     float_bytes = opened.store.embeddings.itemsize * opened.store.embeddings.shape[1]
     if method.mode == "rerank":
         on_disk = entry_of("binary", method.spec)["bytes"] + n * float_bytes
+    elif method.mode == "asymmetric":
+        hasher = opened.store.fitted.hasher
+        on_disk = opened.store.index_codes.nbytes + hasher.mean.nbytes + hasher.projection.nbytes
     else:
         on_disk = entry_of(method.mode, method.spec)["bytes"]
     return {"bytes_per_image": on_disk / n, "index_bytes": int(on_disk)}
@@ -172,9 +179,12 @@ def markdown_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
-                 f"{report['bits']}-bit codes, {report['dim']}-d floats; speed at k={report['speed_k']}.")
+                 f"{report['bits']}-bit codes ({_CODE_SOURCE_WORDS[report.get('code_source', 'model')]}), {report['dim']}-d floats; speed at k={report['speed_k']}.")
     lines.append(f"Machine: {describe_machine(report['machine'])}")
     return "\n".join(lines)
+
+
+_CODE_SOURCE_WORDS = {"model": "the model's hash head", "itq": "PCA-ITQ fitted to this database"}
 
 
 def _size(n: int) -> str:

@@ -56,11 +56,14 @@ def evaluate_retrieval(
     map_at: Sequence[int | str] = (),
     device: str | None = None,
     chunk_bytes: int = knn.DEFAULT_CHUNK_BYTES,
+    paired: bool = False,
 ) -> dict:
     """Every metric of this module in one pass over the distance chunks.
 
     Arguments as ``recall_at_k``; ``map_at`` lists cut-offs for the hashing mAP (ints, or "all");
     ``device`` computes the distances with torch there (e.g. "cuda") instead of on the CPU.
+    ``paired``: database row i is query i in another form (e.g. its code for a float query): it is
+    excluded from query i's results, as a query's own row is without a database.
     Returns a dict: recall {K: float}, recall_tie_aware {K: float} (if tie_aware), map_at_r,
     r_precision (if with_map_at_r), map {cut-off: float}, queries, queries_without_positives, seconds.
     """
@@ -68,8 +71,8 @@ def evaluate_retrieval(
     ks = _check_ks(ks)
     q = knn.prepare(queries, metric, "queries")
     q_labels = _labels(query_labels, q.shape[0], "query_labels")
-    exclude_self = database is None
-    if exclude_self:
+    exclude_self = database is None or paired
+    if database is None:
         db, db_labels = q, q_labels
     else:
         if database_labels is None:
@@ -78,6 +81,8 @@ def evaluate_retrieval(
         db_labels = _labels(database_labels, db.shape[0], "database_labels")
         if db.shape[1] != q.shape[1]:
             raise HashpaError(f"queries have {q.shape[1]} columns, the database {db.shape[1]}: they come from different models")
+        if paired and db.shape[0] != q.shape[0]:
+            raise HashpaError(f"paired queries and database need as many rows, got {q.shape[0]} and {db.shape[0]}")
     searchable = db.shape[0] - exclude_self
     if ks[-1] > searchable:
         raise HashpaError(f"Recall@{ks[-1]} needs more than {searchable} database items")

@@ -1,6 +1,7 @@
 """``hashpa index``: embed an image folder once, store both representations, build FAISS indexes.
 
     INDEX_DIR/store.h5               rows: paths, labels, float embeddings, packed codes (hashpa.store)
+                                     and, with ``codes="itq"``, codes fitted to this folder
     INDEX_DIR/float-<spec>.faiss     float index (inner product), ``faiss.read_index``
     INDEX_DIR/binary-<spec>.faiss    binary index (Hamming), ``faiss.read_index_binary``
     INDEX_DIR/index.json             what was built, from which model and store, with which options
@@ -27,13 +28,16 @@ from hashpa import __version__
 from hashpa.data.folder import Sample, find_images
 from hashpa.errors import HashpaError
 from hashpa.fileio import atomic_path, write_json_atomic
-from hashpa.store import STORE_FILE, Store, read_store, write_store
+from hashpa.quantizers import fit_itq
+from hashpa.store import STORE_FILE, FittedCodes, Store, read_store, write_store
 
 log = logging.getLogger(__name__)
 
 INDEX_JSON = "index.json"
 DEFAULT_FLOAT_INDEXES = ("Flat",)
 DEFAULT_BINARY_INDEXES = ("BFlat",)
+CODE_SOURCES = ("model", "itq")
+ITQ_SAMPLE = 100_000  # embeddings the database-fitted quantiser is trained on, at most
 
 
 def index_file_name(kind: str, spec: str) -> str:
@@ -128,10 +132,14 @@ def index(
     float16: bool = False,
     checkpoint: str = "best",
     decode: str = "pil",
+    codes: str = "model",
 ) -> IndexSummary:
     """Embed the images under `folder` with the trained model `model` (run dir or checkpoint) into `out`.
 
     decode "pil" decodes in DataLoader workers; "device" decodes JPEGs on `device` (nvJPEG on CUDA).
+    codes "model": the binary indexes hold the model's hash codes; "itq": codes of the same length
+    fitted to this folder's float embeddings by PCA-ITQ (unsupervised, refitted on every run; queries
+    are encoded with the stored quantiser), which on classes the model never saw rank better.
     """
     from hashpa.inference import resolve_device
     from hashpa.train.rundir import load_trained_model
@@ -140,6 +148,8 @@ def index(
     folder, out = Path(folder), Path(out)
     if not float_indexes and not binary_indexes:
         raise HashpaError("nothing to build: give at least one --float-index or --binary-index")
+    if codes not in CODE_SOURCES:
+        raise HashpaError(f"unknown code source {codes!r}; choose one of {', '.join(CODE_SOURCES)}")
     torch_device = resolve_device(device)
     net, state = load_trained_model(model, checkpoint, torch_device)
     fingerprint = net.fingerprint()
@@ -167,6 +177,8 @@ def index(
         raise HashpaError(f"none of the {len(files)} images under {folder} could be read")
 
     store = _assemble(present, known, state, folder, float16, fingerprint)
+    if codes == "itq":
+        store.fitted = fit_database_codes(store.embeddings, store.bits)
     summary = IndexSummary(
         out=out, rows=len(store), embedded=len(todo) - len(skipped), reused=len(files) - len(todo),
         removed=len(previous_paths - set(stats)), skipped=skipped,
@@ -264,6 +276,23 @@ def _assemble(paths: list[str], known: dict[str, _Row], state: dict, folder: Pat
     )
 
 
+def fit_database_codes(embeddings: np.ndarray, bits: int, seed: int = 0) -> FittedCodes:
+    """PCA-ITQ fitted to a database's float embeddings [N, dim] (at most ITQ_SAMPLE rows, drawn with
+    `seed`), and the database's codes under it: uint8 [N, bits/8]."""
+    n = len(embeddings)
+    if n <= bits:
+        raise HashpaError(f"--codes itq fits {bits} bits to the folder's embeddings and needs more than {bits} images, "
+                          f"the folder has {n}: use --codes model (the model's own codes) for small folders")
+    if n < 10 * bits:
+        log.warning("--codes itq: %d images for %d bits is little data to fit a quantiser; compare with --codes model", n, bits)
+    started = time.perf_counter()
+    sample = np.sort(np.random.default_rng(seed).choice(n, ITQ_SAMPLE, replace=False)) if n > ITQ_SAMPLE else slice(None)
+    hasher = fit_itq(embeddings[sample].astype(np.float32), bits, seed=seed)
+    codes = np.concatenate([hasher.encode(embeddings[start : start + 65536]) for start in range(0, n, 65536)])
+    log.info("fitted %d-bit PCA-ITQ codes to %d embeddings in %.1f s", bits, min(n, ITQ_SAMPLE), time.perf_counter() - started)
+    return FittedCodes(codes, hasher)
+
+
 def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_FLOAT_INDEXES, binary_specs=DEFAULT_BINARY_INDEXES, info: dict | None = None) -> dict:
     """Write `store`, its FAISS indexes and index.json (last) into `out`; returns the indexes built.
 
@@ -281,6 +310,7 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_FLOAT_IND
         "store_id": store_id,
         "rows": len(store),
         "bits": store.bits,
+        "code_source": store.code_source,
         "dim": int(store.embeddings.shape[1]),
         "embeddings_dtype": str(store.embeddings.dtype),
         "labels": store.has_labels,
@@ -292,7 +322,7 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_FLOAT_IND
 def _build_indexes(store: Store, out: Path, float_specs, binary_specs) -> dict:
     built = {}
     embeddings = store.embeddings.astype(np.float32)
-    for kind, specs, build, data in (("float", float_specs, build_float_index, embeddings), ("binary", binary_specs, build_binary_index, store.codes)):
+    for kind, specs, build, data in (("float", float_specs, build_float_index, embeddings), ("binary", binary_specs, build_binary_index, store.index_codes)):
         for spec in dict.fromkeys(specs):
             started = time.perf_counter()
             faiss_index = build(data, spec)

@@ -1,4 +1,7 @@
-"""Searching an index: float (cosine), binary (Hamming) and rerank (Hamming shortlist, then cosine).
+"""Searching an index: float (cosine), binary (Hamming), rerank (Hamming shortlist, then cosine) and,
+for indexes whose codes were fitted to the database, asymmetric (the query's real-valued projection
+against the database's binary codes: the database stays bits/8 bytes per image, the query loses
+nothing to quantisation).
 
 Rankings are deterministic: equal scores are ordered by store row. Flat indexes return the exact
 top k under that rule; approximate indexes (HNSW, IVF) return their own candidates, re-sorted by it.
@@ -20,13 +23,14 @@ from hashpa.store import STORE_FILE, Store, read_store
 
 log = logging.getLogger(__name__)
 
-MODES = ("float", "binary", "rerank")
+MODES = ("float", "binary", "rerank", "asymmetric")
+ASYMMETRIC_BLOCK = 65536  # database rows unpacked at a time by the asymmetric scan
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
 
 
 @dataclass
 class SearchResult:
-    scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank) or Hamming distance (binary)
+    scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank), Hamming distance (binary) or projection . code (asymmetric)
     ids: np.ndarray  # int64 [Q, k]: store rows
 
 
@@ -76,6 +80,11 @@ class OpenIndex:
             raise HashpaError(f"{self.path / entry['file']} holds {index.ntotal} vectors, the store {len(self.store)}: run hashpa index again")
         return index
 
+    def query_codes(self, embeddings: np.ndarray, model_codes: np.ndarray) -> np.ndarray:
+        """The queries' codes in this index's code space: the model's codes [Q, bits/8] as they are,
+        or the float embeddings [Q, dim] encoded by the quantiser fitted to the database."""
+        return self.store.fitted.encode(embeddings) if self.store.fitted else model_codes
+
     def check_model(self, fingerprint: str) -> None:
         if fingerprint != self.fingerprint:
             raise ModelMismatchError(
@@ -96,6 +105,8 @@ class OpenIndex:
             return self.search_float(embeddings, k, spec or "Flat")
         if mode == "binary":
             return self.search_binary(codes, k, spec or "BFlat")
+        if mode == "asymmetric":
+            return self.search_asymmetric(embeddings, k)
         return self.search_rerank(embeddings, codes, k, shortlist or 10 * k, spec or "BFlat")
 
     def search_float(self, embeddings: np.ndarray, k: int, spec: str = "Flat") -> SearchResult:
@@ -132,6 +143,31 @@ class OpenIndex:
         candidates = self.search_binary(codes, shortlist, spec).ids
         scores, ids = self._rank_by_cosine(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k)
         return SearchResult(scores, ids)
+
+    def search_asymmetric(self, embeddings: np.ndarray, k: int) -> SearchResult:
+        """Exact scan: score = ((e - mean) @ projection) . b over the database's +-1 codes b (quantiser
+        and codes fitted by ``hashpa index --codes itq``); the k best by (score descending, row)."""
+        from hashpa.codes import codes_to_signs
+        from hashpa.eval.knn import top_k
+
+        if self.store.fitted is None:
+            raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {self.path} with hashpa index ... --codes itq")
+        projected = self.store.fitted.hasher.project(embeddings)
+        codes = self.store.index_codes
+        query_rows = max(1, 2**24 // min(len(codes), ASYMMETRIC_BLOCK))
+        scores, ids = [], []
+        for q_start in range(0, len(projected), query_rows):
+            queries = projected[q_start : q_start + query_rows]
+            best_scores, best_ids = np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+            for start in range(0, len(codes), ASYMMETRIC_BLOCK):
+                negated = -(queries @ codes_to_signs(codes[start : start + ASYMMETRIC_BLOCK]).T)
+                local = top_k(negated, k)
+                best_scores = np.concatenate([best_scores, np.take_along_axis(negated, local, axis=1)], axis=1)
+                best_ids = np.concatenate([best_ids, local + start], axis=1)
+                best_scores, best_ids = _sort_by_score_then_id(best_scores, best_ids, k)
+            scores.append(-best_scores)
+            ids.append(best_ids)
+        return SearchResult(np.concatenate(scores), np.concatenate(ids))
 
     def _fetch(self, k: int) -> int:
         return min(len(self.store), k + EXTRA_CANDIDATES)
@@ -197,8 +233,8 @@ def embed_queries(opened: OpenIndex, paths: Sequence[Path], model: str | Path | 
                   batch_size: int = 64, workers: int = 0, labels: Sequence[int] | None = None):
     """Embed query images with the index's model (or `model`, which must be the same one).
 
-    Returns (embeddings float32 [n, dim], codes uint8 [n, bits/8], positions [n] of the readable
-    paths). Unreadable queries are skipped with a warning.
+    Returns (embeddings float32 [n, dim], codes uint8 [n, bits/8] in the index's code space,
+    positions [n] of the readable paths). Unreadable queries are skipped with a warning.
     """
     from hashpa.data.folder import Sample
     from hashpa.inference import embed_all, resolve_device
@@ -210,7 +246,7 @@ def embed_queries(opened: OpenIndex, paths: Sequence[Path], model: str | Path | 
     opened.check_model(net.fingerprint())
     samples = [Sample(Path(p), -1 if labels is None else labels[i]) for i, p in enumerate(paths)]
     embeddings, codes, positions, skipped = embed_all(net, samples, torch_device, batch_size=batch_size, workers=workers)
-    return embeddings, codes, positions
+    return embeddings, opened.query_codes(embeddings, codes), positions
 
 
 def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mode: str = "float",

@@ -6,11 +6,16 @@ Layout of ``store.h5`` (readable with plain h5py):
     labels       int32 [N]           class index into ``class_names``, -1 when unknown
     class_names  utf-8 strings [C]   the folder's class sub-folders (empty without classes)
     embeddings   float32|float16 [N, dim]   L2-normalised float embeddings
-    codes        uint8 [N, bits/8]   packed hash codes (numpy packbits order)
+    codes        uint8 [N, bits/8]   the model's packed hash codes (numpy packbits order)
+    fitted/      only with ``hashpa index --codes itq``: codes fitted to this database
+      codes      uint8 [N, bits/8]   sign((embeddings - mean) @ projection), packed
+      mean       float32 [dim]
+      projection float32 [dim, bits] PCA-ITQ fitted on the embeddings (no labels used)
     sizes        int64 [N]           file sizes and
     mtimes       int64 [N]           modification times (ns): what incremental runs compare
     attrs: bits, dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
-           created (ISO time), store_id (changes with every write), root
+           created (ISO time), store_id (changes with every write), root, code_source
+           ("model" or "itq": which codes the binary indexes hold)
 """
 
 from __future__ import annotations
@@ -26,10 +31,23 @@ import numpy as np
 
 from hashpa import __version__
 from hashpa.errors import HashpaError
+from hashpa.quantizers import LinearHasher
 from hashpa.fileio import atomic_path
 
 STORE_FILE = "store.h5"
 _STRINGS = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class FittedCodes:
+    """Codes fitted to the database by an unsupervised linear quantiser, and that quantiser."""
+
+    codes: np.ndarray  # uint8 [N, bits/8]
+    hasher: LinearHasher
+
+    def encode(self, embeddings: np.ndarray) -> np.ndarray:
+        """Query embeddings float [Q, dim] -> packed codes uint8 [Q, bits/8] in this database's code space."""
+        return self.hasher.encode(embeddings)
 
 
 @dataclass
@@ -42,6 +60,7 @@ class Store:
     sizes: np.ndarray
     mtimes: np.ndarray
     attrs: dict = field(default_factory=dict)
+    fitted: FittedCodes | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -49,6 +68,15 @@ class Store:
     @property
     def bits(self) -> int:
         return int(self.codes.shape[1] * 8)
+
+    @property
+    def code_source(self) -> str:
+        return "itq" if self.fitted else "model"
+
+    @property
+    def index_codes(self) -> np.ndarray:
+        """uint8 [N, bits/8]: the codes the binary indexes hold (fitted ones if any, else the model's)."""
+        return self.fitted.codes if self.fitted else self.codes
 
     @property
     def has_labels(self) -> bool:
@@ -65,6 +93,7 @@ def write_store(path: str | Path, store: Store) -> str:
         "hashpa_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "store_id": store_id,
+        "code_source": store.code_source,
     }
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
@@ -75,6 +104,10 @@ def write_store(path: str | Path, store: Store) -> str:
             h5.create_dataset("codes", data=store.codes.astype(np.uint8))
             h5.create_dataset("sizes", data=store.sizes.astype(np.int64))
             h5.create_dataset("mtimes", data=store.mtimes.astype(np.int64))
+            if store.fitted:
+                h5.create_dataset("fitted/codes", data=store.fitted.codes.astype(np.uint8))
+                h5.create_dataset("fitted/mean", data=store.fitted.hasher.mean.astype(np.float32))
+                h5.create_dataset("fitted/projection", data=store.fitted.hasher.projection.astype(np.float32))
             for key, value in attrs.items():
                 h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
     store.attrs = attrs
@@ -97,9 +130,17 @@ def read_store(path: str | Path) -> Store:
                 sizes=h5["sizes"][()],
                 mtimes=h5["mtimes"][()],
                 attrs=attrs,
+                fitted=_read_fitted(h5),
             )
     except (OSError, KeyError) as error:
         raise HashpaError(f"cannot read the index store {path} ({error}); rebuild it with hashpa index") from None
+
+
+def _read_fitted(h5: h5py.File) -> FittedCodes | None:
+    if "fitted" not in h5:
+        return None
+    group = h5["fitted"]
+    return FittedCodes(group["codes"][()], LinearHasher(group["mean"][()], group["projection"][()]))
 
 
 def _attr(value):

@@ -103,6 +103,22 @@ def test_info_and_export_codes(workspace):
     assert "".join(f"{b:08b}" for b in raw[0]) == lines[0].split("\t")[1]
 
 
+def test_an_index_with_codes_fitted_to_the_folder_searches_and_compares(workspace, tmp_path):
+    base, folder, _, _ = workspace
+    indexed = run("index", folder, "--model", base / "run", "--out", tmp_path / "idx", "--workers", "0", "--codes", "itq")
+    assert indexed.exit_code == 0, indexed.output
+    query = folder / "class_03" / "img_007.png"
+    hits = json.loads(run("search", tmp_path / "idx", query, "-k", 2, "--mode", "binary", "--json").output)[0]["hits"]
+    assert hits[0]["score"] == 0  # the query's fitted code is in the index
+    asymmetric = json.loads(run("search", tmp_path / "idx", query, "-k", 2, "--mode", "asymmetric", "--json").output)[0]["hits"]
+    assert asymmetric[0]["score"] >= asymmetric[1]["score"]
+    compared = run("compare", tmp_path / "idx", "--latency-queries", 2, "--repeats", 1)
+    assert compared.exit_code == 0 and "PCA-ITQ fitted to this database" in compared.output
+    assert "| asymmetric scan |" in compared.output
+    assert json.loads((tmp_path / "idx" / "compare.json").read_text())["code_source"] == "itq"
+    assert "codes from PCA-ITQ fitted to this folder" in run("info", tmp_path / "idx").output
+
+
 def test_queries_embedded_by_another_model_are_refused(workspace, tmp_path):
     base, folder, _, _ = workspace
     other = run("train", "--data", folder, "--out", tmp_path / "other", *TINY[:-6], "--epochs", "1", "--seed", "7", "--workers", "0")

@@ -105,3 +105,34 @@ def test_device_decoding_matches_pil_decoding(trained_run, tmp_path):
     assert a.paths == b.paths
     cosine = (a.embeddings * b.embeddings).sum(axis=1)
     assert cosine.min() > 0.98  # the same images; resize implementations differ slightly
+
+
+def test_codes_fitted_to_the_folder_are_stored_with_their_quantiser_and_indexed(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=10)
+    out = tmp_path / "idx"
+    index(folder, trained_run, out, workers=0)
+    model_codes = read_store(out / "store.h5").codes
+    summary = index(folder, trained_run, out, codes="itq", workers=0)
+    assert summary.embedded == 0  # switching the code source re-uses the embeddings
+    store = read_store(out / "store.h5")
+    assert store.code_source == "itq" and store.attrs["code_source"] == "itq"
+    np.testing.assert_array_equal(store.codes, model_codes)  # the model's codes are kept beside them
+    np.testing.assert_array_equal(store.fitted.codes, store.fitted.encode(store.embeddings))
+    assert store.fitted.codes.shape == (30, 2) and not np.array_equal(store.fitted.codes, model_codes)
+    opened = OpenIndex(out)
+    assert json.loads((out / "index.json").read_text())["code_source"] == "itq"
+    np.testing.assert_array_equal(opened.query_codes(store.embeddings[:3], model_codes[:3]), store.fitted.codes[:3])
+    result = opened.search_binary(opened.query_codes(store.embeddings, model_codes), 1)
+    np.testing.assert_array_equal(result.scores[:, 0], 0)  # every row finds its own fitted code in the binary index
+    index(folder, trained_run, out, workers=0)  # and back: the binary index holds the model's codes again
+    back = OpenIndex(out)
+    assert back.store.fitted is None
+    np.testing.assert_array_equal(back.query_codes(store.embeddings, model_codes), model_codes)
+
+
+def test_fitting_codes_to_too_few_images_is_a_clear_error(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=4)
+    with pytest.raises(HashpaError, match="needs more than 16 images.*--codes model"):
+        index(folder, trained_run, tmp_path / "idx", codes="itq", workers=0)
+    with pytest.raises(HashpaError, match="unknown code source"):
+        index(folder, trained_run, tmp_path / "idx", codes="pq", workers=0)

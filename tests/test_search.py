@@ -5,6 +5,8 @@ import h5py
 import numpy as np
 import pytest
 
+import hashpa.search
+
 from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.index import write_index_dir
 from hashpa.search import OpenIndex
@@ -121,3 +123,33 @@ def test_bad_factory_strings_are_clear_errors(tmp_path):
         write_index_dir(tmp_path, random_store(), ("NotAnIndex",), ())
     with pytest.raises(HashpaError, match="needs at least 1024 vectors"):
         write_index_dir(tmp_path, random_store(), (), ("BIVF1024",))
+
+
+@pytest.fixture
+def fitted_index_dir(tmp_path):
+    from hashpa.index import fit_database_codes
+
+    store = random_store(n=300, dim=16, bits=16)
+    store.fitted = fit_database_codes(store.embeddings, 16)
+    write_index_dir(tmp_path, store, ("Flat",), ("BFlat",))
+    return tmp_path
+
+
+@pytest.mark.parametrize("k", [1, 7, 300])
+def test_asymmetric_scan_equals_brute_force_over_blocks(fitted_index_dir, k, monkeypatch):
+    monkeypatch.setattr(hashpa.search, "ASYMMETRIC_BLOCK", 64)  # 300 rows: 5 blocks to merge
+    opened = OpenIndex(fitted_index_dir)
+    queries = np.concatenate([opened.embeddings[[5, 12]], np.random.default_rng(3).standard_normal((30, 16)).astype(np.float32)])
+    result = opened.search_asymmetric(queries, k)
+    projected = (queries.astype(np.float64) - opened.store.fitted.hasher.mean) @ opened.store.fitted.hasher.projection
+    signs = np.unpackbits(opened.store.fitted.codes, axis=1) * 2.0 - 1.0
+    scores = projected @ signs.T
+    order = np.lexsort((np.broadcast_to(np.arange(300), scores.shape), -scores), axis=1)[:, :k]
+    np.testing.assert_allclose(result.scores, np.take_along_axis(scores, order, axis=1), rtol=1e-5, atol=1e-5)
+    assert (result.ids == order).mean() > 0.99  # float32 vs float64 may swap near-equal scores
+    np.testing.assert_array_equal(result.ids[0, : min(k, 11)], order[0, : min(k, 11)])  # rows 5, 10..19: equal embeddings, by row
+
+
+def test_asymmetric_search_needs_fitted_codes(index_dir):
+    with pytest.raises(HashpaError, match="--codes itq"):
+        OpenIndex(index_dir).search(np.zeros((1, 16), np.float32), np.zeros((1, 2), np.uint8), 3, "asymmetric")

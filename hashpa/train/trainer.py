@@ -22,7 +22,7 @@ from hashpa.data.cache import decoded_images
 from hashpa.data.transforms import test_resize, train_transform
 from hashpa.errors import HashpaError
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.unsupervised import fit_itq
+from hashpa.quantizers import fit_itq
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel
 from hashpa.train.config import TrainConfig

@@ -162,3 +162,15 @@ def test_bad_inputs_are_clear_errors(kwargs, match):
     args.update(kwargs)
     with pytest.raises(HashpaError, match=match):
         recall_at_k(**args)
+
+
+def test_a_paired_database_excludes_each_querys_own_row():
+    rng = np.random.default_rng(4)
+    x, labels = rng.standard_normal((60, 8)).astype(np.float32), rng.integers(0, 4, 60)
+    alone = evaluate_retrieval(x, labels)
+    paired = evaluate_retrieval(x, labels, database=x, database_labels=labels, paired=True)
+    unpaired = evaluate_retrieval(x, labels, database=x, database_labels=labels)
+    assert paired["recall"] == alone["recall"] and paired["map_at_r"] == pytest.approx(alone["map_at_r"])
+    assert unpaired["recall"][1] == 1.0  # without pairing every query finds itself
+    with pytest.raises(HashpaError, match="as many rows"):
+        evaluate_retrieval(x, labels, database=x[:10], database_labels=labels[:10], paired=True)

@@ -3,7 +3,7 @@ import pytest
 
 from hashpa.errors import HashpaError
 from hashpa.eval.metrics import recall_at_k
-from hashpa.eval.unsupervised import fit_itq, fit_lsh, fit_pca
+from hashpa.quantizers import fit_itq, fit_lsh, fit_pca
 
 
 def clustered(seed, n=400, dim=32, classes=8):

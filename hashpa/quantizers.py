@@ -1,4 +1,6 @@
-"""Unsupervised binary codes made from float embeddings: the reference rows for learned codes.
+"""Unsupervised binary codes made from float embeddings: reference rows for the learned codes, the
+hash head's starting point (``TrainConfig.hash_init``) and codes fitted to a database at index time
+(``hashpa index --codes itq``).
 
 - ``fit_lsh``: sign of a random Gaussian projection (sign random projections, Charikar 2002),
   whose Hamming distance estimates the angle between the float vectors.
@@ -29,10 +31,14 @@ class LinearHasher:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """x: float [N, D] -> packed uint8 codes [N, bits/8]."""
+        return np.packbits(self.project(x) > 0, axis=1)
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """x: float [N, D] -> float32 [N, bits], the real values whose signs are the code."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
             raise HashpaError(f"expected embeddings [N, {self.mean.shape[0]}], got shape {x.shape}")
-        return np.packbits((x - self.mean) @ self.projection > 0, axis=1)
+        return (x - self.mean) @ self.projection
 
 
 def fit_lsh(train: np.ndarray, bits: int, seed: int = 0) -> LinearHasher:
@@ -45,13 +51,18 @@ def fit_lsh(train: np.ndarray, bits: int, seed: int = 0) -> LinearHasher:
 
 def fit_pca(train: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean float64 [D] and the top `dims` principal directions float64 [D, dims] of `train` [N, D]
-    (needs D >= dims and N > dims)."""
-    x = np.asarray(train, dtype=np.float64)
+    (needs D >= dims and N > dims). Memory is O(D^2) beyond the input, whatever N."""
+    x = np.asarray(train)
     if x.ndim != 2 or x.shape[1] < dims or x.shape[0] <= dims:
         raise HashpaError(f"PCA to {dims} dimensions needs more than {dims} training vectors of dimension >= {dims}, got {x.shape}")
-    mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return mean, vt[:dims].T
+    mean = x.mean(axis=0, dtype=np.float64)
+    covariance = np.zeros((x.shape[1], x.shape[1]))
+    for start in range(0, len(x), 65536):
+        block = x[start : start + 65536].astype(np.float64) - mean
+        covariance += block.T @ block
+    values, vectors = np.linalg.eigh(covariance)
+    top = vectors[:, ::-1][:, :dims]
+    return mean, top * np.where(top[np.abs(top).argmax(axis=0), np.arange(dims)] < 0, -1.0, 1.0)  # a fixed sign per direction
 
 
 def fit_itq(train: np.ndarray, bits: int, iterations: int = 50, seed: int = 0) -> LinearHasher:
