@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test bench-flowers bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test bench-flowers bench-flowers-seen bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,12 @@ demo: install
 bench-flowers: install
 	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --ablation --benchmarks BENCHMARKS.md --out bench-results/flowers-cpu
 
-# After bench-flowers: index the unseen test classes with its 64-bit run, then float vs binary vs rerank.
+# The deep-hashing protocol (test photos of the training classes), for the learned codes' other use case.
+bench-flowers-seen: install
+	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --split seen --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-cpu --out bench-results/flowers-seen-cpu
+
+# After bench-flowers: index the unseen test classes with its 64-bit run, then float vs binary vs rerank,
+# with the model's codes and with codes fitted to these photos.
 UNSEEN := bench-results/flowers-unseen
 bench-flowers-compare: install
 	rm -rf $(UNSEEN) && mkdir -p $(UNSEEN)/images
@@ -42,6 +47,11 @@ bench-flowers-compare: install
 	$(HASHPA) index $(UNSEEN)/images --model bench-results/flowers-cpu/runs/proxy_anchor-64bit --out $(UNSEEN)/index \
 		--binary-index BFlat --binary-index BHNSW32
 	$(HASHPA) compare $(UNSEEN)/index --threads 1
+	# the same photos with codes fitted to them (PCA-ITQ, no labels) and the asymmetric scan
+	cp -r $(UNSEEN)/index $(UNSEEN)/index-itq
+	$(HASHPA) index $(UNSEEN)/images --model bench-results/flowers-cpu/runs/proxy_anchor-64bit --out $(UNSEEN)/index-itq \
+		--binary-index BFlat --binary-index BHNSW32 --codes itq
+	$(HASHPA) compare $(UNSEEN)/index-itq --threads 1
 
 bench-search: install
 	$(PY) -m hashpa.eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu

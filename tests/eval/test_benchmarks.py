@@ -59,3 +59,12 @@ def test_bench_index_and_metrics_tiny(tmp_path, trained_run):
     bench_metrics.main(["--n", "500", "--dim", "16", "--out", str(tmp_path / "metrics")])
     rows = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["rows"]
     assert [r["representation"] for r in rows] == ["float", "codes"] and 0 < rows[1]["recall@1"] <= rows[0]["recall@1"] <= 1
+
+
+def test_flowers_protocol_line_names_the_split():
+    report = {"train_images": 80, "test_images": 20, "train_classes": "a .. d", "test_classes": "a .. d", "training_seconds": 60.0,
+              "rows": [], "convergence": {}, "ablation": [], "sensitivity": [],
+              "settings": {"split": "seen", "backbone": "smallcnn", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8}}
+    assert "a fifth of every class" in flowers.markdown(report)
+    report["settings"]["split"] = "half"
+    assert "unseen classes a .. d" in flowers.markdown(report)
