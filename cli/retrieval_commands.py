@@ -28,12 +28,14 @@ from hashpa.cli.main import cli, friendly_errors
 @click.option("--codes", type=click.Choice(["model", "itq"]), default="model", show_default=True,
               help="Codes of the binary indexes: the model's hash head, or PCA-ITQ fitted to this folder's float "
                    "embeddings (no labels; better on classes the model never saw, see BENCHMARKS.md).")
+@click.option("--code-bits", type=int, help="With --codes itq: length of the fitted codes (default: the model's bits).")
 @friendly_errors
-def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16, device, batch_size, workers, decode, codes) -> None:
+def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16, device, batch_size, workers, decode, codes, code_bits) -> None:
     """Embed the images under FOLDER and build float and binary FAISS indexes in --out."""
     from hashpa.index import index as build_index
 
-    summary = build_index(folder, model, out, tuple(float_indexes), tuple(binary_indexes), device, batch_size, workers, float16, checkpoint, decode, codes)
+    summary = build_index(folder, model, out, tuple(float_indexes), tuple(binary_indexes), device, batch_size, workers, float16, checkpoint, decode,
+                          codes, code_bits)
     click.echo(
         f"Indexed {summary.rows} images into {summary.out}: {summary.embedded} embedded"
         f" ({summary.images_per_second:.0f} img/s), {summary.reused} unchanged, {summary.removed} removed,"

@@ -133,13 +133,15 @@ def index(
     checkpoint: str = "best",
     decode: str = "pil",
     codes: str = "model",
+    code_bits: int | None = None,
 ) -> IndexSummary:
     """Embed the images under `folder` with the trained model `model` (run dir or checkpoint) into `out`.
 
     decode "pil" decodes in DataLoader workers; "device" decodes JPEGs on `device` (nvJPEG on CUDA).
     codes "model": the binary indexes hold the model's hash codes; "itq": codes of the same length
     fitted to this folder's float embeddings by PCA-ITQ (unsupervised, refitted on every run; queries
-    are encoded with the stored quantiser), which on classes the model never saw rank better.
+    are encoded with the stored quantiser), which on classes the model never saw rank better;
+    `code_bits` sets their length (default: the model's; at most the embedding dimension).
     """
     from hashpa.inference import resolve_device
     from hashpa.train.rundir import load_trained_model
@@ -150,6 +152,8 @@ def index(
         raise HashpaError("nothing to build: give at least one --float-index or --binary-index")
     if codes not in CODE_SOURCES:
         raise HashpaError(f"unknown code source {codes!r}; choose one of {', '.join(CODE_SOURCES)}")
+    if code_bits is not None and codes != "itq":
+        raise HashpaError("--code-bits sets the length of fitted codes: use it with --codes itq (the model's codes have the length it was trained with)")
     torch_device = resolve_device(device)
     net, state = load_trained_model(model, checkpoint, torch_device)
     fingerprint = net.fingerprint()
@@ -178,7 +182,7 @@ def index(
 
     store = _assemble(present, known, state, folder, float16, fingerprint)
     if codes == "itq":
-        store.fitted = fit_database_codes(store.embeddings, store.bits)
+        store.fitted = fit_database_codes(store.embeddings, code_bits or store.codes.shape[1] * 8)
     summary = IndexSummary(
         out=out, rows=len(store), embedded=len(todo) - len(skipped), reused=len(files) - len(todo),
         removed=len(previous_paths - set(stats)), skipped=skipped,
@@ -279,7 +283,9 @@ def _assemble(paths: list[str], known: dict[str, _Row], state: dict, folder: Pat
 def fit_database_codes(embeddings: np.ndarray, bits: int, seed: int = 0) -> FittedCodes:
     """PCA-ITQ fitted to a database's float embeddings [N, dim] (at most ITQ_SAMPLE rows, drawn with
     `seed`), and the database's codes under it: uint8 [N, bits/8]."""
-    n = len(embeddings)
+    n, dim = embeddings.shape
+    if not (16 <= bits <= dim and bits % 8 == 0):
+        raise HashpaError(f"fitted codes need a multiple of 8 bits from 16 to the embedding dimension {dim}, got {bits}")
     if n <= bits:
         raise HashpaError(f"--codes itq fits {bits} bits to the folder's embeddings and needs more than {bits} images, "
                           f"the folder has {n}: use --codes model (the model's own codes) for small folders")

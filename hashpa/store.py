@@ -13,7 +13,7 @@ Layout of ``store.h5`` (readable with plain h5py):
       projection float32 [dim, bits] PCA-ITQ fitted on the embeddings (no labels used)
     sizes        int64 [N]           file sizes and
     mtimes       int64 [N]           modification times (ns): what incremental runs compare
-    attrs: bits, dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
+    attrs: bits (of the indexed codes), dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
            created (ISO time), store_id (changes with every write), root, code_source
            ("model" or "itq": which codes the binary indexes hold)
 """
@@ -67,7 +67,8 @@ class Store:
 
     @property
     def bits(self) -> int:
-        return int(self.codes.shape[1] * 8)
+        """Length of the codes the binary indexes hold (the fitted codes' if any)."""
+        return int(self.index_codes.shape[1] * 8)
 
     @property
     def code_source(self) -> str:

@@ -136,3 +136,22 @@ def test_fitting_codes_to_too_few_images_is_a_clear_error(trained_run, tmp_path)
         index(folder, trained_run, tmp_path / "idx", codes="itq", workers=0)
     with pytest.raises(HashpaError, match="unknown code source"):
         index(folder, trained_run, tmp_path / "idx", codes="pq", workers=0)
+    with pytest.raises(HashpaError, match="use it with --codes itq"):
+        index(folder, trained_run, tmp_path / "idx", code_bits=16, workers=0)
+    more = make_image_folder(tmp_path / "more", classes=2, per_class=20)
+    with pytest.raises(HashpaError, match="from 16 to the embedding dimension 16, got 24"):
+        index(more, trained_run, tmp_path / "idx", codes="itq", code_bits=24, workers=0)
+
+
+def test_fitted_codes_may_be_longer_than_the_models():
+    from hashpa.index import fit_database_codes
+    from hashpa.store import Store
+
+    embeddings = np.random.default_rng(0).standard_normal((500, 64)).astype(np.float32)
+    fitted = fit_database_codes(embeddings, 48)
+    assert fitted.codes.shape == (500, 6) and fitted.hasher.projection.shape == (64, 48)
+    ones = np.unpackbits(fitted.codes, axis=1).mean(axis=0)
+    assert np.all(np.abs(ones - 0.5) < 0.15)  # PCA-ITQ bits are centred: each splits the data about evenly
+    store = Store([f"{i}.png" for i in range(500)], np.zeros(500, np.int32), [], embeddings, np.zeros((500, 2), np.uint8),
+                  np.zeros(500, np.int64), np.zeros(500, np.int64), fitted=fitted)
+    assert store.bits == 48 and store.code_source == "itq"
