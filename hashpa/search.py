@@ -132,9 +132,7 @@ class OpenIndex:
         for radius in np.unique(distances[tied, k - 1]):  # common at 16-64 bits: fetch every item at the k-th distance
             rows = np.flatnonzero(tied & (distances[:, k - 1] == radius))
             limits, found_distances, found_ids = index.range_search(queries[rows], int(radius) + 1)  # distance < radius + 1
-            for j, row in enumerate(rows):
-                span = slice(limits[j], limits[j + 1])
-                out_distances[row], ids[row] = _sort_by_score_then_id(found_distances[None, span], found_ids[None, span], k)
+            out_distances[rows], ids[rows] = _first_k_of_segments(limits, found_distances, found_ids, k)
         return SearchResult(out_distances, ids)
 
     def search_rerank(self, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int, spec: str = "BFlat") -> SearchResult:
@@ -194,6 +192,16 @@ def _sort_by_score_then_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple
     missing = ids < 0
     order = np.lexsort((np.where(missing, np.iinfo(np.int64).max, ids), np.where(missing, np.inf, scores)), axis=1)[:, :k]
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def _first_k_of_segments(limits: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS range-search results (row r owns entries limits[r]:limits[r+1], at least k of them):
+    each row's k entries with the smallest (score, id), as arrays [rows, k]."""
+    limits = limits.astype(np.int64)
+    owner = np.repeat(np.arange(len(limits) - 1), np.diff(limits))
+    order = np.lexsort((ids, scores, owner))
+    keep = order[np.arange(len(order)) - limits[owner] < k]  # sorting kept every row's entries in its own span
+    return scores[keep].reshape(-1, k), ids[keep].reshape(-1, k)
 
 
 @dataclass
