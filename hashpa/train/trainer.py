@@ -186,7 +186,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if c.clip_grad:
-                torch.nn.utils.clip_grad_norm_(self._trainable(), c.clip_grad)
+                for side in self._clipping_sides():
+                    torch.nn.utils.clip_grad_norm_(side, c.clip_grad)
             self.optimizer.step()
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0) + value
@@ -268,8 +269,13 @@ class Trainer:
         head.norm.running_var.copy_(torch.from_numpy(((x - hasher.mean) @ hasher.projection).var(axis=0)))
         log.info("hash head initialised from PCA-ITQ of %d training embeddings (%.1f s)", len(x), time.perf_counter() - started)
 
-    def _trainable(self) -> list[torch.nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+    def _clipping_sides(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """The parameters with gradients, split into the float side (backbone, embedding head, metric
+        proxies) and the code side (hash head, code proxies). Each side is clipped on its own, so
+        code terms that train only the head never rescale the backbone's steps."""
+        code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
+        trainable = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return [p for p in trainable if id(p) not in code_side], [p for p in trainable if id(p) in code_side]
 
     def evaluate(self) -> dict:
         """Recall@K, tie-aware Recall@K and MAP@R of the float embeddings and the codes on the test split."""

@@ -87,3 +87,19 @@ def test_unreadable_training_images_are_skipped(image_folder, tmp_path):
 def test_the_decoded_cache_data_path_trains_too(image_folder, tmp_path):
     result = train(config_for(image_folder, tmp_path / "run", data_path="cache", epochs=4))
     assert result.history[-1]["float"]["recall@1"] > 0.8
+
+
+@pytest.mark.parametrize("clip_grad", [1e-3, 0.0])
+def test_head_only_code_terms_never_change_the_float_sides_steps(image_folder, tmp_path, clip_grad):
+    """With the codes training only the head, the embedding's training is the same whatever the
+    code terms' weights, also when gradient clipping engages (each side is clipped on its own)."""
+    backbones = []
+    for weight in (1.0, 100.0):
+        config = config_for(image_folder, tmp_path / f"run-{weight}", epochs=1, eval_every=5, warmup_epochs=0, hash_init="random",
+                            clip_grad=clip_grad, code_weight=weight, quantization_weight=weight, codes_train_backbone=False)
+        trainer = Trainer(config)
+        trainer.start()
+        trainer.fit()
+        backbones.append({k: v for k, v in trainer.model.state_dict().items() if not k.startswith("hash_head")})
+    for name, value in backbones[0].items():
+        torch.testing.assert_close(backbones[1][name], value, msg=name)
