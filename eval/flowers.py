@@ -34,10 +34,10 @@ import numpy as np
 from hashpa.codes import codes_to_signs
 from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.eval.report import add_output_options, command_line, data_missing, publish, settings
-from hashpa.quantizers import fit_itq, fit_lsh, fit_pca
 from hashpa.fileio import atomic_path
 from hashpa.inference import embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
+from hashpa.quantizers import fit_itq, fit_lsh, fit_pca
 from hashpa.train.config import TrainConfig
 
 log = logging.getLogger("hashpa.flowers")

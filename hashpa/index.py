@@ -182,7 +182,7 @@ def index(
 
     store = _assemble(present, known, state, folder, float16, fingerprint)
     if codes == "itq":
-        store.fitted = fit_database_codes(store.embeddings, code_bits or store.codes.shape[1] * 8)
+        store.fitted = fit_database_codes(store.embeddings, code_bits or store.bits)
     summary = IndexSummary(
         out=out, rows=len(store), embedded=len(todo) - len(skipped), reused=len(files) - len(todo),
         removed=len(previous_paths - set(stats)), skipped=skipped,

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("float", "binary", "rerank", "asymmetric")
 ASYMMETRIC_BLOCK = 65536  # database rows unpacked at a time by the asymmetric scan
+ASYMMETRIC_SCORES = 2**24  # query x database scores held at a time by the asymmetric scan
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
 
 
@@ -152,20 +153,18 @@ class OpenIndex:
             raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {self.path} with hashpa index ... --codes itq")
         projected = self.store.fitted.hasher.project(embeddings)
         codes = self.store.index_codes
-        query_rows = max(1, 2**24 // min(len(codes), ASYMMETRIC_BLOCK))
-        scores, ids = [], []
-        for q_start in range(0, len(projected), query_rows):
-            queries = projected[q_start : q_start + query_rows]
-            best_scores, best_ids = np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
-            for start in range(0, len(codes), ASYMMETRIC_BLOCK):
-                negated = -(queries @ codes_to_signs(codes[start : start + ASYMMETRIC_BLOCK]).T)
+        query_rows = max(1, ASYMMETRIC_SCORES // min(len(codes), ASYMMETRIC_BLOCK))
+        chunks = [slice(start, start + query_rows) for start in range(0, len(projected), query_rows)]
+        best = [(np.empty((len(projected[rows]), 0), np.float32), np.empty((len(projected[rows]), 0), np.int64)) for rows in chunks]
+        for start in range(0, len(codes), ASYMMETRIC_BLOCK):
+            signs = codes_to_signs(codes[start : start + ASYMMETRIC_BLOCK]).T  # each block unpacked once
+            for i, rows in enumerate(chunks):
+                negated = -(projected[rows] @ signs)
                 local = top_k(negated, k)
-                best_scores = np.concatenate([best_scores, np.take_along_axis(negated, local, axis=1)], axis=1)
-                best_ids = np.concatenate([best_ids, local + start], axis=1)
-                best_scores, best_ids = _sort_by_score_then_id(best_scores, best_ids, k)
-            scores.append(-best_scores)
-            ids.append(best_ids)
-        return SearchResult(np.concatenate(scores), np.concatenate(ids))
+                best[i] = _sort_by_score_then_id(np.concatenate([best[i][0], np.take_along_axis(negated, local, axis=1)], axis=1),
+                                                 np.concatenate([best[i][1], local + start], axis=1), k)
+        scores, ids = zip(*best)
+        return SearchResult(-np.concatenate(scores), np.concatenate(ids))
 
     def _fetch(self, k: int) -> int:
         return min(len(self.store), k + EXTRA_CANDIDATES)

@@ -31,8 +31,8 @@ import numpy as np
 
 from hashpa import __version__
 from hashpa.errors import HashpaError
-from hashpa.quantizers import LinearHasher
 from hashpa.fileio import atomic_path
+from hashpa.quantizers import LinearHasher
 
 STORE_FILE = "store.h5"
 _STRINGS = h5py.string_dtype("utf-8")

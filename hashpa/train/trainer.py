@@ -14,17 +14,17 @@ from tqdm import tqdm
 
 from hashpa import __version__
 from hashpa.data import builtin_dataset, load_paper_dataset, split_dirs, split_folder
+from hashpa.data.augment import augment_batch
+from hashpa.data.cache import decoded_images
 from hashpa.data.folder import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.splits import RetrievalSplit
-from hashpa.data.augment import augment_batch
-from hashpa.data.cache import decoded_images
 from hashpa.data.transforms import test_resize, train_transform
 from hashpa.errors import HashpaError
 from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.quantizers import fit_itq
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel
+from hashpa.quantizers import fit_itq
 from hashpa.train.config import TrainConfig
 from hashpa.train.distributed import is_main_process
 from hashpa.train.objective import HashingObjective
@@ -76,6 +76,7 @@ class Trainer:
         self._decoded = None
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
         self.optimizer = self._optimizer()
+        self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         self.epoch = 0
         self.best: dict = {}
         self.history: list[dict] = []
@@ -273,9 +274,8 @@ class Trainer:
         """The parameters with gradients, split into the float side (backbone, embedding head, metric
         proxies) and the code side (hash head, code proxies). Each side is clipped on its own, so
         code terms that train only the head never rescale the backbone's steps."""
-        code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         trainable = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        return [p for p in trainable if id(p) not in code_side], [p for p in trainable if id(p) in code_side]
+        return [p for p in trainable if id(p) not in self._code_side], [p for p in trainable if id(p) in self._code_side]
 
     def evaluate(self) -> dict:
         """Recall@K, tie-aware Recall@K and MAP@R of the float embeddings and the codes on the test split."""
