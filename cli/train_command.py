@@ -90,10 +90,11 @@ def summary(result) -> str:
 
     lines = [f"\nRun directory: {result.run_dir}"]
     best = result.best
-    record = next((r for r in result.history if r["epoch"] == best.get("epoch")), None)
+    record = next((r for r in result.history if r["epoch"] == best.get("epoch") and r.get("stage") == best.get("stage")), None)
     if record is None:
         return "\n".join(lines + ["No evaluation ran yet."])
-    lines.append(f"Best epoch {best['epoch']} (by {best['metric']}):")
+    after = " after the code stage" if best.get("stage") == "codes" else ""
+    lines.append(f"Best: epoch {best['epoch']}{after} (by {best['metric']}):")
     header = "  " + " " * 14 + "".join(f"{'Recall@' + str(k):>10}" for k in RECALL_KS) + f"{'MAP@R':>10}"
     lines.append(header)
     for name in ("float", "codes"):

@@ -44,6 +44,7 @@ log = logging.getLogger("hashpa.flowers")
 
 KS = (1, 2, 4, 8)
 DATABASE_ITQ = "PCA-ITQ fitted to the test photos"
+JOINT_CODES = "Proxy Anchor learned codes, joint training only (before the code stage)"
 
 # Where the hash head starts, what its losses may train, and whether it needs Proxy Anchor on the codes:
 # the design choices measured by --ablation.
@@ -104,7 +105,7 @@ def train_run(name: str, overrides: dict, args, report: dict):
     config = resolve_config("folder", {
         "data": str(args.data), "split": args.split, "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
         "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
-        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, **overrides,
+        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, "code_epochs": args.code_epochs, **overrides,
     })
     trainer = Trainer(config)
     if (run_dir / "last.pt").is_file():
@@ -178,6 +179,9 @@ def learned_rows(trainer, result, split, labels, args, device, distance_device) 
         {"method": "Proxy Anchor float", "bits": None, "dim": trainer.config.model.dim, "run_bits": bits, **final["float"]},
         {"method": "Proxy Anchor learned codes", "bits": bits, **final["codes"]},
     ]
+    if final.get("stage") == "codes":
+        joint = next(r for r in reversed(result.history) if "codes" in r and "stage" not in r)
+        rows.append({"method": JOINT_CODES, "bits": bits, **joint["codes"]})
     embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
     embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
     source = "the Proxy Anchor float embedding"
@@ -197,7 +201,7 @@ def pca_row(train: np.ndarray, test: np.ndarray, labels: np.ndarray, dims: int, 
 def _curve(history: list[dict]) -> list[dict]:
     seconds = np.cumsum([r["seconds"] for r in history])
     return [{"epoch": r["epoch"], "seconds": float(s), "float_recall@1": r["float"]["recall@1"], "codes_recall@1": r["codes"]["recall@1"]}
-            for r, s in zip(history, seconds) if "float" in r]
+            for r, s in zip(history, seconds) if "float" in r and "stage" not in r]
 
 
 def markdown(report: dict) -> str:
@@ -210,7 +214,7 @@ def markdown(report: dict) -> str:
                     f"{report['test_classes']} ({report['test_images']:,} photos, each querying all others)")
     lines = [
         f"Protocol: {protocol}; {s['backbone']} {s['weights']} weights, {s['image_size']} px, "
-        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm; training time of all runs {report['training_seconds'] / 60:.0f} min "
+        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm, {_code_stage(s)}; training time of all runs {report['training_seconds'] / 60:.0f} min "
         f"(summed over their epochs, also when resumed).",
         "",
         "| method | bits | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |",
@@ -228,15 +232,23 @@ def markdown(report: dict) -> str:
             lines.append(f"| {loss} | " + " | ".join(f"{p['float_recall@1']:.4f} ({p['seconds']:.0f} s)" for p in curve) + " |")
     if report["ablation"]:
         lines += ["", f"Hash-head designs at {report['ablation'][0]['bits']} bits (Recall@1; LSH and PCA-ITQ are made from each run's own float embedding):", "",
-                  "| design | float | PCA float (as many dims as bits) | learned codes | PCA-ITQ | LSH | PCA-ITQ fitted to the test photos | same, asymmetric |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| design | float | PCA float (as many dims as bits) | learned codes | before the code stage | PCA-ITQ | LSH | PCA-ITQ fitted to the test photos | same, asymmetric |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        joint = JOINT_CODES.split(" of ")[0].replace("Proxy Anchor ", "")
         for r in report["ablation"]:
-            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['PCA']:.4f} | {r['learned codes']:.4f} | {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} "
+            before = f"{r[joint]:.4f}" if joint in r else "-"
+            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['PCA']:.4f} | {r['learned codes']:.4f} | {before} | {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} "
                          f"| {r[DATABASE_ITQ]:.4f} | {r[DATABASE_ITQ + ', asymmetric search']:.4f} |")
     if report["sensitivity"]:
         lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]
         lines += [f"| {r['alpha']:g} | {r['delta']:g} | {r['float_recall@1']:.4f} |" for r in report["sensitivity"]]
     return "\n".join(lines)
+
+
+def _code_stage(settings: dict) -> str:
+    epochs = settings.get("code_epochs")
+    epochs = TrainConfig.code_epochs if epochs is None else epochs
+    return f"code stage {epochs} epochs" if epochs else "no code stage"
 
 
 def plots(report: dict, out: Path) -> None:
@@ -300,6 +312,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sensitivity", action="store_true", help="also run the alpha x delta grid")
     parser.add_argument("--sensitivity-alpha", type=float, nargs="+", default=[16, 32, 64])
     parser.add_argument("--sensitivity-delta", type=float, nargs="+", default=[0.0, 0.1, 0.2])
+    parser.add_argument("--code-epochs", type=int, help="epochs of the code stage (default: the trainer's; 0: none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)

@@ -76,8 +76,14 @@ class HashingModel(nn.Module):
     @torch.no_grad()
     def hash_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the hash head reads for these images (the raw embedding or the pooled features)."""
+        return self.hash_inputs_and_embeddings(images)[0]
+
+    @torch.no_grad()
+    def hash_inputs_and_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the hash head reads, the L2-normalised float embeddings) for these images."""
         features = self.pool(self.backbone(images))
-        return self._hash_input(features, self.embedding(features))
+        raw = self.embedding(features)
+        return self._hash_input(features, raw), F.normalize(raw.float(), dim=1)
 
     def _hash_input(self, features: torch.Tensor, raw_embedding: torch.Tensor) -> torch.Tensor:
         return raw_embedding if self.config.hash_source == "embedding" else features

@@ -10,6 +10,8 @@ from pathlib import Path
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import ModelConfig
 
+CODE_OBJECTIVES = ("auto", "proxy_anchor", "distill")
+
 
 @dataclass
 class TrainConfig:
@@ -35,6 +37,12 @@ class TrainConfig:
     decorrelation_weight: float = 10.0
     codes_train_backbone: bool = False  # let the code losses' gradients reach the embedding and backbone
     hash_init: str = "itq"  # itq: after the warm-up, start the hash head from PCA-ITQ of the training embeddings; random
+    # the code stage after the last epoch (hashpa.train.code_stage): the hash head fitted to the frozen model
+    code_epochs: int = 15  # 0: no code stage
+    code_views: int = 3  # augmented passes over the training images, besides the plain one
+    code_objective: str = "auto"  # auto | proxy_anchor | distill
+    code_lr: float = 1e-3
+    code_margin: float = 0.3
     # optimisation (the paper's recipe)
     epochs: int = 60
     batch_size: int = 180
@@ -95,6 +103,10 @@ class TrainConfig:
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
             (self.data_path in ("auto", "files", "cache"), f"--data-path must be auto, files or cache, got {self.data_path!r}"),
             (self.hash_init in ("itq", "random"), f"--hash-init must be itq or random, got {self.hash_init!r}"),
+            (self.code_epochs >= 0, f"--code-epochs must be >= 0, got {self.code_epochs}"),
+            (self.code_views >= 0, f"--code-views must be >= 0, got {self.code_views}"),
+            (self.code_objective in CODE_OBJECTIVES, f"--code-objective must be one of {', '.join(CODE_OBJECTIVES)}, got {self.code_objective!r}"),
+            (self.code_lr > 0, f"--code-lr must be positive, got {self.code_lr}"),
         ]
         for ok, message in checks:
             if not ok:

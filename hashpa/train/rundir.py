@@ -64,9 +64,10 @@ class RunDir:
                 log.warning("dropping an incomplete line of %s", self.history_path)
         return records
 
-    def keep_history_until(self, epoch: int) -> list[dict]:
-        """Drop records after `epoch` (written after the last checkpoint, before an interruption)."""
-        records = [r for r in self.read_history() if r["epoch"] <= epoch]
+    def keep_history_until(self, epoch: int, code_stage_done: bool = True) -> list[dict]:
+        """Drop records after `epoch` (written after the last checkpoint, before an interruption), and the
+        code stage's record at `epoch` unless the checkpoint has it."""
+        records = [r for r in self.read_history() if r["epoch"] < epoch or (r["epoch"] == epoch and (code_stage_done or r.get("stage") != "codes"))]
         write_text_atomic(self.history_path, "".join(json.dumps(r) + "\n" for r in records))
         return records
 

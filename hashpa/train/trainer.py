@@ -25,6 +25,7 @@ from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel
 from hashpa.quantizers import fit_itq
+from hashpa.train.code_stage import choose_objective, code_features, fit_code_stage, set_head_to_hasher
 from hashpa.train.config import TrainConfig
 from hashpa.train.distributed import is_main_process
 from hashpa.train.objective import HashingObjective
@@ -78,6 +79,7 @@ class Trainer:
         self.optimizer = self._optimizer()
         self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         self.epoch = 0
+        self.codes_fitted_at: int | None = None  # the epoch after which the code stage last ran
         self.best: dict = {}
         self.history: list[dict] = []
         self.skipped = 0
@@ -121,13 +123,15 @@ class Trainer:
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best = state["epoch"], state["best"]
-        self.history = self.run.keep_history_until(self.epoch)
+        self.codes_fitted_at = state.get("codes_fitted_at")
+        self.history = self.run.keep_history_until(self.epoch, code_stage_done=self.codes_fitted_at == self.epoch)
         log.info("resuming %s after epoch %d", self.run.path, self.epoch)
 
     def _state(self) -> dict:
         return {
             "hashpa_version": __version__,
             "epoch": self.epoch,
+            "codes_fitted_at": self.codes_fitted_at,
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
@@ -149,16 +153,43 @@ class Trainer:
                 record.update(self.evaluate())
             self.epoch += 1
             record["epoch"] = self.epoch
-            improved = self._update_best(record)
-            if is_main_process():
-                self.run.append_history(record)
-                self.history.append(record)
-                state = self._state()
-                self.run.save(state, "last")
-                if improved:
-                    self.run.save(state, "best")
-                log.info(_epoch_line(record, c.epochs))
+            self._record(record)
+            log.info(_epoch_line(record, c.epochs))
+        if c.code_epochs and self.codes_fitted_at != self.epoch:
+            record = self.fit_codes()
+            self._record(record)
+            log.info(_code_stage_line(record))
         return TrainResult(self.run.path, self.history, self.best, self.skipped)
+
+    def _record(self, record: dict) -> None:
+        """Append `record` to the history and checkpoint (last, and best if it improved)."""
+        improved = self._update_best(record)
+        if is_main_process():
+            self.run.append_history(record)
+            self.history.append(record)
+            state = self._state()
+            self.run.save(state, "last")
+            if improved:
+                self.run.save(state, "best")
+
+    def fit_codes(self) -> dict:
+        """The code stage (hashpa.train.code_stage) on the model as it is now, then an evaluation."""
+        c = self.config
+        started = time.perf_counter()
+        objective = choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes)
+        features = code_features(self.model, self.split.train, c.code_views, (c.crop_scale_min, 1.0), c.hflip, self.device,
+                                 max(c.batch_size, 64), c.workers, c.seed * 1000 + self.epoch)
+        if features.plain_rows <= c.model.bits:
+            raise HashpaError(f"the code stage needs more than {c.model.bits} readable training images, found {features.plain_rows}: "
+                              "add images or pass --code-epochs 0")
+        stage = fit_code_stage(
+            self.model.hash_head, features, len(self.split.train_classes), objective, c.code_epochs, c.code_lr,
+            c.code_lr * c.proxy_lr_mult, c.weight_decay, c.batch_size, c.code_alpha, c.code_margin, c.distill_temperature, c.seed,
+        )
+        self.codes_fitted_at = self.epoch
+        record = {"epoch": self.epoch, "stage": "codes", "code_stage": stage, "seconds": round(time.perf_counter() - started, 3)}
+        record.update(self.evaluate())
+        return record
 
     def train_epoch(self) -> dict:
         c, epoch = self.config, self.epoch
@@ -262,12 +293,7 @@ class Trainer:
         if len(x) <= self.config.model.bits:
             log.warning("only %d training images: the hash head keeps its random initialisation (PCA-ITQ needs more than %d)", len(x), self.config.model.bits)
             return
-        hasher = fit_itq(x, self.config.model.bits, seed=self.config.seed)
-        head = self.model.hash_head
-        head.linear.weight.copy_(torch.from_numpy(hasher.projection.T))
-        head.linear.bias.copy_(torch.from_numpy(-hasher.mean @ hasher.projection))
-        head.norm.reset_running_stats()
-        head.norm.running_var.copy_(torch.from_numpy(((x - hasher.mean) @ hasher.projection).var(axis=0)))
+        set_head_to_hasher(self.model.hash_head, fit_itq(x, self.config.model.bits, seed=self.config.seed), x)
         log.info("hash head initialised from PCA-ITQ of %d training embeddings (%.1f s)", len(x), time.perf_counter() - started)
 
     def _clipping_sides(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -315,6 +341,8 @@ class Trainer:
             return False
         self.best = {"epoch": record["epoch"], "metric": f"{metric} recall@1", "value": value,
                      "float": record["float"]["recall@1"], "codes": record["codes"]["recall@1"]}
+        if "stage" in record:
+            self.best["stage"] = record["stage"]
         return True
 
 
@@ -331,6 +359,12 @@ def _epoch_line(record: dict, epochs: int) -> str:
             f" | codes {_recalls(record['codes'])}"
         )
     return line
+
+
+def _code_stage_line(record: dict) -> str:
+    stage = record["code_stage"]
+    return (f"code stage ({stage['objective']}, {stage['steps']} steps, {record['seconds']:.0f} s)"
+            f" | Recall@1/2/4/8 float {_recalls(record['float'])} | codes {_recalls(record['codes'])}")
 
 
 def _recalls(metrics: dict) -> str:

@@ -1,0 +1,146 @@
+"""The code stage: after the float embedding is trained, fit the hash head to the frozen model.
+
+Measured on Flowers-102 (BENCHMARKS.md): a head trained jointly with the embedding lags behind it
+(the embedding moves, the head's small steps on tanh relaxations do not keep up) and ends below
+PCA-ITQ codes of the same embedding. Here the model is frozen, so the hash head's inputs can be
+computed once -- the training images under the test transform plus `code_views` augmented
+passes -- and the head, started from PCA-ITQ of those inputs, trains for many cheap epochs on them:
+
+- the codes in the loss are the real +-1 bits, with tanh's gradient passed straight through
+  (straight-through estimator), so the loss sees exactly the Hamming geometry search will use;
+- "proxy_anchor": Proxy Anchor on the codes with code proxies started at the classes' mean
+  directions; suited to classes seen in training;
+- "distill": similarity distillation from the float embedding only: on classes the model has
+  not seen, class supervision of the codes over-fits the training classes (measured), while
+  keeping the embedding's neighbourhoods transfers;
+- "auto": proxy_anchor when every test class is a training class, distill otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hashpa.data.folder import ImageDataset, Sample, collate_skipping, usable_workers
+from hashpa.data.transforms import test_transform, train_transform
+from hashpa.inference import autocast
+from hashpa.losses import ProxyAnchorLoss, SimilarityDistillationLoss
+from hashpa.models.hashing_model import HashingModel
+from hashpa.models.heads import HashHead
+from hashpa.quantizers import LinearHasher, fit_itq
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class CodeFeatures:
+    """What the frozen model gives for the training images, one row per image and view."""
+
+    hash_inputs: torch.Tensor  # float32 [V*N, D_in]: what the hash head reads
+    embeddings: torch.Tensor  # float32 [V*N, dim]: the L2-normalised float embeddings (distillation's teacher)
+    labels: torch.Tensor  # int64 [V*N]
+    plain_rows: int  # the first plain_rows rows are the test-transform view
+
+
+@torch.no_grad()
+def code_features(model: HashingModel, samples: Sequence[Sample], views: int, crop_scale: tuple[float, float], hflip: bool,
+                  device: torch.device, batch_size: int, workers: int, seed: int) -> CodeFeatures:
+    """Run the frozen model over `samples` once with the test transform and `views` times with the
+    training augmentation (seeded)."""
+    size = model.preprocessing.input_size
+    transforms = [test_transform(model.preprocessing, size)]
+    transforms += [train_transform(model.preprocessing, size, crop_scale, hflip)] * views
+    model.eval()
+    parts, plain_rows = [], 0
+    for view, transform in enumerate(transforms):
+        torch.manual_seed(seed + view)
+        loader = torch.utils.data.DataLoader(
+            ImageDataset(list(samples), transform), batch_size=batch_size, num_workers=usable_workers(workers),
+            collate_fn=collate_skipping, generator=torch.Generator().manual_seed(seed + view),
+        )
+        for batch in loader:
+            with autocast(device):
+                hash_inputs, embeddings = model.hash_inputs_and_embeddings(batch.images.to(device))
+            parts.append((hash_inputs.float().cpu(), embeddings.float().cpu(), batch.labels))
+        if view == 0:
+            plain_rows = sum(len(part[2]) for part in parts)
+    hash_inputs, embeddings, labels = (torch.cat(column) for column in zip(*parts))
+    return CodeFeatures(hash_inputs, embeddings, labels.long(), plain_rows)
+
+
+def set_head_to_hasher(head: HashHead, hasher: LinearHasher, inputs: np.ndarray) -> None:
+    """Make `head` compute `hasher`'s projection; its normalisation gets the projections' variance."""
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.from_numpy(hasher.projection.T))
+        head.linear.bias.copy_(torch.from_numpy(-hasher.mean @ hasher.projection))
+        head.norm.reset_running_stats()
+        head.norm.running_var.copy_(torch.from_numpy(hasher.project(inputs).var(axis=0)))
+
+
+def straight_through_codes(logits: torch.Tensor) -> torch.Tensor:
+    """The +-1 codes sign(logits) (bit 1 where logits > 0) in the forward pass, tanh's gradient backward."""
+    relaxed = torch.tanh(logits)
+    hard = torch.where(logits > 0, 1.0, -1.0).to(relaxed.dtype)
+    return relaxed + (hard - relaxed).detach()
+
+
+def choose_objective(objective: str, train_classes: Sequence[str], test_classes: Sequence[str]) -> str:
+    if objective != "auto":
+        return objective
+    return "proxy_anchor" if set(test_classes) <= set(train_classes) else "distill"
+
+
+def fit_code_stage(head: HashHead, features: CodeFeatures, num_classes: int, objective: str, epochs: int, lr: float,
+                   proxy_lr: float, weight_decay: float, batch_size: int, alpha: float, margin: float,
+                   temperature: float, seed: int) -> dict:
+    """Start `head` from PCA-ITQ of the plain view's inputs, then train it (in place) on all views.
+
+    objective: "proxy_anchor" or "distill" (see the module docstring). Returns the mean loss of the
+    last epoch and the number of steps.
+    """
+    bits = head.linear.out_features
+    plain = features.hash_inputs[: features.plain_rows].numpy()
+    hasher = fit_itq(plain, bits, seed=seed)
+    set_head_to_hasher(head, hasher, plain)
+    loss_fn = _loss(objective, hasher, plain, features.labels[: features.plain_rows], num_classes, bits, alpha, margin, temperature)
+    loss_fn.to(head.linear.weight.device)
+    groups = [{"params": list(head.parameters()), "lr": lr}, {"params": list(loss_fn.parameters()), "lr": proxy_lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    device = head.linear.weight.device
+    n, steps, last = len(features.labels), 0, 0.0
+    head.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        total, batches = 0.0, 0
+        for start in range(0, n - batch_size + 1, batch_size):
+            rows = order[start : start + batch_size]
+            codes = straight_through_codes(head(features.hash_inputs[rows].to(device)))
+            if objective == "proxy_anchor":
+                loss = loss_fn(codes, features.labels[rows].to(device))
+            else:
+                loss = loss_fn(codes, features.embeddings[rows].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, batches = total + loss.item(), batches + 1
+        steps += batches
+        last = total / max(batches, 1)
+    head.eval()
+    return {"objective": objective, "loss": last, "steps": steps, "rows": n}
+
+
+def _loss(objective: str, hasher: LinearHasher, plain: np.ndarray, labels: torch.Tensor, num_classes: int, bits: int,
+          alpha: float, margin: float, temperature: float) -> torch.nn.Module:
+    if objective == "distill":
+        return SimilarityDistillationLoss(temperature)
+    loss = ProxyAnchorLoss(num_classes, bits, alpha=alpha, margin=margin)
+    projected = torch.from_numpy(hasher.project(plain))
+    with torch.no_grad():
+        for label in labels.unique().tolist():  # classes without images keep their random proxy
+            loss.proxies[label] = F.normalize(projected[labels == label].mean(dim=0), dim=0)
+    return loss
