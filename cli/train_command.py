@@ -9,6 +9,7 @@ from hashpa.data.paper_datasets import DATASETS
 from hashpa.losses import LOSS_NAMES
 from hashpa.models.heads import POOLINGS
 from hashpa.models.hashing_model import HASH_SOURCES
+from hashpa.train.config import CODE_OBJECTIVES
 
 
 @cli.command("builtin-path")
@@ -46,6 +47,11 @@ def builtin_path() -> None:
 @click.option("--decorrelation-weight", type=float, help="Weight of the bit decorrelation term.")
 @click.option("--codes-train-backbone/--codes-train-head", default=None, help="Let the code losses train the backbone too.")
 @click.option("--hash-init", type=click.Choice(["itq", "random"]), help="Start the hash head from PCA-ITQ of the training embeddings after the warm-up.")
+@click.option("--code-epochs", type=int, help="Epochs of the code stage after the last epoch: the hash head fitted to the frozen model (0: none).")
+@click.option("--code-views", type=int, help="Augmented passes over the training images for the code stage, besides the plain one.")
+@click.option("--code-objective", type=click.Choice(CODE_OBJECTIVES), help="Code stage loss: proxy_anchor (seen classes), distill (new classes); auto picks by the split.")
+@click.option("--code-lr", type=float, help="Learning rate of the code stage.")
+@click.option("--code-margin", type=float, help="Proxy Anchor delta on the codes in the code stage.")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--per-class", type=int, help="Class-balanced batches with this many images per class (0: plain shuffling).")

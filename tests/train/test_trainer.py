@@ -34,11 +34,12 @@ def test_run_directory_contents(image_folder, tmp_path):
     result = train(config_for(image_folder, run, epochs=2))
     assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "last.pt", "best.pt"}
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in history] == [1, 2]
+    assert [(r["epoch"], r.get("stage")) for r in history] == [(1, None), (2, None), (2, "codes")]
     assert {"loss", "lr", "seconds", "images_per_second"} <= set(history[0])
     assert "float" not in history[0] and "expected_recall@1" in history[1]["codes"]
-    state = torch.load(run / "best.pt", weights_only=True)  # plain tensors and containers only
-    assert state["epoch"] == 2 and state["config"]["model"]["bits"] == 32
+    assert history[2]["code_stage"]["objective"] == "proxy_anchor" and "float" in history[2]
+    state = torch.load(run / "last.pt", weights_only=True)  # plain tensors and containers only
+    assert state["epoch"] == 2 and state["codes_fitted_at"] == 2 and state["config"]["model"]["bits"] == 32
     model, _ = load_trained_model(run)
     assert model.config.bits == 32 and result.best["epoch"] == 2
     with pytest.raises(HashpaError, match="--resume"):
@@ -62,9 +63,31 @@ def test_interrupted_run_resumes_to_the_same_result(image_folder, tmp_path, monk
     monkeypatch.setattr(Trainer, "train_epoch", original)
     assert len(RunDir(tmp_path / "interrupted").read_history()) == 2
     resumed = resume(tmp_path / "interrupted")
+    assert_same_run(tmp_path / "straight", reference, tmp_path / "interrupted", resumed)
 
-    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)
+
+def test_a_run_interrupted_in_the_code_stage_resumes_to_the_same_result(image_folder, tmp_path, monkeypatch):
+    reference = train(config_for(image_folder, tmp_path / "straight", epochs=2))
+    original = Trainer.fit_codes
+
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit_codes", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_for(image_folder, tmp_path / "interrupted", epochs=2))
+    monkeypatch.setattr(Trainer, "fit_codes", original)
+    assert torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)["codes_fitted_at"] is None
+    resumed = resume(tmp_path / "interrupted")
+    assert [r.get("stage") for r in resumed.history] == [None, None, "codes"]
+    assert_same_run(tmp_path / "straight", reference, tmp_path / "interrupted", resumed)
+    assert resume(tmp_path / "interrupted").history == resumed.history  # a finished run has nothing left to do
+
+
+def assert_same_run(reference_dir, reference, resumed_dir, resumed):
+
+    a = torch.load(reference_dir / "last.pt", weights_only=True)
+    b = torch.load(resumed_dir / "last.pt", weights_only=True)
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
     torch.testing.assert_close(a["objective"], b["objective"], rtol=0, atol=0)
