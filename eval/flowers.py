@@ -215,7 +215,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"Protocol: {protocol}; {s['backbone']} {s['weights']} weights, {s['image_size']} px, "
         f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm, {_code_stage(s)}; training time of all runs {report['training_seconds'] / 60:.0f} min "
-        f"(summed over their epochs, also when resumed).",
+        f"(summed over their epochs and code stages, also when resumed).",
         "",
         "| method | bits | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |",
         "|---|---|---|---|---|---|---|---|",
