@@ -18,7 +18,6 @@ passes -- and the head, started from PCA-ITQ of those inputs, trains for many ch
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,7 +33,6 @@ from hashpa.models.hashing_model import HashingModel
 from hashpa.models.heads import HashHead
 from hashpa.quantizers import LinearHasher, fit_itq
 
-log = logging.getLogger(__name__)
 
 @dataclass
 class CodeFeatures:
