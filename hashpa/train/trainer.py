@@ -69,6 +69,7 @@ class Trainer:
         self.run = RunDir(config.out)
         torch.manual_seed(config.seed)
         self.model = HashingModel(config.model).to(self.device)
+        self._check_itq_possible()
         self.channels_last = config.channels_last and self.device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -83,6 +84,16 @@ class Trainer:
         self.best: dict = {}
         self.history: list[dict] = []
         self.skipped = 0
+
+    def _check_itq_possible(self) -> None:
+        """PCA-ITQ (the head's start after the warm-up and in the code stage) needs at least as many input dimensions as bits."""
+        c, inputs = self.config, self.model.hash_head.linear.in_features
+        if (c.hash_init == "itq" or c.code_epochs) and inputs < c.model.bits:
+            raise HashpaError(
+                f"--bits {c.model.bits} is more than the {inputs} dimensions the hash head reads: its PCA-ITQ start needs "
+                f"at least as many; raise --dim to {c.model.bits} or more, or pass --hash-source features, "
+                "or --hash-init random --code-epochs 0"
+            )
 
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -153,16 +164,15 @@ class Trainer:
                 record.update(self.evaluate())
             self.epoch += 1
             record["epoch"] = self.epoch
-            self._record(record)
-            log.info(_epoch_line(record, c.epochs))
+            self._record(record, _epoch_line(record, c.epochs))
         if c.code_epochs and self.codes_fitted_at != self.epoch:
             record = self.fit_codes()
-            self._record(record)
-            log.info(_code_stage_line(record))
+            if record is not None:
+                self._record(record, _code_stage_line(record))
         return TrainResult(self.run.path, self.history, self.best, self.skipped)
 
-    def _record(self, record: dict) -> None:
-        """Append `record` to the history and checkpoint (last, and best if it improved)."""
+    def _record(self, record: dict, line: str) -> None:
+        """Append `record` to the history, checkpoint (last, and best if it improved) and log `line`."""
         improved = self._update_best(record)
         if is_main_process():
             self.run.append_history(record)
@@ -171,17 +181,20 @@ class Trainer:
             self.run.save(state, "last")
             if improved:
                 self.run.save(state, "best")
+            log.info(line)
 
-    def fit_codes(self) -> dict:
-        """The code stage (hashpa.train.code_stage) on the model as it is now, then an evaluation."""
+    def fit_codes(self) -> dict | None:
+        """The code stage (hashpa.train.code_stage) on the model as it is now, then an evaluation;
+        None (with a warning, the head kept as it is) when too few training images could be read."""
         c = self.config
         started = time.perf_counter()
         objective = choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes)
         features = code_features(self.model, self.split.train, c.code_views, (c.crop_scale_min, 1.0), c.hflip, self.device,
                                  max(c.batch_size, 64), c.workers, c.seed * 1000 + self.epoch)
         if features.plain_rows <= c.model.bits:
-            raise HashpaError(f"the code stage needs more than {c.model.bits} readable training images, found {features.plain_rows}: "
-                              "add images or pass --code-epochs 0")
+            log.warning("code stage skipped: it starts from PCA-ITQ, which needs more than %d training images, found %d; "
+                        "the jointly trained hash head is kept", c.model.bits, features.plain_rows)
+            return None
         stage = fit_code_stage(
             self.model.hash_head, features, len(self.split.train_classes), objective, c.code_epochs, c.code_lr,
             c.code_lr * c.proxy_lr_mult, c.weight_decay, c.batch_size, c.code_alpha, c.code_margin, c.distill_temperature, c.seed,

@@ -96,6 +96,18 @@ def assert_same_run(reference_dir, reference, resumed_dir, resumed):
     assert resumed.best == reference.best
 
 
+def test_more_bits_than_the_head_reads_is_refused_before_training(image_folder, tmp_path):
+    with pytest.raises(HashpaError, match="raise --dim to 64"):
+        Trainer(config_for(image_folder, tmp_path / "run", model=dict(SETTINGS["model"], dim=32, bits=64)))
+    Trainer(config_for(image_folder, tmp_path / "run", model=dict(SETTINGS["model"], dim=32, bits=64), hash_init="random", code_epochs=0))
+
+
+def test_too_few_training_images_skip_the_code_stage_with_a_warning(image_folder, tmp_path, caplog):
+    result = train(config_for(image_folder, tmp_path / "run", epochs=1, eval_every=1, model=dict(SETTINGS["model"], dim=128, bits=128)))
+    assert [r.get("stage") for r in result.history] == [None]
+    assert "code stage skipped" in caplog.text
+
+
 def test_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(HashpaError, match="not a hashpa run directory"):
         resume(tmp_path)
