@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test bench-flowers bench-flowers-seen bench-flowers-64 bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ bench-flowers: install
 # The deep-hashing protocol (test photos of the training classes), for the learned codes' other use case.
 bench-flowers-seen: install
 	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --split seen --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-cpu --out bench-results/flowers-seen-cpu
+
+# Seen classes at 32 and 128 bits (the code stage at other lengths).
+bench-flowers-seen-bits: install
+	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --split seen --bits 32 128 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-bits-cpu --out bench-results/flowers-seen-bits-cpu
 
 # The default 64-bit run alone on the unseen classes (a quarter of bench-flowers' time).
 bench-flowers-64: install
