@@ -11,7 +11,7 @@ passes -- and the head, started from PCA-ITQ of those inputs, trains for many ch
 - "proxy_anchor": Proxy Anchor on the codes with code proxies started at the classes' mean
   directions; suited to classes seen in training;
 - "distill": similarity distillation from the float embedding only: on classes the model has
-  not seen, class supervision of the codes over-fits the training classes (measured), while
+  not seen, class supervision of the codes over-fits the training classes (a scratch check, not a benchmark), while
   keeping the embedding's neighbourhoods transfers;
 - "auto": proxy_anchor when every test class is a training class, distill otherwise.
 """
@@ -39,9 +39,13 @@ class CodeFeatures:
     """What the frozen model gives for the training images, one row per image and view."""
 
     hash_inputs: torch.Tensor  # float32 [V*N, D_in]: what the hash head reads
-    embeddings: torch.Tensor  # float32 [V*N, dim]: the L2-normalised float embeddings (distillation's teacher)
+    embeddings: torch.Tensor | None  # float32 [V*N, dim] L2-normalised; None when the head reads the embedding itself
     labels: torch.Tensor  # int64 [V*N]
     plain_rows: int  # the first plain_rows rows are the test-transform view
+
+    def teacher(self, rows: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised float embeddings of `rows` (distillation's teacher)."""
+        return F.normalize(self.hash_inputs[rows], dim=1) if self.embeddings is None else self.embeddings[rows]
 
 
 @torch.no_grad()
@@ -53,6 +57,7 @@ def code_features(model: HashingModel, samples: Sequence[Sample], views: int, cr
     transforms = [test_transform(model.preprocessing, size)]
     transforms += [train_transform(model.preprocessing, size, crop_scale, hflip)] * views
     model.eval()
+    reads_embedding = model.config.hash_source == "embedding"
     parts, plain_rows = [], 0
     for view, transform in enumerate(transforms):
         torch.manual_seed(seed + view)
@@ -63,11 +68,11 @@ def code_features(model: HashingModel, samples: Sequence[Sample], views: int, cr
         for batch in loader:
             with autocast(device):
                 hash_inputs, embeddings = model.hash_inputs_and_embeddings(batch.images.to(device))
-            parts.append((hash_inputs.float().cpu(), embeddings.float().cpu(), batch.labels))
+            parts.append((hash_inputs.float().cpu(), None if reads_embedding else embeddings.float().cpu(), batch.labels))
         if view == 0:
             plain_rows = sum(len(part[2]) for part in parts)
-    hash_inputs, embeddings, labels = (torch.cat(column) for column in zip(*parts))
-    return CodeFeatures(hash_inputs, embeddings, labels.long(), plain_rows)
+    hash_inputs, embeddings, labels = zip(*parts)
+    return CodeFeatures(torch.cat(hash_inputs), None if reads_embedding else torch.cat(embeddings), torch.cat(labels).long(), plain_rows)
 
 
 def set_head_to_hasher(head: HashHead, hasher: LinearHasher, inputs: np.ndarray) -> None:
@@ -121,7 +126,7 @@ def fit_code_stage(head: HashHead, features: CodeFeatures, num_classes: int, obj
             if objective == "proxy_anchor":
                 loss = loss_fn(codes, features.labels[rows].to(device))
             else:
-                loss = loss_fn(codes, features.embeddings[rows].to(device))
+                loss = loss_fn(codes, features.teacher(rows).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
