@@ -97,33 +97,46 @@ def choose_objective(objective: str, train_classes: Sequence[str], test_classes:
     return "proxy_anchor" if set(test_classes) <= set(train_classes) else "distill"
 
 
-def fit_code_stage(head: HashHead, features: CodeFeatures, num_classes: int, objective: str, epochs: int, lr: float,
-                   proxy_lr: float, weight_decay: float, batch_size: int, alpha: float, margin: float,
-                   temperature: float, seed: int) -> dict:
+@dataclass(frozen=True)
+class CodeStageSettings:
+    """How the code stage trains the head (TrainConfig's code_* fields, resolved)."""
+
+    objective: str  # "proxy_anchor" or "distill" (see the module docstring)
+    epochs: int
+    lr: float
+    proxy_lr: float
+    weight_decay: float
+    batch_size: int
+    alpha: float  # Proxy Anchor's
+    margin: float  # Proxy Anchor's
+    temperature: float  # distillation's
+    seed: int
+
+
+def fit_code_stage(head: HashHead, features: CodeFeatures, num_classes: int, settings: CodeStageSettings) -> dict:
     """Start `head` from PCA-ITQ of the plain view's inputs, then train it (in place) on all views.
 
-    objective: "proxy_anchor" or "distill" (see the module docstring). Returns the mean loss of the
-    last epoch and the number of steps.
+    Returns the objective, the mean loss of the last epoch, the number of steps and of rows.
     """
-    bits = head.linear.out_features
+    s, bits = settings, head.linear.out_features
     plain = features.hash_inputs[: features.plain_rows].numpy()
-    hasher = fit_itq(plain, bits, seed=seed)
+    hasher = fit_itq(plain, bits, seed=s.seed)
     set_head_to_hasher(head, hasher, plain)
-    loss_fn = _loss(objective, hasher, plain, features.labels[: features.plain_rows], num_classes, bits, alpha, margin, temperature)
+    loss_fn = _loss(s, hasher, plain, features.labels[: features.plain_rows], num_classes, bits)
     loss_fn.to(head.linear.weight.device)
-    groups = [{"params": list(head.parameters()), "lr": lr}, {"params": list(loss_fn.parameters()), "lr": proxy_lr}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
+    groups = [{"params": list(head.parameters()), "lr": s.lr}, {"params": list(loss_fn.parameters()), "lr": s.proxy_lr}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=s.weight_decay)
+    generator = torch.Generator().manual_seed(s.seed)
     device = head.linear.weight.device
     n, steps, last = len(features.labels), 0, 0.0
     head.train()
-    for _ in range(epochs):
+    for _ in range(s.epochs):
         order = torch.randperm(n, generator=generator)
         total, batches = 0.0, 0
-        for start in range(0, n - batch_size + 1, batch_size):
-            rows = order[start : start + batch_size]
+        for start in range(0, n - s.batch_size + 1, s.batch_size):
+            rows = order[start : start + s.batch_size]
             codes = straight_through_codes(head(features.hash_inputs[rows].to(device)))
-            if objective == "proxy_anchor":
+            if s.objective == "proxy_anchor":
                 loss = loss_fn(codes, features.labels[rows].to(device))
             else:
                 loss = loss_fn(codes, features.teacher(rows).to(device))
@@ -134,14 +147,14 @@ def fit_code_stage(head: HashHead, features: CodeFeatures, num_classes: int, obj
         steps += batches
         last = total / max(batches, 1)
     head.eval()
-    return {"objective": objective, "loss": last, "steps": steps, "rows": n}
+    return {"objective": s.objective, "loss": last, "steps": steps, "rows": n}
 
 
-def _loss(objective: str, hasher: LinearHasher, plain: np.ndarray, labels: torch.Tensor, num_classes: int, bits: int,
-          alpha: float, margin: float, temperature: float) -> torch.nn.Module:
-    if objective == "distill":
-        return SimilarityDistillationLoss(temperature)
-    loss = ProxyAnchorLoss(num_classes, bits, alpha=alpha, margin=margin)
+def _loss(settings: CodeStageSettings, hasher: LinearHasher, plain: np.ndarray, labels: torch.Tensor, num_classes: int,
+          bits: int) -> torch.nn.Module:
+    if settings.objective == "distill":
+        return SimilarityDistillationLoss(settings.temperature)
+    loss = ProxyAnchorLoss(num_classes, bits, alpha=settings.alpha, margin=settings.margin)
     projected = torch.from_numpy(hasher.project(plain))
     with torch.no_grad():
         for label in labels.unique().tolist():  # classes without images keep their random proxy

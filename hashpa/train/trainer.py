@@ -25,7 +25,7 @@ from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.inference import autocast, embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel
 from hashpa.quantizers import fit_itq
-from hashpa.train.code_stage import choose_objective, code_features, fit_code_stage, set_head_to_hasher
+from hashpa.train.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, set_head_to_hasher
 from hashpa.train.config import TrainConfig
 from hashpa.train.distributed import is_main_process
 from hashpa.train.objective import HashingObjective
@@ -188,17 +188,18 @@ class Trainer:
         None (with a warning, the head kept as it is) when too few training images could be read."""
         c = self.config
         started = time.perf_counter()
-        objective = choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes)
+        if len(self.split.train) <= c.model.bits:  # before embedding anything; unreadable images are counted below
+            return _skip_code_stage(c.model.bits, len(self.split.train))
         features = code_features(self.model, self.split.train, c.code_views, (c.crop_scale_min, 1.0), c.hflip, self.device,
                                  max(c.batch_size, 64), c.workers, c.seed * 1000 + self.epoch)
         if features.plain_rows <= c.model.bits:
-            log.warning("code stage skipped: it starts from PCA-ITQ, which needs more than %d training images, found %d; "
-                        "the jointly trained hash head is kept", c.model.bits, features.plain_rows)
-            return None
-        stage = fit_code_stage(
-            self.model.hash_head, features, len(self.split.train_classes), objective, c.code_epochs, c.code_lr,
-            c.code_lr * c.proxy_lr_mult, c.weight_decay, c.batch_size, c.code_alpha, c.code_margin, c.distill_temperature, c.seed,
+            return _skip_code_stage(c.model.bits, features.plain_rows)
+        settings = CodeStageSettings(
+            objective=choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes),
+            epochs=c.code_epochs, lr=c.code_lr, proxy_lr=c.code_lr * c.proxy_lr_mult, weight_decay=c.weight_decay,
+            batch_size=c.batch_size, alpha=c.code_alpha, margin=c.code_margin, temperature=c.distill_temperature, seed=c.seed,
         )
+        stage = fit_code_stage(self.model.hash_head, features, len(self.split.train_classes), settings)
         self.codes_fitted_at = self.epoch
         record = {"epoch": self.epoch, "stage": "codes", "code_stage": stage, "seconds": round(time.perf_counter() - started, 3)}
         record.update(self.evaluate())
@@ -372,6 +373,11 @@ def _epoch_line(record: dict, epochs: int) -> str:
             f" | codes {_recalls(record['codes'])}"
         )
     return line
+
+
+def _skip_code_stage(bits: int, images: int) -> None:
+    log.warning("code stage skipped: it starts from PCA-ITQ, which needs more than %d training images, found %d; "
+                "the jointly trained hash head is kept", bits, images)
 
 
 def _code_stage_line(record: dict) -> str:

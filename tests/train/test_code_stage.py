@@ -9,7 +9,7 @@ from hashpa.codes import pack_codes
 from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.models.heads import HashHead
 from hashpa.quantizers import fit_itq
-from hashpa.train.code_stage import CodeFeatures, choose_objective, fit_code_stage, set_head_to_hasher, straight_through_codes
+from hashpa.train.code_stage import CodeFeatures, CodeStageSettings, choose_objective, fit_code_stage, set_head_to_hasher, straight_through_codes
 
 BITS = 16
 
@@ -62,8 +62,9 @@ def test_the_stage_beats_its_pca_itq_start_on_held_out_images(objective):
     features = CodeFeatures(torch.from_numpy(x), F.normalize(torch.from_numpy(signal), dim=1), torch.from_numpy(labels), len(x))
     head = HashHead(x.shape[1], BITS)
     torch.manual_seed(0)
-    stage = fit_code_stage(head, features, 8, objective, epochs=30, lr=1e-2, proxy_lr=1.0, weight_decay=1e-4, batch_size=64,
-                           alpha=32.0, margin=0.3, temperature=0.1, seed=0)
+    settings = CodeStageSettings(objective, epochs=30, lr=1e-2, proxy_lr=1.0, weight_decay=1e-4, batch_size=64,
+                                 alpha=32.0, margin=0.3, temperature=0.1, seed=0)
+    stage = fit_code_stage(head, features, 8, settings)
     assert stage["objective"] == objective and stage["steps"] == 30 * (len(x) // 64)
     held_out, held_out_labels, _ = nuisance_data(30, seed=1)
     with torch.no_grad():

@@ -1,12 +1,15 @@
 """End-to-end training on a small generated folder: learning happens, runs resume exactly."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+from hashpa.data import split_folder
 from hashpa.errors import HashpaError
 from hashpa.train import RunDir, Trainer, load_trained_model, resolve_config, resume, train
+from tests.conftest import make_image_folder
 
 SETTINGS = dict(
     split="seen", test_fraction=0.3, epochs=4, batch_size=24, lr=3e-3, eval_every=2, workers=0,
@@ -102,10 +105,25 @@ def test_more_bits_than_the_head_reads_is_refused_before_training(image_folder, 
     Trainer(config_for(image_folder, tmp_path / "run", model=dict(SETTINGS["model"], dim=32, bits=64), hash_init="random", code_epochs=0))
 
 
-def test_too_few_training_images_skip_the_code_stage_with_a_warning(image_folder, tmp_path, caplog):
+def test_too_few_training_images_skip_the_code_stage_with_a_warning(image_folder, tmp_path, caplog, monkeypatch):
+    def embedding_is_not_needed(*args, **kwargs):
+        raise AssertionError("the image count alone decides the skip")
+
+    monkeypatch.setattr("hashpa.train.trainer.code_features", embedding_is_not_needed)
     result = train(config_for(image_folder, tmp_path / "run", epochs=1, eval_every=1, model=dict(SETTINGS["model"], dim=128, bits=128)))
     assert [r.get("stage") for r in result.history] == [None]
     assert "code stage skipped" in caplog.text
+
+
+def test_too_few_readable_training_images_skip_the_code_stage(tmp_path, caplog):
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=14)
+    train_samples = split_folder(folder, "seen", test_fraction=0.3).train
+    assert len(train_samples) > 32
+    for sample in train_samples[: len(train_samples) - 30]:
+        Path(sample.path).write_bytes(b"not an image")
+    result = train(config_for(folder, tmp_path / "run", epochs=1, eval_every=1))
+    assert [r.get("stage") for r in result.history] == [None]
+    assert "found 30" in caplog.text
 
 
 def test_resume_needs_a_checkpoint(tmp_path):
