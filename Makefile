@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test lint bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# pyflakes, pycodestyle and import order (settings in pyproject.toml)
+lint: install
+	$(VENV)/bin/ruff check .
 
 demo: install
 	rm -rf $(DEMO_RUN) $(DEMO_INDEX)

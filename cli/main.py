@@ -50,5 +50,5 @@ def main() -> None:
     cli(prog_name="hashpa")
 
 
-from hashpa.cli import train_command as _train  # noqa: E402,F401  (registers commands)
 from hashpa.cli import retrieval_commands as _retrieval  # noqa: E402,F401
+from hashpa.cli import train_command as _train  # noqa: E402,F401  (registers commands)

@@ -16,8 +16,10 @@ from hashpa.cli.main import cli, friendly_errors
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--model", required=True, type=click.Path(exists=True), help="Training run directory (or checkpoint file).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to create or update.")
-@click.option("--float-index", "float_indexes", multiple=True, default=("Flat",), show_default=True, help="FAISS factory string, repeatable (Flat, HNSW32, IVF256,Flat ...).")
-@click.option("--binary-index", "binary_indexes", multiple=True, default=("BFlat",), show_default=True, help="FAISS binary factory string, repeatable (BFlat, BHNSW32, BIVF256 ...).")
+@click.option("--float-index", "float_indexes", multiple=True, default=("Flat",), show_default=True,
+              help="FAISS factory string, repeatable (Flat, HNSW32, IVF256,Flat ...).")
+@click.option("--binary-index", "binary_indexes", multiple=True, default=("BFlat",), show_default=True,
+              help="FAISS binary factory string, repeatable (BFlat, BHNSW32, BIVF256 ...).")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--float16", is_flag=True, help="Store float embeddings as float16 (half the disk).")
 @click.option("--device", default="auto", show_default=True)
@@ -87,7 +89,8 @@ def search(index_dir, queries, k, mode, shortlist, index_spec, model, device, as
 
 @cli.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--queries", type=click.Path(exists=True, file_okay=False), help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
+@click.option("--queries", type=click.Path(exists=True, file_okay=False),
+              help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
 @click.option("--shortlist", type=int, help="rerank: Hamming candidates per query (default 100).")
 @click.option("--threads", type=int, help="FAISS threads (default: all cores).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed repeats of the batched search.")

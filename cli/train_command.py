@@ -7,8 +7,8 @@ import click
 from hashpa.cli.main import cli, friendly_errors
 from hashpa.data.paper_datasets import DATASETS
 from hashpa.losses import LOSS_NAMES
-from hashpa.models.heads import POOLINGS
 from hashpa.models.hashing_model import HASH_SOURCES
+from hashpa.models.heads import POOLINGS
 from hashpa.train.config import CODE_OBJECTIVES
 
 
@@ -25,7 +25,8 @@ def builtin_path() -> None:
 @click.option("--data", type=click.Path(file_okay=False), help="Image folder, one sub-folder per class. Default: the built-in dataset.")
 @click.option("--dataset", type=click.Choice(DATASETS), help="One of the paper's datasets, read from --root.")
 @click.option("--root", type=click.Path(file_okay=False), help="Folder holding --dataset.")
-@click.option("--split", type=click.Choice(["half", "seen"]), help="half: first half of the classes trains, the rest tests (unseen classes); seen: hold out part of every class.")
+@click.option("--split", type=click.Choice(["half", "seen"]),
+              help="half: first half of the classes trains, the rest tests (unseen classes); seen: hold out part of every class.")
 @click.option("--train-dir", type=click.Path(file_okay=False), help="Explicit training folder (with --test-dir).")
 @click.option("--test-dir", type=click.Path(file_okay=False), help="Explicit test folder (with --train-dir).")
 @click.option("--test-fraction", type=float, help="With --split seen: fraction of each class held out.")
@@ -49,7 +50,8 @@ def builtin_path() -> None:
 @click.option("--hash-init", type=click.Choice(["itq", "random"]), help="Start the hash head from PCA-ITQ of the training embeddings after the warm-up.")
 @click.option("--code-epochs", type=int, help="Epochs of the code stage after the last epoch: the hash head fitted to the frozen model (0: none).")
 @click.option("--code-views", type=int, help="Augmented passes over the training images for the code stage, besides the plain one.")
-@click.option("--code-objective", type=click.Choice(CODE_OBJECTIVES), help="Code stage loss: proxy_anchor (seen classes), distill (new classes); auto picks by the split.")
+@click.option("--code-objective", type=click.Choice(CODE_OBJECTIVES),
+              help="Code stage loss: proxy_anchor (seen classes), distill (new classes); auto picks by the split.")
 @click.option("--code-lr", type=float, help="Learning rate of the code stage.")
 @click.option("--code-margin", type=float, help="Proxy Anchor delta on the codes in the code stage.")
 @click.option("--epochs", type=int)
@@ -68,7 +70,8 @@ def builtin_path() -> None:
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", type=int, help="DataLoader worker processes.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory to create.")
-@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False), help="Continue the run in this directory (other options but --epochs/--device/--workers are taken from it).")
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              help="Continue the run in this directory (other options but --epochs/--device/--workers are taken from it).")
 @friendly_errors
 def train(resume_dir, **options) -> None:
     """Train Proxy Anchor float embeddings and hash codes; write a run directory."""

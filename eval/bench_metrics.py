@@ -52,7 +52,8 @@ def main(argv=None) -> None:
         log.info("%s", rows[-1])
     lines = ["", f"{args.n:,} queries x {args.n - 1:,} database items each ({args.dim}-d floats, {args.bits}-bit codes):", "",
              "| representation | seconds | memory added | Recall@1 | MAP@R |", "|---|---|---|---|---|"]
-    lines += [f"| {r['representation']} ({r['metric']}) | {r['seconds']:.1f} | {r['peak_added_bytes'] / 2**20:,.0f} MiB | {r['recall@1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
+    lines += [f"| {r['representation']} ({r['metric']}) | {r['seconds']:.1f} | {r['peak_added_bytes'] / 2**20:,.0f} MiB "
+              f"| {r['recall@1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
     publish(args, "metrics", command_line("hashpa.eval.bench_metrics", argv), {"rows": rows}, "\n".join(lines))
 
 

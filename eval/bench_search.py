@@ -150,7 +150,8 @@ def _where_time_goes(codes, query_codes, k, threads, args) -> dict:
     nq = min(len(query_codes), 64)
     q = np.ascontiguousarray(query_codes[:nq])
     out = np.empty((nq, len(codes)), dtype=np.int32)
-    distances_only = min(time_calls(lambda: faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(codes), nq, len(codes), codes.shape[1], faiss.swig_ptr(out)), repeats=2))
+    distances_only = min(time_calls(
+        lambda: faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(codes), nq, len(codes), codes.shape[1], faiss.swig_ptr(out)), repeats=2))
     return {"hammings_only_per_second": nq * len(codes) / distances_only}
 
 
@@ -169,7 +170,8 @@ def markdown(results: dict) -> str:
         )
     flat = [r for r in results["rows"] if r["method"] == "binary BFlat"]
     if flat:
-        lines += ["", "| BFlat | bits | threads | Hamming distances/s (search, k=%d) | fraction of popcount limit | faiss.hammings, all distances, no top-k |" % results["k"], "|---|---|---|---|---|---|"]
+        lines += ["", "| BFlat | bits | threads | Hamming distances/s (search, k=%d) | fraction of popcount limit "
+                  "| faiss.hammings, all distances, no top-k |" % results["k"], "|---|---|---|---|---|---|"]
         for r in flat:
             lines.append(f"| BFlat | {r['bits']} | {r['threads']} | {r['hamming_per_second'] / 1e9:.3f} G | {r['fraction_of_popcount_limit']:.1%} | "
                          f"{r['hammings_only_per_second'] / 1e9:.3f} G |")

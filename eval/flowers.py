@@ -127,7 +127,8 @@ def run(args) -> dict:
     split = split_folder(args.data, args.split)
     log.info("Flowers-102 (split %s): %d train photos (%d classes), %d test photos (%d classes)",
              args.split, len(split.train), len(split.train_classes), len(split.test), len(split.test_classes))
-    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {}, "sensitivity": [], "ablation": [], "training_seconds": 0.0,
+    report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {},
+              "sensitivity": [], "ablation": [], "training_seconds": 0.0,
               "train_classes": f"{split.train_classes[0]} .. {split.train_classes[-1]}", "test_classes": f"{split.test_classes[0]} .. {split.test_classes[-1]}"}
 
     started = time.perf_counter()
@@ -214,7 +215,8 @@ def markdown(report: dict) -> str:
                     f"{report['test_classes']} ({report['test_images']:,} photos, each querying all others)")
     lines = [
         f"Protocol: {protocol}; {s['backbone']} {s['weights']} weights, {s['image_size']} px, "
-        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm, {_code_stage(s)}; training time of all runs {report['training_seconds'] / 60:.0f} min "
+        f"{s['epochs']} epochs, batch {s['batch_size']}, frozen BatchNorm, {_code_stage(s)}; "
+        f"training time of all runs {report['training_seconds'] / 60:.0f} min "
         f"(summed over their epochs and code stages, also when resumed).",
         "",
         "| method | bits | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |",
@@ -231,13 +233,16 @@ def markdown(report: dict) -> str:
         for loss, curve in report["convergence"].items():
             lines.append(f"| {loss} | " + " | ".join(f"{p['float_recall@1']:.4f} ({p['seconds']:.0f} s)" for p in curve) + " |")
     if report["ablation"]:
-        lines += ["", f"Hash-head designs at {report['ablation'][0]['bits']} bits (Recall@1; LSH and PCA-ITQ are made from each run's own float embedding):", "",
-                  "| design | float | PCA float (as many dims as bits) | learned codes | before the code stage | PCA-ITQ | LSH | PCA-ITQ fitted to the test photos | same, asymmetric |",
+        lines += ["", f"Hash-head designs at {report['ablation'][0]['bits']} bits "
+                  "(Recall@1; LSH and PCA-ITQ are made from each run's own float embedding):", "",
+                  "| design | float | PCA float (as many dims as bits) | learned codes | before the code stage | PCA-ITQ | LSH "
+                  "| PCA-ITQ fitted to the test photos | same, asymmetric |",
                   "|---|---|---|---|---|---|---|---|---|"]
         joint = JOINT_CODES.split(" of ")[0].replace("Proxy Anchor ", "")
         for r in report["ablation"]:
             before = f"{r[joint]:.4f}" if joint in r else "-"
-            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['PCA']:.4f} | {r['learned codes']:.4f} | {before} | {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} "
+            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['PCA']:.4f} | {r['learned codes']:.4f} | {before} "
+                         f"| {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} "
                          f"| {r[DATABASE_ITQ]:.4f} | {r[DATABASE_ITQ + ', asymmetric search']:.4f} |")
     if report["sensitivity"]:
         lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]

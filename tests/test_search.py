@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import hashpa.search
-
 from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.index import write_index_dir
 from hashpa.search import OpenIndex

@@ -2,7 +2,7 @@
 
 from hashpa.train.config import PRESETS, TrainConfig, resolve_config
 from hashpa.train.rundir import RunDir, load_checkpoint, load_trained_model
-from hashpa.train.trainer import TrainResult, Trainer, build_split, resume, train
+from hashpa.train.trainer import Trainer, TrainResult, build_split, resume, train
 
 __all__ = [
     "PRESETS",

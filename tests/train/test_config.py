@@ -21,7 +21,9 @@ def test_json_round_trip(tmp_path):
     assert TrainConfig.load(path) == config
 
 
-@pytest.mark.parametrize("overrides,match", [({"epochs": 0}, "--epochs"), ({"schedule": "linear"}, "--schedule"), ({"bits": 512}, "between 16 and 256"), ({"bits": 12}, "between 16 and 256")])
+@pytest.mark.parametrize("overrides,match", [
+    ({"epochs": 0}, "--epochs"), ({"schedule": "linear"}, "--schedule"),
+    ({"bits": 512}, "between 16 and 256"), ({"bits": 12}, "between 16 and 256")])
 def test_invalid_settings(overrides, match):
     with pytest.raises(HashpaError, match=match):
         resolve_config("builtin", overrides)
