@@ -119,6 +119,7 @@ def info(index_dir) -> None:
     """What an index holds: model, rows, files, and per-bit statistics of its codes."""
     from hashpa.codes import bit_statistics
     from hashpa.search import OpenIndex
+    from hashpa.store import CODE_SOURCES
 
     opened = OpenIndex(index_dir)
     meta, store = opened.meta, opened.store
@@ -126,8 +127,7 @@ def info(index_dir) -> None:
     click.echo(f"index {opened.path}: {len(store)} images from {meta['folder']}")
     click.echo(f"model {meta['model']} ({meta['checkpoint']}, fingerprint {meta['model_fingerprint']}), backbone {store.attrs.get('backbone')}")
     labels = f"{len(store.class_names)} classes" if store.has_labels else "no labels"
-    source = "PCA-ITQ fitted to this folder" if store.fitted else "the model's hash head"
-    click.echo(f"{store.bits}-bit codes from {source}, {meta['dim']}-d {meta['embeddings_dtype']} embeddings, {labels}")
+    click.echo(f"{store.bits}-bit codes from {CODE_SOURCES[store.code_source]}, {meta['dim']}-d {meta['embeddings_dtype']} embeddings, {labels}")
     for name, entry in meta["indexes"].items():
         click.echo(f"  {name:<18} {entry['file']:<26} {entry['bytes']:>12,} bytes")
     click.echo(f"bits: mean entropy {stats['mean_entropy']:.3f} (1.0 = every bit balanced), "

@@ -23,6 +23,7 @@ from hashpa.eval.report import describe_machine, machine_info
 from hashpa.eval.timing import percentiles_ms, time_calls
 from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hashpa.search import OpenIndex, embed_queries, expand_queries
+from hashpa.store import CODE_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +180,11 @@ def markdown_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
-                 f"{report['bits']}-bit codes ({_CODE_SOURCE_WORDS[report.get('code_source', 'model')]}), "
+                 f"{report['bits']}-bit codes ({CODE_SOURCES[report.get('code_source', 'model')]}), "
                  f"{report['dim']}-d floats; speed at k={report['speed_k']}.")
     lines.append(f"Machine: {describe_machine(report['machine'])}")
     return "\n".join(lines)
 
-
-_CODE_SOURCE_WORDS = {"model": "the model's hash head", "itq": "PCA-ITQ fitted to this database"}
 
 
 def _size(n: int) -> str:

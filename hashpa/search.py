@@ -84,7 +84,7 @@ class OpenIndex:
     def query_codes(self, embeddings: np.ndarray, model_codes: np.ndarray) -> np.ndarray:
         """The queries' codes in this index's code space: the model's codes [Q, bits/8] as they are,
         or the float embeddings [Q, dim] encoded by the quantiser fitted to the database."""
-        return self.store.fitted.encode(embeddings) if self.store.fitted else model_codes
+        return self.store.fitted.hasher.encode(embeddings) if self.store.fitted else model_codes
 
     def check_model(self, fingerprint: str) -> None:
         if fingerprint != self.fingerprint:

@@ -38,16 +38,16 @@ STORE_FILE = "store.h5"
 _STRINGS = h5py.string_dtype("utf-8")
 
 
+# where the binary indexes' codes come from, in words (hashpa info, hashpa compare)
+CODE_SOURCES = {"model": "the model's hash head", "itq": "PCA-ITQ fitted to this database"}
+
+
 @dataclass
 class FittedCodes:
     """Codes fitted to the database by an unsupervised linear quantiser, and that quantiser."""
 
     codes: np.ndarray  # uint8 [N, bits/8]
-    hasher: LinearHasher
-
-    def encode(self, embeddings: np.ndarray) -> np.ndarray:
-        """Query embeddings float [Q, dim] -> packed codes uint8 [Q, bits/8] in this database's code space."""
-        return self.hasher.encode(embeddings)
+    hasher: LinearHasher  # encodes query embeddings into this database's code space
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Store:
 
     @property
     def code_source(self) -> str:
+        """A key of CODE_SOURCES."""
         return "itq" if self.fitted else "model"
 
     @property

@@ -116,7 +116,7 @@ def test_an_index_with_codes_fitted_to_the_folder_searches_and_compares(workspac
     assert compared.exit_code == 0 and "PCA-ITQ fitted to this database" in compared.output
     assert "| asymmetric scan |" in compared.output
     assert json.loads((tmp_path / "idx" / "compare.json").read_text())["code_source"] == "itq"
-    assert "codes from PCA-ITQ fitted to this folder" in run("info", tmp_path / "idx").output
+    assert "codes from PCA-ITQ fitted to this database" in run("info", tmp_path / "idx").output
 
 
 def test_queries_embedded_by_another_model_are_refused(workspace, tmp_path):

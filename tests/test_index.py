@@ -117,7 +117,7 @@ def test_codes_fitted_to_the_folder_are_stored_with_their_quantiser_and_indexed(
     store = read_store(out / "store.h5")
     assert store.code_source == "itq" and store.attrs["code_source"] == "itq"
     np.testing.assert_array_equal(store.codes, model_codes)  # the model's codes are kept beside them
-    np.testing.assert_array_equal(store.fitted.codes, store.fitted.encode(store.embeddings))
+    np.testing.assert_array_equal(store.fitted.codes, store.fitted.hasher.encode(store.embeddings))
     assert store.fitted.codes.shape == (30, 2) and not np.array_equal(store.fitted.codes, model_codes)
     opened = OpenIndex(out)
     assert json.loads((out / "index.json").read_text())["code_source"] == "itq"
