@@ -16,10 +16,13 @@ from hashpa.errors import HashpaError
 _BYTE_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 
 
-def check_bits(bits: int) -> int:
-    """Return `bits` if it is a valid code length (a multiple of 8 from 8 to 1024), else raise."""
-    if not isinstance(bits, int) or bits < 8 or bits > 1024 or bits % 8:
-        raise HashpaError(f"code length must be a multiple of 8 between 8 and 1024 bits, got {bits!r}")
+def check_bits(bits: int, low: int = 8, high: int = 1024, what: str = "code length") -> int:
+    """Return `bits` if it is a multiple of 8 from `low` to `high`, else raise naming `what`.
+
+    The format allows 8-1024; a trained hash head 16-256 (ModelConfig); codes fitted to a database
+    16 up to the embedding dimension (PCA-ITQ keeps at most that many directions)."""
+    if not isinstance(bits, int) or isinstance(bits, bool) or not low <= bits <= high or bits % 8:
+        raise HashpaError(f"{what} must be a multiple of 8 between {low} and {high} bits, got {bits!r}")
     return bits
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hashpa import __version__
+from hashpa.codes import check_bits
 from hashpa.data.folder import Sample, find_images
 from hashpa.errors import HashpaError
 from hashpa.fileio import atomic_path, write_json_atomic
@@ -284,8 +285,7 @@ def fit_database_codes(embeddings: np.ndarray, bits: int, seed: int = 0) -> Fitt
     """PCA-ITQ fitted to a database's float embeddings [N, dim] (at most ITQ_SAMPLE rows, drawn with
     `seed`), and the database's codes under it: uint8 [N, bits/8]."""
     n, dim = embeddings.shape
-    if not (16 <= bits <= dim and bits % 8 == 0):
-        raise HashpaError(f"fitted codes need a multiple of 8 bits from 16 to the embedding dimension {dim}, got {bits}")
+    check_bits(bits, 16, dim, f"--code-bits (at most the embedding dimension {dim})")
     if n <= bits:
         raise HashpaError(f"--codes itq fits {bits} bits to the folder's embeddings and needs more than {bits} images, "
                           f"the folder has {n}: use --codes model (the model's own codes) for small folders")

@@ -139,7 +139,7 @@ def test_fitting_codes_to_too_few_images_is_a_clear_error(trained_run, tmp_path)
     with pytest.raises(HashpaError, match="use it with --codes itq"):
         index(folder, trained_run, tmp_path / "idx", code_bits=16, workers=0)
     more = make_image_folder(tmp_path / "more", classes=2, per_class=20)
-    with pytest.raises(HashpaError, match="from 16 to the embedding dimension 16, got 24"):
+    with pytest.raises(HashpaError, match=r"--code-bits \(at most the embedding dimension 16\) must be a multiple of 8 between 16 and 16 bits, got 24"):
         index(more, trained_run, tmp_path / "idx", codes="itq", code_bits=24, workers=0)
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashpa.codes import pack_codes
+from hashpa.codes import check_bits, pack_codes
 from hashpa.errors import HashpaError
 from hashpa.models.backbones import build_backbone
 from hashpa.models.heads import EmbeddingHead, GlobalPool, HashHead
@@ -31,8 +31,7 @@ class ModelConfig:
     freeze_bn: bool = False
 
     def check(self) -> "ModelConfig":
-        if not (isinstance(self.bits, int) and 16 <= self.bits <= 256 and self.bits % 8 == 0):
-            raise HashpaError(f"--bits must be between 16 and 256 (a multiple of 8), got {self.bits}")
+        check_bits(self.bits, 16, 256, "--bits")
         if self.dim < 1:
             raise HashpaError(f"--dim must be positive, got {self.dim}")
         if self.hash_source not in HASH_SOURCES:

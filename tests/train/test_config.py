@@ -23,7 +23,7 @@ def test_json_round_trip(tmp_path):
 
 @pytest.mark.parametrize("overrides,match", [
     ({"epochs": 0}, "--epochs"), ({"schedule": "linear"}, "--schedule"),
-    ({"bits": 512}, "between 16 and 256"), ({"bits": 12}, "between 16 and 256")])
+    ({"bits": 512}, "between 16 and 256"), ({"bits": 12}, "between 16 and 256"), ({"bits": 20}, "multiple of 8")])
 def test_invalid_settings(overrides, match):
     with pytest.raises(HashpaError, match=match):
         resolve_config("builtin", overrides)
