@@ -1,4 +1,4 @@
-"""``hashpa train`` and ``hashpa builtin-path``."""
+"""``hashpa train``, ``hashpa eval`` and ``hashpa builtin-path``."""
 
 from __future__ import annotations
 
@@ -21,15 +21,29 @@ def builtin_path() -> None:
     click.echo(builtin_dataset())
 
 
+def data_options(default: str):
+    """The options that choose the data (train and eval); `default` says what is used without them."""
+    options = [
+        click.option("--data", type=click.Path(file_okay=False), help=f"Image folder, one sub-folder per class. Default: {default}."),
+        click.option("--dataset", type=click.Choice(DATASETS), help="One of the paper's datasets, read from --root."),
+        click.option("--root", type=click.Path(file_okay=False), help="Folder holding --dataset."),
+        click.option("--split", type=click.Choice(["half", "seen"]),
+                     help="half: first half of the classes trains, the rest tests (unseen classes); seen: hold out part of every class."),
+        click.option("--train-dir", type=click.Path(file_okay=False), help="Explicit training folder (with --test-dir)."),
+        click.option("--test-dir", type=click.Path(file_okay=False), help="Explicit test folder (with --train-dir)."),
+        click.option("--test-fraction", type=float, help="With --split seen: fraction of each class held out."),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @cli.command()
-@click.option("--data", type=click.Path(file_okay=False), help="Image folder, one sub-folder per class. Default: the built-in dataset.")
-@click.option("--dataset", type=click.Choice(DATASETS), help="One of the paper's datasets, read from --root.")
-@click.option("--root", type=click.Path(file_okay=False), help="Folder holding --dataset.")
-@click.option("--split", type=click.Choice(["half", "seen"]),
-              help="half: first half of the classes trains, the rest tests (unseen classes); seen: hold out part of every class.")
-@click.option("--train-dir", type=click.Path(file_okay=False), help="Explicit training folder (with --test-dir).")
-@click.option("--test-dir", type=click.Path(file_okay=False), help="Explicit test folder (with --train-dir).")
-@click.option("--test-fraction", type=float, help="With --split seen: fraction of each class held out.")
+@data_options("the built-in dataset")
 @click.option("--bits", type=int, help="Hash code length: a multiple of 8, 16-256.")
 @click.option("--dim", type=int, help="Float embedding dimension.")
 @click.option("--backbone", help="smallcnn, bn_inception, resnet18/50/101 or any timm model name.")
@@ -116,3 +130,24 @@ def summary(result) -> str:
     lines.append(f"Files: config.json, history.jsonl, best.pt, last.pt in {result.run_dir}")
     lines.append(f"Next: hashpa index IMAGE_FOLDER --model {result.run_dir} --out INDEX_DIR")
     return "\n".join(lines)
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@data_options("the run's own test split")
+@click.option("--baselines", is_flag=True, help="Also LSH and PCA-ITQ codes of the float embedding, fitted to the training images.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--workers", type=int, help="DataLoader worker processes (default: the run's).")
+@click.option("--out", type=click.Path(file_okay=False), help="Also write eval.json and eval.md to this folder.")
+@friendly_errors
+def evaluate(run_dir, **options) -> None:
+    """Float embeddings vs hash codes of a trained run on a test split: Recall@K and MAP@R."""
+    from hashpa.eval.evaluate import evaluate as run_evaluate
+    from hashpa.eval.evaluate import markdown
+
+    report = run_evaluate(run_dir, **options)
+    click.echo(markdown(report))
+    if options["out"]:
+        click.echo(f"wrote eval.json and eval.md in {options['out']}")

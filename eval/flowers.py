@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hashpa.codes import codes_to_signs
-from hashpa.eval.metrics import evaluate_retrieval
+from hashpa.eval.metrics import retrieval_scores
 from hashpa.eval.report import add_output_options, command_line, data_missing, publish, settings
 from hashpa.fileio import atomic_path
 from hashpa.inference import embed_all, resolve_device
@@ -59,12 +59,8 @@ ABLATION = {
 
 
 def metrics(x: np.ndarray, labels: np.ndarray, metric: str, device: str | None, **database) -> dict:
-    """Leave-one-out retrieval metrics of x; `database` (database, database_labels, paired) as evaluate_retrieval's."""
-    r = evaluate_retrieval(x, labels, metric=metric, ks=KS, tie_aware=True, device=device, **database)
-    out = {f"recall@{k}": v for k, v in r["recall"].items()}
-    out["expected_recall@1"] = r["recall_tie_aware"][1]
-    out["map@r"] = r["map_at_r"]
-    return out
+    """Leave-one-out retrieval metrics of x; `database` (database, database_labels, paired) as retrieval_scores'."""
+    return retrieval_scores(x, labels, metric=metric, ks=KS, tie_aware=True, device=device, **database)
 
 
 def unsupervised_rows(train: np.ndarray, test: np.ndarray, labels: np.ndarray, bits: int, source: str, device) -> list[dict]:

@@ -44,6 +44,31 @@ def recall_at_k(
     return result["recall"]
 
 
+def retrieval_scores(
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    database: np.ndarray | None = None,
+    database_labels: np.ndarray | None = None,
+    metric: str = "cosine",
+    ks: Sequence[int] = (1, 2, 4, 8),
+    tie_aware: bool | None = None,
+    device: str | None = None,
+    paired: bool = False,
+) -> dict[str, float]:
+    """``evaluate_retrieval``'s figures as one flat record: ``recall@K``, ``expected_recall@K``
+    (tie-aware; by default for Hamming only, where ties are common) and ``map@r``. A K larger than
+    the database can fill is left out (tiny test sets)."""
+    tie_aware = metric == "hamming" if tie_aware is None else tie_aware
+    searchable = (len(queries) if database is None else len(database)) - (database is None or paired)
+    result = evaluate_retrieval(queries, query_labels, database, database_labels, metric=metric, ks=[k for k in ks if k <= searchable] or ks,
+                                tie_aware=tie_aware, device=device, paired=paired)
+    scores = {f"recall@{k}": v for k, v in result["recall"].items()}
+    if tie_aware:
+        scores.update({f"expected_recall@{k}": v for k, v in result["recall_tie_aware"].items()})
+    scores["map@r"] = result["map_at_r"]
+    return scores
+
+
 def evaluate_retrieval(
     queries: np.ndarray,
     query_labels: np.ndarray,

@@ -118,3 +118,22 @@ def embed_all(model: HashingModel, samples: Sequence[Sample], device: torch.devi
         np.concatenate([p.positions for p in parts]),
         sum(p.skipped for p in parts),
     )
+
+
+@dataclass
+class Embedded:
+    """What a model gives for the readable images of a list of labelled samples."""
+
+    embeddings: np.ndarray  # float32 [n, dim], L2-normalised
+    codes: np.ndarray  # uint8 [n, bits/8]
+    labels: np.ndarray  # int64 [n]
+
+    def representation(self, name: str) -> np.ndarray:
+        """"float" -> embeddings, "codes" -> codes."""
+        return self.embeddings if name == "float" else self.codes
+
+
+def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> Embedded:
+    """embed_all over `samples`, with the labels of the images that could be read (kwargs as embed_batches')."""
+    embeddings, codes, positions, _ = embed_all(model, samples, device, **kwargs)
+    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64))

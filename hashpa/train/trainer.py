@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -21,8 +20,8 @@ from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.splits import RetrievalSplit
 from hashpa.data.transforms import test_resize, train_transform
 from hashpa.errors import HashpaError
-from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.inference import autocast, embed_all, resolve_device
+from hashpa.eval.evaluate import RECALL_KS, model_scores
+from hashpa.inference import autocast, embed_all, embed_labelled, resolve_device
 from hashpa.models.hashing_model import HashingModel
 from hashpa.quantizers import fit_itq
 from hashpa.train.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, set_head_to_hasher
@@ -32,8 +31,6 @@ from hashpa.train.objective import HashingObjective
 from hashpa.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-RECALL_KS = (1, 2, 4, 8)
 
 
 @dataclass
@@ -318,30 +315,12 @@ class Trainer:
         return [p for p in trainable if id(p) not in self._code_side], [p for p in trainable if id(p) in self._code_side]
 
     def evaluate(self) -> dict:
-        """Recall@K, tie-aware Recall@K and MAP@R of the float embeddings and the codes on the test split."""
+        """Recall@K, tie-aware Recall@K (codes) and MAP@R of the float embeddings and the codes on the test split."""
         started = time.perf_counter()
         loader_args = dict(device=self.device, batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
-        queries = embed_all(self.model, self.split.test, progress="evaluating" if is_main_process() else None, **loader_args)
-        query_labels = np.array([self.split.test[i].label for i in queries[2]])
-        database = None
-        if self.split.gallery is not None:
-            database = embed_all(self.model, self.split.gallery, **loader_args)
-            database_labels = np.array([self.split.gallery[i].label for i in database[2]])
-        distance_device = str(self.device) if self.device.type == "cuda" else None
-        searchable = len(query_labels) - 1 if database is None else len(database_labels)
-        ks = tuple(k for k in RECALL_KS if k <= searchable)  # tiny test sets: drop the K they cannot fill
-        results = {}
-        for name, column, metric in (("float", 0, "cosine"), ("codes", 1, "hamming")):
-            result = evaluate_retrieval(
-                queries[column], query_labels,
-                None if database is None else database[column], None if database is None else database_labels,
-                metric=metric, ks=ks, tie_aware=metric == "hamming", device=distance_device,
-            )
-            results[name] = {
-                **{f"recall@{k}": v for k, v in result["recall"].items()},
-                **({f"expected_recall@{k}": v for k, v in result["recall_tie_aware"].items()} if metric == "hamming" else {}),
-                "map@r": result["map_at_r"],
-            }
+        queries = embed_labelled(self.model, self.split.test, progress="evaluating" if is_main_process() else None, **loader_args)
+        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, **loader_args)
+        results = model_scores(queries, gallery, str(self.device) if self.device.type == "cuda" else None)
         results["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.model.train()
         return results

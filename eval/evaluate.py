@@ -1,0 +1,138 @@
+"""``hashpa eval``: a trained model's float embeddings against its hash codes on a test split.
+
+The run's own split by default (what its training evaluated), or another folder or paper dataset.
+With baselines, LSH and PCA-ITQ codes of the same float embedding, fitted on the split's training
+images, show what the learned codes add over unsupervised ones of the same length.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+from hashpa.eval.metrics import retrieval_scores
+from hashpa.eval.report import describe_machine, machine_info
+from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.inference import Embedded, embed_labelled, resolve_device
+from hashpa.quantizers import fit_itq, fit_lsh
+
+log = logging.getLogger(__name__)
+
+RECALL_KS = (1, 2, 4, 8)
+METRICS = {"float": "cosine", "codes": "hamming"}
+BASELINES = {"LSH": fit_lsh, "PCA-ITQ": fit_itq}
+
+
+def model_scores(queries: Embedded, gallery: Embedded | None = None, device: str | None = None, ks: Sequence[int] = RECALL_KS) -> dict:
+    """{"float": scores, "codes": scores} (``retrieval_scores`` records): each query searches the
+    gallery, or without one the other queries. `device` computes distances with torch there."""
+    return {
+        name: retrieval_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
+                               None if gallery is None else gallery.labels, metric=metric, ks=ks, device=device)
+        for name, metric in METRICS.items()
+    }
+
+
+def evaluate(
+    run: str | Path,
+    checkpoint: str = "best",
+    data: str | Path | None = None,
+    dataset: str | None = None,
+    root: str | Path | None = None,
+    split: str | None = None,
+    train_dir: str | Path | None = None,
+    test_dir: str | Path | None = None,
+    test_fraction: float | None = None,
+    baselines: bool = False,
+    device: str = "auto",
+    batch_size: int = 128,
+    workers: int | None = None,
+    out: str | Path | None = None,
+) -> dict:
+    """Evaluate checkpoint `checkpoint` ("best" or "last") of the run directory `run`.
+
+    The test split is the run's own unless data settings are given (as ``hashpa train`` takes them:
+    an image folder `data` with `split` half|seen, `train_dir` + `test_dir`, or `dataset` under
+    `root`). Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with
+    `out`, writes it there as eval.json and eval.md.
+    """
+    from hashpa.train import RunDir, load_trained_model
+    from hashpa.train.trainer import build_split
+
+    started = time.perf_counter()
+    config = RunDir(run).read_config()
+    _use_data(config, data, dataset, root, split, train_dir, test_dir, test_fraction)
+    target = resolve_device(device)
+    model, state = load_trained_model(run, checkpoint, target)
+    chosen = build_split(config).check()
+    loader = dict(device=target, batch_size=batch_size, workers=config.workers if workers is None else workers)
+    queries = embed_labelled(model, chosen.test, progress="test images", **loader)
+    gallery = None if chosen.gallery is None else embed_labelled(model, chosen.gallery, progress="gallery images", **loader)
+    distance_device = str(target) if target.type == "cuda" else None
+    scores = model_scores(queries, gallery, distance_device)
+    bits = model.config.bits
+    rows = [
+        {"method": "float embedding (cosine)", "dim": model.config.dim, **scores["float"]},
+        {"method": "the model's codes (Hamming)", "bits": bits, **scores["codes"]},
+    ]
+    if baselines:
+        rows += _baseline_rows(embed_labelled(model, chosen.train, progress="training images", **loader), queries, gallery, bits, distance_device)
+    report = {
+        "run": str(run), "checkpoint": checkpoint, "epoch": state["epoch"],
+        "after_code_stage": state.get("codes_fitted_at") == state["epoch"],
+        "split": chosen.description, "queries": len(queries.labels),
+        "database": len(queries.labels) - 1 if gallery is None else len(gallery.labels),
+        "rows": rows, "seconds": round(time.perf_counter() - started, 3), "machine": machine_info(),
+    }
+    if out is not None:
+        write_json_atomic(Path(out) / "eval.json", report)
+        write_text_atomic(Path(out) / "eval.md", markdown(report) + "\n")
+    return report
+
+
+def _use_data(config, data, dataset, root, split, train_dir, test_dir, test_fraction) -> None:
+    """Point the run's config at other data, when any is given."""
+    if data or dataset or root or train_dir or test_dir:
+        config.dataset = dataset or "folder"
+        config.data, config.root = _text(data), _text(root)
+        config.train_dir, config.test_dir = _text(train_dir), _text(test_dir)
+    if split:
+        config.split = split
+    if test_fraction is not None:
+        config.test_fraction = test_fraction
+
+
+def _text(path: str | Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _baseline_rows(train: Embedded, queries: Embedded, gallery: Embedded | None, bits: int, device: str | None) -> list[dict]:
+    rows = []
+    for name, fit in BASELINES.items():
+        hasher = fit(train.embeddings, bits)
+        database = None if gallery is None else hasher.encode(gallery.embeddings)
+        scores = retrieval_scores(hasher.encode(queries.embeddings), queries.labels, database, None if gallery is None else gallery.labels,
+                                  metric="hamming", ks=RECALL_KS, device=device)
+        rows.append({"method": f"{name} of the float embedding, fitted to the training images (Hamming)", "bits": bits, **scores})
+    return rows
+
+
+def markdown(report: dict) -> str:
+    """The report as a Markdown table with a header line."""
+    after = " after the code stage" if report["after_code_stage"] else ""
+    ks = [k for k in RECALL_KS if f"recall@{k}" in report["rows"][0]]
+    lines = [
+        f"{report['run']} ({report['checkpoint']}: epoch {report['epoch']}{after}) on {report['split']}: "
+        f"{report['queries']:,} queries, {report['database']:,} database images each",
+        "",
+        "| method | size | " + " | ".join(f"R@{k}" for k in ks) + " | expected R@1 (ties) | MAP@R |",
+        "|---|---|" + "---|" * len(ks) + "---|---|",
+    ]
+    for row in report["rows"]:
+        size = f"{row['bits']} bits" if "bits" in row else f"{row['dim']}-d"
+        expected = f"{row['expected_recall@1']:.4f}" if "expected_recall@1" in row else "-"
+        lines.append(f"| {row['method']} | {size} | " + " | ".join(f"{row[f'recall@{k}']:.4f}" for k in ks) + f" | {expected} | {row['map@r']:.4f} |")
+    lines.append(f"\n{report['seconds']:.0f} s on {describe_machine(report['machine'])}")
+    return "\n".join(lines)
