@@ -124,7 +124,7 @@ def _queries(opened: OpenIndex, queries, model, device):
     store = opened.store
     if queries is None:
         rows = np.flatnonzero(store.labels >= 0) if store.has_labels else np.arange(len(store))
-        return opened.embeddings[rows], store.index_codes[rows], store.labels[rows], rows
+        return opened.float_rows(rows), store.index_codes[rows], store.labels[rows], rows
     paths = expand_queries([queries])
     index = {name: i for i, name in enumerate(store.class_names)}
     labels = [index.get(Path(p).relative_to(queries).parts[0], -1) if len(Path(p).relative_to(queries).parts) > 1 else -1 for p in paths]

@@ -47,10 +47,13 @@ class OpenIndex:
         if not meta_path.is_file():
             raise HashpaError(f"{self.path} is not a hashpa index (no {INDEX_JSON}); build it with hashpa index FOLDER --model RUN --out {self.path}")
         self.meta = json.loads(meta_path.read_text())
-        self.store: Store = read_store(self.path / STORE_FILE)
+        self.store: Store = read_store(self.path / STORE_FILE, map_embeddings=True)  # rerank reads only its shortlists' rows
         if self.store.attrs.get("store_id") != self.meta.get("store_id"):
             raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); run hashpa index again")
-        self.embeddings = np.ascontiguousarray(self.store.embeddings, dtype=np.float32)
+
+    def float_rows(self, rows) -> np.ndarray:
+        """float32 [len(rows), dim]: the stored embeddings of `rows` (any index numpy takes)."""
+        return np.asarray(self.store.embeddings[rows], dtype=np.float32)
 
     @property
     def fingerprint(self) -> str:
@@ -180,7 +183,7 @@ class OpenIndex:
         scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
         for start in range(0, candidates.shape[1], 4096):
             block = candidates[:, start : start + 4096]
-            vectors = self.embeddings[np.maximum(block, 0)]
+            vectors = self.float_rows(np.maximum(block, 0))
             scores[:, start : start + 4096] = np.where(block >= 0, np.einsum("qd,qcd->qc", queries, vectors), -np.inf)
         negated, ids = _sort_by_score_then_id(-scores, candidates, k)
         return -negated, ids

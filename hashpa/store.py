@@ -116,7 +116,10 @@ def write_store(path: str | Path, store: Store) -> str:
     return store_id
 
 
-def read_store(path: str | Path) -> Store:
+def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
+    """The store at `path`; with `map_embeddings` the float embeddings are memory-mapped from the file
+    (read from disk as rows are used) instead of loaded, when HDF5 keeps them contiguous, as
+    write_store does."""
     path = Path(path)
     if not path.is_file():
         raise HashpaError(f"no index store at {path}: build one with hashpa index FOLDER --model RUN --out {path.parent}")
@@ -127,7 +130,7 @@ def read_store(path: str | Path) -> Store:
                 paths=[p.decode("utf-8") if isinstance(p, bytes) else p for p in h5["paths"][()]],
                 labels=h5["labels"][()],
                 class_names=[c.decode("utf-8") if isinstance(c, bytes) else c for c in h5["class_names"][()]],
-                embeddings=h5["embeddings"][()],
+                embeddings=_mapped(path, h5["embeddings"]) if map_embeddings else h5["embeddings"][()],
                 codes=h5["codes"][()],
                 sizes=h5["sizes"][()],
                 mtimes=h5["mtimes"][()],
@@ -136,6 +139,13 @@ def read_store(path: str | Path) -> Store:
             )
     except (OSError, KeyError) as error:
         raise HashpaError(f"cannot read the index store {path} ({error}); rebuild it with hashpa index") from None
+
+
+def _mapped(path: Path, dataset: h5py.Dataset) -> np.ndarray:
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None or dataset.compression is not None:  # empty, or not one block
+        return dataset[()]
+    return np.memmap(path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
 
 
 def _read_fitted(h5: h5py.File) -> FittedCodes | None:

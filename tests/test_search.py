@@ -58,18 +58,18 @@ def test_binary_flat_equals_brute_force_hamming_with_ties_by_id(index_dir, k):
 @pytest.mark.parametrize("k", [1, 10, 30])
 def test_float_flat_equals_brute_force_cosine(index_dir, k):
     opened = OpenIndex(index_dir)
-    queries = np.concatenate([opened.embeddings[[5, 12]], np.random.default_rng(2).standard_normal((20, 16)).astype(np.float32)])
+    queries = np.concatenate([opened.float_rows([5, 12]), np.random.default_rng(2).standard_normal((20, 16)).astype(np.float32)])
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     result = opened.search_float(queries, k)
-    np.testing.assert_array_equal(result.ids, brute_cosine(queries, opened.embeddings, k))
+    np.testing.assert_array_equal(result.ids, brute_cosine(queries, opened.float_rows(slice(None)), k))
     assert list(result.ids[0][:min(k, 11)]) == [5, *range(10, 20)][:min(k, 11)]  # duplicates ordered by row
 
 
 def test_rerank_with_the_whole_index_as_shortlist_equals_float_search(index_dir):
     opened = OpenIndex(index_dir)
     rows = np.arange(0, 300, 7)
-    exact = opened.search(opened.embeddings[rows], opened.store.codes[rows], 10, "float")
-    reranked = opened.search(opened.embeddings[rows], opened.store.codes[rows], 10, "rerank", shortlist=len(opened.store))
+    exact = opened.search(opened.float_rows(rows), opened.store.codes[rows], 10, "float")
+    reranked = opened.search(opened.float_rows(rows), opened.store.codes[rows], 10, "rerank", shortlist=len(opened.store))
     np.testing.assert_array_equal(reranked.ids, exact.ids)
     np.testing.assert_array_equal(reranked.scores, exact.scores)
 
@@ -81,6 +81,25 @@ def test_approximate_indexes_return_sorted_valid_rows(index_dir):
         result = opened.search_binary(queries, 5, spec)
         assert (result.ids >= 0).all() and (np.diff(result.scores, axis=1) >= 0).all()
         np.testing.assert_array_equal(result.ids[:, 0], np.arange(20))  # each code finds itself (distance 0, lowest row)
+
+
+def test_an_open_index_maps_its_embeddings_from_the_store(index_dir):
+    loaded = read_store(index_dir / "store.h5")
+    opened = OpenIndex(index_dir)
+    assert isinstance(opened.store.embeddings, np.memmap) and not isinstance(loaded.embeddings, np.memmap)
+    np.testing.assert_array_equal(opened.store.embeddings, loaded.embeddings)
+    np.testing.assert_array_equal(opened.float_rows([299, 3, 3]), loaded.embeddings[[299, 3, 3]])
+
+
+def test_a_float16_store_is_mapped_and_reranks_in_float32(tmp_path):
+    store = random_store(duplicates=False)
+    store.embeddings = store.embeddings.astype(np.float16)
+    write_index_dir(tmp_path, store, ("Flat",), ("BFlat",))
+    opened = OpenIndex(tmp_path)
+    assert opened.store.embeddings.dtype == np.float16 and opened.float_rows([0]).dtype == np.float32
+    queries = opened.float_rows(slice(0, 10))
+    result = opened.search(queries, opened.store.codes[:10], 5, "rerank", shortlist=len(store))
+    np.testing.assert_array_equal(result.ids, brute_cosine(queries, store.embeddings.astype(np.float32), 5))
 
 
 def test_files_round_trip_through_plain_h5py_and_faiss(index_dir):
@@ -105,9 +124,9 @@ def test_model_mismatch_and_missing_index_are_clear_errors(index_dir):
     with pytest.raises(ModelMismatchError, match="built with model ffff"):
         opened.check_model("0123456789abcdef")
     with pytest.raises(HashpaError, match="no float index 'IVF8,Flat'"):
-        opened.search_float(opened.embeddings[:1], 1, "IVF8,Flat")
+        opened.search_float(opened.float_rows(slice(0, 1)), 1, "IVF8,Flat")
     with pytest.raises(HashpaError, match="-k must be"):
-        opened.search(opened.embeddings[:1], opened.store.codes[:1], 1000)
+        opened.search(opened.float_rows(slice(0, 1)), opened.store.codes[:1], 1000)
 
 
 def test_a_store_that_does_not_match_index_json_is_detected(index_dir):
@@ -138,7 +157,7 @@ def fitted_index_dir(tmp_path):
 def test_asymmetric_scan_equals_brute_force_over_blocks(fitted_index_dir, k, monkeypatch):
     monkeypatch.setattr(hashpa.search, "ASYMMETRIC_BLOCK", 64)  # 300 rows: 5 blocks to merge
     opened = OpenIndex(fitted_index_dir)
-    queries = np.concatenate([opened.embeddings[[5, 12]], np.random.default_rng(3).standard_normal((30, 16)).astype(np.float32)])
+    queries = np.concatenate([opened.float_rows([5, 12]), np.random.default_rng(3).standard_normal((30, 16)).astype(np.float32)])
     result = opened.search_asymmetric(queries, k)
     projected = (queries.astype(np.float64) - opened.store.fitted.hasher.mean) @ opened.store.fitted.hasher.projection
     signs = np.unpackbits(opened.store.fitted.codes, axis=1) * 2.0 - 1.0
