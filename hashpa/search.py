@@ -149,25 +149,9 @@ class OpenIndex:
     def search_asymmetric(self, embeddings: np.ndarray, k: int) -> SearchResult:
         """Exact scan: score = ((e - mean) @ projection) . b over the database's +-1 codes b (quantiser
         and codes fitted by ``hashpa index --codes itq``); the k best by (score descending, row)."""
-        from hashpa.codes import codes_to_signs
-        from hashpa.eval.knn import top_k
-
         if self.store.fitted is None:
             raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {self.path} with hashpa index ... --codes itq")
-        projected = self.store.fitted.hasher.project(embeddings)
-        codes = self.store.index_codes
-        query_rows = max(1, ASYMMETRIC_SCORES // min(len(codes), ASYMMETRIC_BLOCK))
-        chunks = [slice(start, start + query_rows) for start in range(0, len(projected), query_rows)]
-        best = [(np.empty((len(projected[rows]), 0), np.float32), np.empty((len(projected[rows]), 0), np.int64)) for rows in chunks]
-        for start in range(0, len(codes), ASYMMETRIC_BLOCK):
-            signs = codes_to_signs(codes[start : start + ASYMMETRIC_BLOCK]).T  # each block unpacked once
-            for i, rows in enumerate(chunks):
-                negated = -(projected[rows] @ signs)
-                local = top_k(negated, k)
-                best[i] = _sort_by_score_then_id(np.concatenate([best[i][0], np.take_along_axis(negated, local, axis=1)], axis=1),
-                                                 np.concatenate([best[i][1], local + start], axis=1), k)
-        scores, ids = zip(*best)
-        return SearchResult(-np.concatenate(scores), np.concatenate(ids))
+        return asymmetric_scan(self.store.fitted.hasher.project(embeddings), self.store.index_codes, k)
 
     def _fetch(self, k: int) -> int:
         return min(len(self.store), k + EXTRA_CANDIDATES)
@@ -187,6 +171,28 @@ class OpenIndex:
             scores[:, start : start + 4096] = np.where(block >= 0, np.einsum("qd,qcd->qc", queries, vectors), -np.inf)
         negated, ids = _sort_by_score_then_id(-scores, candidates, k)
         return -negated, ids
+
+
+def asymmetric_scan(projected: np.ndarray, codes: np.ndarray, k: int) -> SearchResult:
+    """Exact asymmetric top k: float32 queries [Q, bits] (a quantiser's real-valued projections)
+    against packed codes uint8 [N, bits/8] read as +-1; score = projection . code, the k best by
+    (score descending, row). Memory: one block of ASYMMETRIC_BLOCK unpacked codes and about
+    ASYMMETRIC_SCORES scores at a time."""
+    from hashpa.codes import codes_to_signs
+    from hashpa.eval.knn import top_k
+
+    query_rows = max(1, ASYMMETRIC_SCORES // min(len(codes), ASYMMETRIC_BLOCK))
+    chunks = [slice(start, start + query_rows) for start in range(0, len(projected), query_rows)]
+    best = [(np.empty((len(projected[rows]), 0), np.float32), np.empty((len(projected[rows]), 0), np.int64)) for rows in chunks]
+    for start in range(0, len(codes), ASYMMETRIC_BLOCK):
+        signs = codes_to_signs(codes[start : start + ASYMMETRIC_BLOCK]).T  # each block unpacked once
+        for i, rows in enumerate(chunks):
+            negated = -(projected[rows] @ signs)
+            local = top_k(negated, k)
+            best[i] = _sort_by_score_then_id(np.concatenate([best[i][0], np.take_along_axis(negated, local, axis=1)], axis=1),
+                                             np.concatenate([best[i][1], local + start], axis=1), k)
+    scores, ids = zip(*best)
+    return SearchResult(-np.concatenate(scores), np.concatenate(ids))
 
 
 def _sort_by_score_then_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

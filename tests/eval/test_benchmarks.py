@@ -15,6 +15,10 @@ def test_bench_search_tiny(tmp_path):
     flat = next(r for r in report["rows"] if r["method"] == "binary BFlat")
     assert flat["recall_vs_exact"] == 1.0 and 0 < flat["fraction_of_popcount_limit"]
     assert "| binary BFlat | 64 | 1 |" in (tmp_path / "search.md").read_text()
+    asymmetric = next(r for r in report["rows"] if r["method"].startswith("asymmetric scan"))
+    assert asymmetric["queries"] == 20 and asymmetric["bytes_per_vector"] == 8
+    # above chance (10 of 3,000): the cluster is found; the order inside an isotropic cluster mostly is not (64 PCA directions of 512)
+    assert asymmetric["recall_vs_exact"] > 0.02 and asymmetric["queries_per_second"] > 0
 
 
 def test_bench_loss_tiny(tmp_path):
