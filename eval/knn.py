@@ -75,13 +75,21 @@ def ranking_keys(distances: np.ndarray) -> np.ndarray:
 
 def top_k(distances: np.ndarray, k: int) -> np.ndarray:
     """Indices [rows, k] of the k closest items per row, ordered by (distance, id)."""
-    keys = ranking_keys(distances)
     k = min(k, distances.shape[1])
-    if k < distances.shape[1]:
-        part = np.argpartition(keys, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(k), keys.shape).copy()
-    order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1)
+    if k == distances.shape[1]:
+        return full_ranking(distances)
+    # Partition the distances themselves; where the k-th distance is shared by items outside the
+    # partition (ties, NaN), the selection is not unique: those rows select by the unique keys.
+    part = np.argpartition(distances, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(distances, part, axis=1)
+    kth = values.max(axis=1)
+    ambiguous = (np.count_nonzero(distances <= kth[:, None], axis=1) != k) | np.isnan(kth)
+    order = np.lexsort((part, values + np.zeros((), values.dtype)), axis=1)  # + 0 folds -0.0 onto 0.0, as ranking_keys does
+    if ambiguous.any():
+        keys = ranking_keys(distances[ambiguous])
+        chosen = np.argpartition(keys, k - 1, axis=1)[:, :k]
+        part[ambiguous] = chosen
+        order[ambiguous] = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
     return np.take_along_axis(part, order, axis=1)
 
 

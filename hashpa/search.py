@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hashpa.codes import codes_to_signs
 from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.index import INDEX_JSON
 from hashpa.store import STORE_FILE, Store, read_store
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 MODES = ("float", "binary", "rerank", "asymmetric")
 ASYMMETRIC_BLOCK = 65536  # database rows unpacked at a time by the asymmetric scan
 ASYMMETRIC_SCORES = 2**24  # query x database scores held at a time by the asymmetric scan
+ASYMMETRIC_LOOKUP_BELOW = 8  # fewer queries than this score by byte lookup tables instead of unpacking the codes
+_BYTE_SIGNS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32) * 2 - 1  # [256, 8]: byte -> +-1 bits
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
 
 
@@ -177,22 +180,33 @@ def asymmetric_scan(projected: np.ndarray, codes: np.ndarray, k: int) -> SearchR
     """Exact asymmetric top k: float32 queries [Q, bits] (a quantiser's real-valued projections)
     against packed codes uint8 [N, bits/8] read as +-1; score = projection . code, the k best by
     (score descending, row). Memory: one block of ASYMMETRIC_BLOCK unpacked codes and about
-    ASYMMETRIC_SCORES scores at a time."""
-    from hashpa.codes import codes_to_signs
+    ASYMMETRIC_SCORES scores at a time. A few queries (a single search) look each code byte's partial
+    score up in a 256-entry table per query and byte instead of unpacking every code."""
     from hashpa.eval.knn import top_k
 
     query_rows = max(1, ASYMMETRIC_SCORES // min(len(codes), ASYMMETRIC_BLOCK))
     chunks = [slice(start, start + query_rows) for start in range(0, len(projected), query_rows)]
     best = [(np.empty((len(projected[rows]), 0), np.float32), np.empty((len(projected[rows]), 0), np.int64)) for rows in chunks]
+    by_lookup = len(projected) < ASYMMETRIC_LOOKUP_BELOW
+    tables = np.einsum("qjb,vb->qjv", projected.reshape(len(projected), -1, 8), _BYTE_SIGNS) if by_lookup else None  # [Q, bytes, 256]
     for start in range(0, len(codes), ASYMMETRIC_BLOCK):
-        signs = codes_to_signs(codes[start : start + ASYMMETRIC_BLOCK]).T  # each block unpacked once
+        block = codes[start : start + ASYMMETRIC_BLOCK]
+        signs = None if by_lookup else codes_to_signs(block).T  # each block unpacked once
         for i, rows in enumerate(chunks):
-            negated = -(projected[rows] @ signs)
+            negated = -(_looked_up(tables[rows], block) if by_lookup else projected[rows] @ signs)
             local = top_k(negated, k)
             best[i] = _sort_by_score_then_id(np.concatenate([best[i][0], np.take_along_axis(negated, local, axis=1)], axis=1),
                                              np.concatenate([best[i][1], local + start], axis=1), k)
     scores, ids = zip(*best)
     return SearchResult(-np.concatenate(scores), np.concatenate(ids))
+
+
+def _looked_up(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """float32 [Q, N]: sum over bytes j of tables[q, j, codes[n, j]]."""
+    scores = tables[:, 0, codes[:, 0]]
+    for j in range(1, codes.shape[1]):
+        scores += tables[:, j, codes[:, j]]
+    return scores
 
 
 def _sort_by_score_then_id(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

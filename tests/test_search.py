@@ -154,8 +154,10 @@ def fitted_index_dir(tmp_path):
 
 
 @pytest.mark.parametrize("k", [1, 7, 300])
-def test_asymmetric_scan_equals_brute_force_over_blocks(fitted_index_dir, k, monkeypatch):
+@pytest.mark.parametrize("scoring", ["unpacked codes", "byte lookup tables"])
+def test_asymmetric_scan_equals_brute_force_over_blocks(fitted_index_dir, k, scoring, monkeypatch):
     monkeypatch.setattr(hashpa.search, "ASYMMETRIC_BLOCK", 64)  # 300 rows: 5 blocks to merge
+    monkeypatch.setattr(hashpa.search, "ASYMMETRIC_LOOKUP_BELOW", 1000 if scoring == "byte lookup tables" else 1)
     opened = OpenIndex(fitted_index_dir)
     queries = np.concatenate([opened.float_rows([5, 12]), np.random.default_rng(3).standard_normal((30, 16)).astype(np.float32)])
     result = opened.search_asymmetric(queries, k)

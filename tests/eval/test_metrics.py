@@ -5,7 +5,7 @@ import pytest
 
 from hashpa import recall_at_k
 from hashpa.errors import HashpaError
-from hashpa.eval.knn import exact_knn
+from hashpa.eval.knn import exact_knn, top_k
 from hashpa.eval.metrics import evaluate_retrieval
 
 
@@ -138,6 +138,20 @@ def test_exact_knn_matches_brute_force():
     ranking = brute_force_ranking(x[:10], x, "cosine", exclude_self=False)
     np.testing.assert_array_equal(ids, [r[:5] for r in ranking])
     assert np.all(np.diff(scores, axis=1) <= 1e-7)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 30])
+def test_top_k_orders_by_distance_then_id(k):
+    rng = np.random.default_rng(k)
+    integers = rng.integers(0, 5, (50, 30)).astype(np.int32)  # ties at every k
+    floats = rng.standard_normal((50, 30)).astype(np.float32)
+    floats[:10, :5] = -0.0  # signed zeros equal zeros
+    floats[10:20, 5:8] = 0.0
+    floats[20:25, 3] = np.nan  # NaN ranks after every number
+    for distances in (integers, floats):
+        reference = [sorted(range(30), key=lambda j, row=row: (np.isnan(row[j]), 0.0 if np.isnan(row[j]) else row[j] + 0.0, j))[:k]
+                     for row in distances]
+        np.testing.assert_array_equal(top_k(distances, k), reference)
 
 
 def test_duplicate_float_vectors_tie_by_id():
