@@ -31,19 +31,18 @@ from pathlib import Path
 
 import numpy as np
 
-from hashpa.codes import codes_to_signs
+from hashpa.eval.evaluate import DATABASE_ITQ, baseline_rows
 from hashpa.eval.metrics import retrieval_scores
 from hashpa.eval.report import add_output_options, command_line, data_missing, publish, settings
 from hashpa.fileio import atomic_path
 from hashpa.inference import embed_all, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
-from hashpa.quantizers import fit_itq, fit_lsh, fit_pca
+from hashpa.quantizers import fit_pca
 from hashpa.train.config import TrainConfig
 
 log = logging.getLogger("hashpa.flowers")
 
 KS = (1, 2, 4, 8)
-DATABASE_ITQ = "PCA-ITQ fitted to the test photos"
 JOINT_CODES = "Proxy Anchor learned codes, joint training only (before the code stage)"
 
 # Where the hash head starts, what its losses may train, and whether it needs Proxy Anchor on the codes:
@@ -61,21 +60,6 @@ ABLATION = {
 def metrics(x: np.ndarray, labels: np.ndarray, metric: str, device: str | None, **database) -> dict:
     """Leave-one-out retrieval metrics of x; `database` (database, database_labels, paired) as retrieval_scores'."""
     return retrieval_scores(x, labels, metric=metric, ks=KS, tie_aware=True, device=device, **database)
-
-
-def unsupervised_rows(train: np.ndarray, test: np.ndarray, labels: np.ndarray, bits: int, source: str, device) -> list[dict]:
-    """LSH and PCA-ITQ fitted on the training photos; PCA-ITQ fitted on the test photos themselves (no
-    labels: what ``hashpa index --codes itq`` does), searched by Hamming and asymmetrically."""
-    rows = []
-    for name, fit in (("LSH", fit_lsh), ("PCA-ITQ", fit_itq)):
-        codes = fit(train, bits).encode(test)
-        rows.append({"method": f"{name} of {source}", "bits": bits, **metrics(codes, labels, "hamming", device)})
-    fitted = fit_itq(test, bits)
-    codes = fitted.encode(test)
-    rows.append({"method": f"{DATABASE_ITQ} of {source}", "bits": bits, **metrics(codes, labels, "hamming", device)})
-    asymmetric = metrics(fitted.project(test), labels, "cosine", device, database=codes_to_signs(codes), database_labels=labels, paired=True)
-    rows.append({"method": f"{DATABASE_ITQ}, asymmetric search of {source}", "bits": bits, **asymmetric})
-    return rows
 
 
 def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,7 +116,7 @@ def run(args) -> dict:
     report["rows"].append({"method": f"frozen {args.backbone} ({args.weights} weights), pooled features", "bits": None, "dim": int(test_features.shape[1]),
                            **metrics(test_features, labels, "cosine", distance_device)})
     for bits in args.bits:
-        report["rows"] += unsupervised_rows(train_features, test_features, labels, bits, "frozen features", distance_device)
+        report["rows"] += baseline_rows(train_features, test_features, labels, bits, "frozen features", distance_device, tie_aware=True)
     log.info("frozen reference rows in %.0f s", time.perf_counter() - started)
 
     for bits in args.bits:
@@ -182,7 +166,7 @@ def learned_rows(trainer, result, split, labels, args, device, distance_device) 
     embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
     embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
     source = "the Proxy Anchor float embedding"
-    rows += unsupervised_rows(embedded_train, embedded_test, labels[positions], bits, source, distance_device)
+    rows += baseline_rows(embedded_train, embedded_test, labels[positions], bits, source, distance_device, tie_aware=True)
     return rows + [pca_row(embedded_train, embedded_test, labels[positions], bits, source, distance_device)]
 
 

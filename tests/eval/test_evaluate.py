@@ -31,13 +31,22 @@ def test_the_runs_own_split_gives_the_figures_training_logged(trained_run):
 
 
 def test_baselines_and_written_report(trained_run, tmp_path):
-    report = evaluate(trained_run, checkpoint="last", baselines=True, workers=0, out=tmp_path / "out")
-    methods = [row["method"] for row in report["rows"]]
-    assert len(methods) == 4 and methods[2].startswith("LSH") and methods[3].startswith("PCA-ITQ")
+    folder = make_image_folder(tmp_path / "other", classes=6, per_class=10, seed=3)
+    report = evaluate(trained_run, checkpoint="last", data=folder, split="half", baselines=True, workers=0, out=tmp_path / "out")
+    assert [row["method"] for row in report["rows"]] == [
+        "float embedding", "the model's codes", "LSH of the float embedding", "PCA-ITQ of the float embedding",
+        "PCA-ITQ fitted to the test photos of the float embedding", "PCA-ITQ fitted to the test photos, asymmetric search of the float embedding",
+    ]
     assert all(0 <= row["recall@1"] <= row["recall@2"] <= 1 for row in report["rows"])
     assert json.loads((tmp_path / "out" / "eval.json").read_text())["rows"] == report["rows"]
     table = (tmp_path / "out" / "eval.md").read_text()
-    assert "| PCA-ITQ of the float embedding" in table and "16 bits" in table and "(last: epoch" in table
+    assert "| PCA-ITQ of the float embedding | 16 bits |" in table and "(last: epoch" in table and "hashpa index --codes itq" in table
+
+
+def test_too_few_test_photos_leave_out_the_codes_fitted_to_them(trained_run, caplog):
+    report = evaluate(trained_run, baselines=True, workers=0)
+    assert report["queries"] <= 16 and len(report["rows"]) == 4
+    assert "no PCA-ITQ fitted to the test photos rows" in caplog.text
 
 
 def test_other_data_replaces_the_runs_split(trained_run, tmp_path):
@@ -68,4 +77,4 @@ def test_errors_are_clear(trained_run, tmp_path):
 def test_the_command_prints_the_table(trained_run):
     result = CliRunner().invoke(cli, ["eval", str(trained_run), "--workers", "0"])
     assert result.exit_code == 0, result.output
-    assert "| float embedding (cosine) | 16-d |" in result.output and "| the model's codes (Hamming) | 16 bits |" in result.output
+    assert "| float embedding | 16-d |" in result.output and "| the model's codes | 16 bits |" in result.output
