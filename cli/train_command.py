@@ -68,6 +68,8 @@ def data_options(default: str):
               help="Code stage loss: proxy_anchor (seen classes), distill (new classes); auto picks by the split.")
 @click.option("--code-lr", type=float, help="Learning rate of the code stage.")
 @click.option("--code-margin", type=float, help="Proxy Anchor delta on the codes in the code stage.")
+@click.option("--code-validation", type=float,
+              help="Fraction of training images (classes, for distill) held out to choose the code stage's epochs (0: all epochs).")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--per-class", type=int, help="Class-balanced batches with this many images per class (0: plain shuffling).")

@@ -161,6 +161,9 @@ def learned_rows(trainer, result, split, labels, args, device, distance_device) 
         {"method": "Proxy Anchor learned codes", "bits": bits, **final["codes"]},
     ]
     if final.get("stage") == "codes":
+        validation = final["code_stage"].get("validation")
+        if validation:
+            rows[1]["note"] = f"code stage: {validation['epochs']} of {trainer.config.code_epochs} epochs, chosen on held-out training photos"
         joint = next(r for r in reversed(result.history) if "codes" in r and "stage" not in r)
         rows.append({"method": JOINT_CODES, "bits": bits, **joint["codes"]})
     embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
@@ -205,7 +208,8 @@ def markdown(report: dict) -> str:
     for r in report["rows"]:
         bits = r["bits"] if r["bits"] else f"float {r.get('dim', '')}-d" + (f" (run with {r['run_bits']}-bit head)" if r.get("run_bits") else "")
         expected = f"{r['expected_recall@1']:.4f}" if "expected_recall@1" in r and r["bits"] else "-"
-        lines.append(f"| {r['method']} | {bits} | " + " | ".join(f"{r[f'recall@{k}']:.4f}" for k in KS) + f" | {expected} | {r['map@r']:.4f} |")
+        method = r["method"] + (f" ({r['note']})" if r.get("note") else "")
+        lines.append(f"| {method} | {bits} | " + " | ".join(f"{r[f'recall@{k}']:.4f}" for k in KS) + f" | {expected} | {r['map@r']:.4f} |")
     if report["convergence"]:
         lines += ["", "Recall@1 (float embedding) by epoch, with the cumulative training seconds:", "",
                   "| loss | " + " | ".join(f"epoch {p['epoch']}" for p in next(iter(report["convergence"].values()))) + " |",

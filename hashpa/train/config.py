@@ -11,6 +11,9 @@ from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import ModelConfig
 
 CODE_OBJECTIVES = ("auto", "proxy_anchor", "distill")
+# Settings added after run directories were first written: a saved config without one gets the value
+# that reproduces what its run did, not today's default.
+LEGACY_DEFAULTS = {"code_validation": 0.0}
 
 
 @dataclass
@@ -43,6 +46,7 @@ class TrainConfig:
     code_objective: str = "auto"  # auto | proxy_anchor | distill
     code_lr: float = 1e-3
     code_margin: float = 0.3
+    code_validation: float = 0.2  # fraction of training images (classes, for distill) held out to choose the epochs; 0: all epochs
     # optimisation (the paper's recipe)
     epochs: int = 60
     batch_size: int = 180
@@ -86,7 +90,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            return cls.from_dict({**LEGACY_DEFAULTS, **json.loads(Path(path).read_text())})
         except (OSError, json.JSONDecodeError, TypeError) as error:
             raise HashpaError(f"cannot read the training config {path}: {error}") from None
 
@@ -107,6 +111,7 @@ class TrainConfig:
             (self.code_views >= 0, f"--code-views must be >= 0, got {self.code_views}"),
             (self.code_objective in CODE_OBJECTIVES, f"--code-objective must be one of {', '.join(CODE_OBJECTIVES)}, got {self.code_objective!r}"),
             (self.code_lr > 0, f"--code-lr must be positive, got {self.code_lr}"),
+            (0 <= self.code_validation < 1, f"--code-validation must be in [0, 1), got {self.code_validation}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -195,6 +195,7 @@ class Trainer:
             objective=choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes),
             epochs=c.code_epochs, lr=c.code_lr, proxy_lr=c.code_lr * c.proxy_lr_mult, weight_decay=c.weight_decay,
             batch_size=c.batch_size, alpha=c.code_alpha, margin=c.code_margin, temperature=c.distill_temperature, seed=c.seed,
+            validation=c.code_validation,
         )
         stage = fit_code_stage(self.model.hash_head, features, len(self.split.train_classes), settings)
         self.codes_fitted_at = self.epoch
@@ -361,7 +362,8 @@ def _skip_code_stage(bits: int, images: int) -> None:
 
 def _code_stage_line(record: dict) -> str:
     stage = record["code_stage"]
-    return (f"code stage ({stage['objective']}, {stage['steps']} steps, {record['seconds']:.0f} s)"
+    chosen = f", {stage['validation']['epochs']} epochs chosen on held-out images" if stage.get("validation") else ""
+    return (f"code stage ({stage['objective']}{chosen}, {stage['steps']} steps, {record['seconds']:.0f} s)"
             f" | Recall@1/2/4/8 float {_recalls(record['float'])} | codes {_recalls(record['codes'])}")
 
 

@@ -9,7 +9,15 @@ from hashpa.codes import pack_codes
 from hashpa.eval.metrics import evaluate_retrieval
 from hashpa.models.heads import HashHead
 from hashpa.quantizers import fit_itq
-from hashpa.train.code_stage import CodeFeatures, CodeStageSettings, choose_objective, fit_code_stage, set_head_to_hasher, straight_through_codes
+from hashpa.train.code_stage import (
+    CodeFeatures,
+    CodeStageSettings,
+    _held_out_images,
+    choose_objective,
+    fit_code_stage,
+    set_head_to_hasher,
+    straight_through_codes,
+)
 
 BITS = 16
 
@@ -56,18 +64,56 @@ def recall_at_1(codes: np.ndarray, labels: np.ndarray) -> float:
     return evaluate_retrieval(codes, labels, metric="hamming", ks=(1,), tie_aware=False, with_map_at_r=False)["recall"][1]
 
 
+def nuisance_features(n_per_class: int, seed: int) -> CodeFeatures:
+    x, labels, signal = nuisance_data(n_per_class, seed)
+    return CodeFeatures(torch.from_numpy(x), F.normalize(torch.from_numpy(signal), dim=1), torch.from_numpy(labels), len(x))
+
+
+def settings_for(objective: str, **changes) -> CodeStageSettings:
+    values = dict(epochs=30, lr=1e-2, proxy_lr=1.0, weight_decay=1e-4, batch_size=64, alpha=32.0, margin=0.3, temperature=0.1, seed=0)
+    return CodeStageSettings(objective, **{**values, **changes})
+
+
+@pytest.mark.parametrize("validation", [0.0, 0.2])
 @pytest.mark.parametrize("objective", ["proxy_anchor", "distill"])
-def test_the_stage_beats_its_pca_itq_start_on_held_out_images(objective):
-    x, labels, signal = nuisance_data(60, seed=0)
-    features = CodeFeatures(torch.from_numpy(x), F.normalize(torch.from_numpy(signal), dim=1), torch.from_numpy(labels), len(x))
+def test_the_stage_beats_its_pca_itq_start_on_held_out_images(objective, validation):
+    features = nuisance_features(60, seed=0)
+    x = features.hash_inputs.numpy()
     head = HashHead(x.shape[1], BITS)
     torch.manual_seed(0)
-    settings = CodeStageSettings(objective, epochs=30, lr=1e-2, proxy_lr=1.0, weight_decay=1e-4, batch_size=64,
-                                 alpha=32.0, margin=0.3, temperature=0.1, seed=0)
-    stage = fit_code_stage(head, features, 8, settings)
-    assert stage["objective"] == objective and stage["steps"] == 30 * (len(x) // 64)
+    stage = fit_code_stage(head, features, 8, settings_for(objective, validation=validation))
+    epochs = stage["validation"]["epochs"] if validation else 30
+    assert stage["objective"] == objective and stage["steps"] == epochs * (len(x) // 64) and epochs > 0
     held_out, held_out_labels, _ = nuisance_data(30, seed=1)
     with torch.no_grad():
         learned = pack_codes(head(torch.from_numpy(held_out))).numpy()
     itq = fit_itq(x, BITS).encode(held_out)
     assert recall_at_1(learned, held_out_labels) > recall_at_1(itq, held_out_labels) + 0.2
+
+
+def test_training_that_hurts_on_held_out_images_keeps_the_pca_itq_start():
+    features = nuisance_features(60, seed=0)
+    x = features.hash_inputs.numpy()
+    head = HashHead(x.shape[1], BITS)
+    torch.manual_seed(0)
+    stage = fit_code_stage(head, features, 8, settings_for("distill", lr=50.0, validation=0.2))  # steps that wreck the head
+    curve = stage["validation"]["recall@1_by_epoch"]
+    assert stage["validation"]["epochs"] == 0 and stage["steps"] == 0 and len(curve) == 31 and curve[0] > max(curve[1:])
+    head.eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(pack_codes(head(features.hash_inputs)).numpy(), fit_itq(x, BITS).encode(x))
+
+
+def test_held_out_images_are_whole_classes_for_distill_and_part_of_every_class_otherwise():
+    features = nuisance_features(10, seed=0)
+    views = CodeFeatures(torch.cat([features.hash_inputs] * 3), None, torch.cat([features.labels] * 3), len(features.labels))
+    labels = features.labels.numpy()
+    by_class = _held_out_images(views, settings_for("distill", validation=0.25), BITS)
+    assert len(np.unique(labels[by_class])) == 2 and not np.isin(labels[~by_class], labels[by_class]).any()
+    by_image = _held_out_images(views, settings_for("proxy_anchor", validation=0.25), BITS)
+    assert all(by_image[labels == c].sum() == 2 for c in range(8))  # round(10 * 0.25) = 2 of every class
+    subset = views.images(by_image)
+    assert subset.plain_rows == 16 and len(subset.labels) == 48
+    torch.testing.assert_close(subset.hash_inputs[16:32], views.hash_inputs[len(labels):][torch.from_numpy(by_image)])
+    assert _held_out_images(views, settings_for("proxy_anchor", validation=0.0), BITS) is None
+    assert _held_out_images(views, settings_for("distill", validation=0.25), bits=70) is None  # too few images left for PCA-ITQ

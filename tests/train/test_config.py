@@ -21,6 +21,14 @@ def test_json_round_trip(tmp_path):
     assert TrainConfig.load(path) == config
 
 
+def test_a_saved_config_without_a_later_setting_keeps_what_its_run_did(tmp_path):
+    values = resolve_config("builtin", {}).to_dict()
+    assert values.pop("code_validation") == 0.2  # today's default
+    path = tmp_path / "config.json"
+    path.write_text(__import__("json").dumps(values))
+    assert TrainConfig.load(path).code_validation == 0.0  # the stage of runs written before it had no validation
+
+
 @pytest.mark.parametrize("overrides,match", [
     ({"epochs": 0}, "--epochs"), ({"schedule": "linear"}, "--schedule"),
     ({"bits": 512}, "between 16 and 256"), ({"bits": 12}, "between 16 and 256"), ({"bits": 20}, "multiple of 8")])
