@@ -85,7 +85,8 @@ def train_run(name: str, overrides: dict, args, report: dict):
     config = resolve_config("folder", {
         "data": str(args.data), "split": args.split, "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
         "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
-        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, "code_epochs": args.code_epochs, **overrides,
+        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, "code_epochs": args.code_epochs,
+        "code_validation": args.code_validation, **overrides,
     })
     trainer = Trainer(config)
     if (run_dir / "last.pt").is_file():
@@ -302,6 +303,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sensitivity-alpha", type=float, nargs="+", default=[16, 32, 64])
     parser.add_argument("--sensitivity-delta", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     parser.add_argument("--code-epochs", type=int, help="epochs of the code stage (default: the trainer's; 0: none)")
+    parser.add_argument("--code-validation", type=float, help="held-out fraction choosing the code stage's epochs (default: the trainer's; 0: none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
