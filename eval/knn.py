@@ -78,19 +78,24 @@ def top_k(distances: np.ndarray, k: int) -> np.ndarray:
     k = min(k, distances.shape[1])
     if k == distances.shape[1]:
         return full_ranking(distances)
-    # Partition the distances themselves; where the k-th distance is shared by items outside the
-    # partition (ties, NaN), the selection is not unique: those rows select by the unique keys.
+    if distances.dtype.kind != "f":  # integer (Hamming) distances tie at the k-th place in almost every row
+        return _top_k_by_keys(distances, k)
+    # Partition the float distances themselves; where the k-th distance is shared by items outside
+    # the partition (ties, NaN), the selection is not unique: those rows select by the unique keys.
     part = np.argpartition(distances, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(distances, part, axis=1)
     kth = values.max(axis=1)
     ambiguous = (np.count_nonzero(distances <= kth[:, None], axis=1) != k) | np.isnan(kth)
-    order = np.lexsort((part, values + np.zeros((), values.dtype)), axis=1)  # + 0 folds -0.0 onto 0.0, as ranking_keys does
+    ranked = np.take_along_axis(part, np.lexsort((part, values + np.float32(0.0)), axis=1), axis=1)  # + 0 folds -0.0 onto 0.0
     if ambiguous.any():
-        keys = ranking_keys(distances[ambiguous])
-        chosen = np.argpartition(keys, k - 1, axis=1)[:, :k]
-        part[ambiguous] = chosen
-        order[ambiguous] = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+        ranked[ambiguous] = _top_k_by_keys(distances[ambiguous], k)
+    return ranked
+
+
+def _top_k_by_keys(distances: np.ndarray, k: int) -> np.ndarray:
+    keys = ranking_keys(distances)
+    part = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(keys, part, axis=1), axis=1), axis=1)
 
 
 def full_ranking(distances: np.ndarray) -> np.ndarray:
