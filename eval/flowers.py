@@ -35,7 +35,7 @@ from hashpa.eval.evaluate import DATABASE_ITQ, baseline_rows
 from hashpa.eval.metrics import retrieval_scores
 from hashpa.eval.report import add_output_options, command_line, data_missing, publish, settings
 from hashpa.fileio import atomic_path
-from hashpa.inference import embed_all, resolve_device
+from hashpa.inference import embed_all, embed_labelled, resolve_device
 from hashpa.models.hashing_model import HashingModel, ModelConfig
 from hashpa.quantizers import fit_pca
 from hashpa.train.config import TrainConfig
@@ -68,8 +68,8 @@ def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.nda
     config = ModelConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size, dim=16, bits=16, hash_source="features")
     model = HashingModel(config).to(device)
     train = embed_all(model, split.train, device, workers=args.workers, hash_inputs=True)[0]
-    test, _, positions, _ = embed_all(model, split.test, device, workers=args.workers, hash_inputs=True)
-    return unit_rows(train), unit_rows(test), np.array([s.label for s in split.test])[positions]
+    test = embed_labelled(model, split.test, device, workers=args.workers, hash_inputs=True)
+    return unit_rows(train), unit_rows(test.embeddings), test.labels
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ def run(args) -> dict:
         trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor", "eval_every": every}, args, report)
         if bits == args.convergence_bits:
             report["convergence"]["proxy_anchor"] = _curve(result.history)
-        rows = learned_rows(trainer, result, split, labels, args, device, distance_device)
+        rows = learned_rows(trainer, result, split, args, device, distance_device)
         report["rows"] += rows
         if bits == args.convergence_bits:
             default_rows = rows
@@ -137,7 +137,7 @@ def run(args) -> dict:
         else:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
             trainer, result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, report)
-            rows = learned_rows(trainer, result, split, labels, args, device, distance_device)
+            rows = learned_rows(trainer, result, split, args, device, distance_device)
         report["ablation"].append({"design": name, "default": variant == default, "bits": args.convergence_bits,
                                    **{row["method"].split(" of ")[0].replace("Proxy Anchor ", ""): row["recall@1"] for row in rows}})
 
@@ -154,7 +154,7 @@ def run(args) -> dict:
     return report
 
 
-def learned_rows(trainer, result, split, labels, args, device, distance_device) -> list[dict]:
+def learned_rows(trainer, result, split, args, device, distance_device) -> list[dict]:
     """Float and learned-code rows of a finished run, with LSH and PCA-ITQ codes of its float embedding."""
     final, bits = result.history[-1], trainer.config.model.bits
     rows = [
@@ -167,11 +167,11 @@ def learned_rows(trainer, result, split, labels, args, device, distance_device) 
             rows[1]["note"] = f"code stage: {validation['epochs']} of {trainer.config.code_epochs} epochs, chosen on held-out training photos"
         joint = next(r for r in reversed(result.history) if "codes" in r and "stage" not in r)
         rows.append({"method": JOINT_CODES, "bits": bits, **joint["codes"]})
-    embedded_train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
-    embedded_test, _, positions, _ = embed_all(trainer.model, split.test, device, workers=args.workers)
+    train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
+    test = embed_labelled(trainer.model, split.test, device, workers=args.workers)
     source = "the Proxy Anchor float embedding"
-    rows += baseline_rows(embedded_train, embedded_test, labels[positions], bits, source, distance_device, tie_aware=True)
-    return rows + [pca_row(embedded_train, embedded_test, labels[positions], bits, source, distance_device)]
+    rows += baseline_rows(train, test.embeddings, test.labels, bits, source, distance_device, tie_aware=True)
+    return rows + [pca_row(train, test.embeddings, test.labels, bits, source, distance_device)]
 
 
 def pca_row(train: np.ndarray, test: np.ndarray, labels: np.ndarray, dims: int, source: str, device) -> dict:
