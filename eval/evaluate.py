@@ -11,33 +11,22 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from hashpa.codes import codes_to_signs
-from hashpa.eval.metrics import retrieval_scores
+from hashpa.eval.metrics import RECALL_KS, model_scores, retrieval_scores
 from hashpa.eval.report import describe_machine, machine_info
 from hashpa.fileio import write_json_atomic, write_text_atomic
-from hashpa.inference import Embedded, embed_labelled, resolve_device
+from hashpa.inference import embed_labelled, resolve_device
 from hashpa.quantizers import fit_itq, fit_lsh
+from hashpa.train import RunDir, load_trained_model
+from hashpa.train.trainer import build_split
 
 log = logging.getLogger(__name__)
 
-RECALL_KS = (1, 2, 4, 8)
-METRICS = {"float": "cosine", "codes": "hamming"}
 TRAIN_FITTED = {"LSH": fit_lsh, "PCA-ITQ": fit_itq}
 DATABASE_ITQ = "PCA-ITQ fitted to the test photos"
-
-
-def model_scores(queries: Embedded, gallery: Embedded | None = None, device: str | None = None, ks: Sequence[int] = RECALL_KS) -> dict:
-    """{"float": scores, "codes": scores} (``retrieval_scores`` records): each query searches the
-    gallery, or without one the other queries. `device` computes distances with torch there."""
-    return {
-        name: retrieval_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
-                               None if gallery is None else gallery.labels, metric=metric, ks=ks, device=device)
-        for name, metric in METRICS.items()
-    }
 
 
 def evaluate(
@@ -63,9 +52,6 @@ def evaluate(
     `root`). Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with
     `out`, writes it there as eval.json and eval.md.
     """
-    from hashpa.train import RunDir, load_trained_model
-    from hashpa.train.trainer import build_split
-
     started = time.perf_counter()
     config = RunDir(run).read_config()
     _use_data(config, data, dataset, root, split, train_dir, test_dir, test_fraction)

@@ -16,12 +16,29 @@ of queries (``hashpa.eval.knn``), so memory is bounded for SOP-sized sets (60k x
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from hashpa.errors import HashpaError
 from hashpa.eval import knn
+
+if TYPE_CHECKING:
+    from hashpa.inference import Embedded
+
+
+RECALL_KS = (1, 2, 4, 8)
+METRICS = {"float": "cosine", "codes": "hamming"}
+
+
+def model_scores(queries: Embedded, gallery: Embedded | None = None, device: str | None = None, ks: Sequence[int] = RECALL_KS) -> dict:
+    """{"float": scores, "codes": scores} (``retrieval_scores`` records): each query searches the
+    gallery, or without one the other queries. `device` computes distances with torch there."""
+    return {
+        name: retrieval_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
+                               None if gallery is None else gallery.labels, metric=metric, ks=ks, device=device)
+        for name, metric in METRICS.items()
+    }
 
 
 def recall_at_k(

@@ -20,7 +20,7 @@ from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.splits import RetrievalSplit
 from hashpa.data.transforms import test_resize, train_transform
 from hashpa.errors import HashpaError
-from hashpa.eval.evaluate import RECALL_KS, model_scores
+from hashpa.eval.metrics import RECALL_KS, model_scores
 from hashpa.inference import autocast, embed_all, embed_labelled, resolve_device
 from hashpa.models.hashing_model import HashingModel
 from hashpa.quantizers import fit_itq

@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from hashpa.cli.main import cli
 from hashpa.errors import HashpaError
-from hashpa.eval.evaluate import evaluate, model_scores
+from hashpa.eval.evaluate import evaluate
+from hashpa.eval.metrics import model_scores
 from hashpa.inference import Embedded
 from hashpa.train import RunDir
 from tests.conftest import make_image_folder
