@@ -181,7 +181,9 @@ def asymmetric_scan(projected: np.ndarray, codes: np.ndarray, k: int) -> SearchR
     against packed codes uint8 [N, bits/8] read as +-1; score = projection . code, the k best by
     (score descending, row). Memory: one block of ASYMMETRIC_BLOCK unpacked codes and about
     ASYMMETRIC_SCORES scores at a time. A few queries (a single search) look each code byte's partial
-    score up in a 256-entry table per query and byte instead of unpacking every code."""
+    score up in a 256-entry table per query and byte instead of unpacking every code. Either way a
+    score depends only on the query and the code, never on the code's row, so equal codes tie
+    exactly and are ordered by row."""
     from hashpa.eval.knn import top_k
 
     query_rows = max(1, ASYMMETRIC_SCORES // min(len(codes), ASYMMETRIC_BLOCK))
@@ -191,14 +193,27 @@ def asymmetric_scan(projected: np.ndarray, codes: np.ndarray, k: int) -> SearchR
     tables = np.einsum("qjb,vb->qjv", projected.reshape(len(projected), -1, 8), _BYTE_SIGNS) if by_lookup else None  # [Q, bytes, 256]
     for start in range(0, len(codes), ASYMMETRIC_BLOCK):
         block = codes[start : start + ASYMMETRIC_BLOCK]
-        signs = None if by_lookup else codes_to_signs(block).T  # each block unpacked once
+        signs = None if by_lookup else codes_to_signs(block).T.astype(np.float64)  # each block unpacked once
         for i, rows in enumerate(chunks):
-            negated = -(_looked_up(tables[rows], block) if by_lookup else projected[rows] @ signs)
+            negated = -(_looked_up(tables[rows], block) if by_lookup else _exact_products(projected[rows], signs))
             local = top_k(negated, k)
             best[i] = _sort_by_score_then_id(np.concatenate([best[i][0], np.take_along_axis(negated, local, axis=1)], axis=1),
                                              np.concatenate([best[i][1], local + start], axis=1), k)
     scores, ids = zip(*best)
     return SearchResult(-np.concatenate(scores), np.concatenate(ids))
+
+
+def _exact_products(projected: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """float32 [Q, N] = projected [Q, bits] @ signs float64 [bits, N] of +-1, the same for equal columns.
+
+    A BLAS product may round equal columns differently (its kernels treat a block's edges apart), which
+    would order equal codes by chance. Here each query is scaled by a power of two and rounded so that
+    every partial sum is an integer below 2**53: float64 adds those exactly in any order. The rounding
+    costs about 2**-44 of the query's largest entry, far below float32's own precision.
+    """
+    largest = np.abs(projected).max(axis=1, initial=0.0).astype(np.float64) * signs.shape[0]
+    scale = np.exp2(52 - np.ceil(np.log2(np.maximum(largest, np.finfo(np.float64).tiny))))[:, None]
+    return (np.rint(projected * scale) @ signs).astype(np.float32) * (1 / scale).astype(np.float32)  # powers of two: exact
 
 
 def _looked_up(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
