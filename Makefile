@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test lint bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ bench-flowers-seen-bits: install
 # The default 64-bit run alone on the unseen classes (a quarter of bench-flowers' time).
 bench-flowers-64: install
 	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag unseen64-cpu --out bench-results/flowers-64-cpu
+
+# After bench-flowers-64: which part of a linear code (centre, PCA subspace, rotation) fitted on the training
+# classes fails on the new ones, each part fitted to the test photos in turn.
+bench-flowers-transfer: install
+	$(PY) -m hashpa.eval.code_transfer bench-results/flowers-64-cpu/runs/proxy_anchor-64bit --benchmarks BENCHMARKS.md --out bench-results/transfer-cpu
 
 # After bench-flowers: index the unseen test classes with its 64-bit run, then float vs binary vs rerank,
 # with the model's codes and with codes fitted to these photos.

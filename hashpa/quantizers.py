@@ -69,11 +69,23 @@ def fit_itq(train: np.ndarray, bits: int, iterations: int = 50, seed: int = 0) -
     """PCA-ITQ fitted on `train` float [N, D] (needs D >= bits and N > bits)."""
     check_bits(bits)
     mean, pca = fit_pca(train, bits)
-    v = (np.asarray(train, dtype=np.float64) - mean) @ pca
-    rotation = np.linalg.qr(np.random.default_rng(seed).standard_normal((bits, bits)))[0]
+    rotation = itq_rotation((np.asarray(train, dtype=np.float64) - mean) @ pca, iterations, seed)
+    return LinearHasher(mean.astype(np.float32), (pca @ rotation).astype(np.float32))
+
+
+def itq_rotation(v: np.ndarray, iterations: int = 50, seed: int = 0) -> np.ndarray:
+    """ITQ's orthogonal rotation float64 [bits, bits] of centred projections `v` [N, bits]: the one
+    that brings v @ rotation closest to its signs (started from a seeded random rotation)."""
+    bits = v.shape[1]
+    rotation = random_rotation(bits, seed)
     for _ in range(iterations):
         b = np.sign(v @ rotation)
         b[b == 0] = 1
         u, _, wt = np.linalg.svd(b.T @ v)
         rotation = (u @ wt).T
-    return LinearHasher(mean.astype(np.float32), (pca @ rotation).astype(np.float32))
+    return rotation
+
+
+def random_rotation(dims: int, seed: int = 0) -> np.ndarray:
+    """A seeded random orthogonal matrix float64 [dims, dims]."""
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((dims, dims)))[0]

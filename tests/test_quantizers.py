@@ -58,3 +58,13 @@ def test_pca_directions_are_orthonormal_and_keep_the_most_variance():
     # the variance kept equals the sum of the 8 largest eigenvalues of the scatter matrix
     eigenvalues = np.linalg.eigvalsh(np.cov((x - mean).T, bias=True) * len(x))
     np.testing.assert_allclose(kept, eigenvalues[-8:].sum(), rtol=1e-6)
+
+
+def test_rotations_are_orthogonal_and_seeded():
+    from hashpa.quantizers import itq_rotation, random_rotation
+
+    v = np.random.default_rng(0).standard_normal((200, 16))
+    for rotation in (random_rotation(16, 0), itq_rotation(v)):
+        np.testing.assert_allclose(rotation @ rotation.T, np.eye(16), atol=1e-10)
+    np.testing.assert_array_equal(random_rotation(16, 3), random_rotation(16, 3))
+    assert not np.allclose(random_rotation(16, 0), random_rotation(16, 1))

@@ -1,0 +1,72 @@
+"""eval/code_transfer: linear codes with their parts fitted on the training or the test photos."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hashpa.errors import HashpaError
+from hashpa.eval import code_transfer
+from hashpa.eval.metrics import retrieval_scores
+from hashpa.quantizers import fit_itq
+from tests.conftest import make_image_folder
+
+
+def clusters(seed: int, classes: int = 6, per_class: int = 20, dim: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, dim)) * 3
+    labels = np.repeat(np.arange(classes), per_class)
+    return (centres[labels] + rng.standard_normal((len(labels), dim))).astype(np.float32), labels
+
+
+def by_parts(rows: list[dict]) -> dict:
+    return {(r["centre"], r["subspace"], r["rotation"]): r for r in rows}
+
+
+def test_the_training_fit_row_is_pca_itq_and_fitting_to_the_same_photos_changes_nothing():
+    x, labels = clusters(0)
+    rows = by_parts(code_transfer.transfer_rows(x, x, labels, 16))
+    reference = retrieval_scores(fit_itq(x, 16).encode(x), labels, metric="hamming")
+    assert rows["train", "train", "train (ITQ)"]["recall@1"] == reference["recall@1"]
+    assert rows["train", "train", "train (ITQ)"]["map@r"] == reference["map@r"]
+    for parts in (("test", "train", "train (ITQ)"), ("test", "train", "test (ITQ)"), ("test", "test", "test (ITQ)")):
+        assert rows[parts]["recall@1"] == pytest.approx(reference["recall@1"]), parts
+
+
+def test_new_classes_rows_and_their_scores():
+    train, _ = clusters(1)
+    test, labels = clusters(2)
+    rows = code_transfer.transfer_rows(train, test, labels, 16)
+    assert [(r["centre"], r["rotation"]) for r in rows] == [
+        ("train", "train (ITQ)"), ("test", "train (ITQ)"), ("train", "none"), ("train", "random"),
+        ("test", "test (ITQ)"), ("test", "test (ITQ)"), ("train", "float, no quantisation")]
+    assert all(0 <= r["recall@1"] <= 1 for r in rows) and rows[-1]["dim"] == 16 and "expected_recall@1" not in rows[-1]
+
+
+def test_too_few_photos_for_the_bits():
+    x, labels = clusters(0, classes=2, per_class=8)
+    with pytest.raises(HashpaError, match="more than 16 training and test photos"):
+        code_transfer.transfer_rows(x, x, labels, 16)
+    with pytest.raises(HashpaError, match="between 8 and 24"):
+        code_transfer.transfer_rows(*clusters(0)[:1], *clusters(0), 32)
+
+
+def test_main_on_a_trained_run(tmp_path):
+    from hashpa.train import resolve_config, train
+
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=12)
+    config = resolve_config("folder", dict(data=str(folder), split="half", epochs=1, batch_size=12, workers=0, code_epochs=0,
+                                           out=str(tmp_path / "run"), model=dict(backbone="smallcnn", weights="none", dim=16, bits=16)))
+    train(config)
+    bench = tmp_path / "BENCH.md"
+    bench.write_text("<!-- transfer:cpu:start -->\nold\n<!-- transfer:cpu:end -->\n")
+    code_transfer.main([str(tmp_path / "run"), "--workers", "0", "--out", str(tmp_path / "out"), "--benchmarks", str(bench)])
+    report = json.loads((tmp_path / "out" / "transfer.json").read_text())
+    assert report["test_images"] == 24 and len(report["rows"]) == 7 and "command" in report
+    assert "| test | test | test (ITQ) | 16 bits |" in bench.read_text() and "old" not in bench.read_text()
+
+
+def test_main_refuses_a_folder_that_is_no_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        code_transfer.main([str(tmp_path)])
+    assert stopped.value.code == 2 and "not a run directory" in capsys.readouterr().err
