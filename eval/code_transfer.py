@@ -2,13 +2,14 @@
 
     python -m hashpa.eval.code_transfer RUN_DIR --benchmarks BENCHMARKS.md
 
-A linear binary code of a float embedding x is sign(((x - centre) @ subspace) @ rotation): a centre,
-a subspace of as many dimensions as bits (PCA) and a rotation of it (ITQ's, a random one, or none).
-Each row fits these parts on the training photos or on the test photos (without their labels), one
-part at a time, and measures the test photos' Hamming retrieval; the float row keeps the training
-subspace unquantised. A row that moves far when one part is fitted to the test photos names the part
-that does not transfer to new classes. The learned hash head is a linear code of the same kind
-(its BatchNorm is the centre), so the same limits apply to it.
+A linear binary code of the L2-normalised float embedding x (as ``hashpa eval --baselines`` codes it)
+is sign(((x - centre) @ subspace) @ rotation): a centre, a subspace of as many dimensions as bits
+(PCA) and a rotation of it (ITQ's, a random one, or none). Each row fits these parts on the training
+photos or on the test photos (without their labels), one part at a time, and measures the test
+photos' Hamming retrieval; the float row keeps the training subspace unquantised. A row that moves
+far when one part is fitted to the test photos names the part that does not transfer to new classes.
+The learned hash head is a linear code of the same kind (of the embedding before its normalisation,
+centred by its BatchNorm).
 """
 
 from __future__ import annotations
