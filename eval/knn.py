@@ -55,9 +55,22 @@ def distance_chunks(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first query row, distances [rows, N]) over all queries; inputs come from ``prepare``."""
     rows = max(1, chunk_bytes // (24 * database.shape[0]))
-    compute = _torch_distances(database, metric, device) if device else _cpu_distances(database, metric)
+    distinct, inverse = _distinct_rows(database) if metric == "cosine" else (database, None)
+    compute = _torch_distances(distinct, metric, device) if device else _cpu_distances(distinct, metric)
     for start in range(0, queries.shape[0], rows):
-        yield start, compute(queries[start : start + rows])
+        distances = compute(queries[start : start + rows])
+        yield start, distances if inverse is None else distances[:, inverse]
+
+
+def _distinct_rows(database: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the distinct rows of float `database`, inverse [N] mapping each row to its distinct row), or
+    (database, None) when no row repeats. A matrix product may round equal database rows differently
+    (its kernels treat a block's edges apart), which would order equal embeddings by chance; scoring
+    each distinct row once gives equal rows equal distances, so they are ordered by id."""
+    distinct, inverse = np.unique(database, axis=0, return_inverse=True)
+    if len(distinct) == len(database):
+        return database, None
+    return distinct, inverse.reshape(-1)
 
 
 def ranking_keys(distances: np.ndarray) -> np.ndarray:

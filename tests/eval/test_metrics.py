@@ -160,6 +160,25 @@ def test_duplicate_float_vectors_tie_by_id():
     np.testing.assert_array_equal(ids, [[5, 0, 1, 2, 3, 4]])  # itself, then the tied duplicates by id
 
 
+@pytest.mark.parametrize("separate_database", [True, False])
+def test_equal_rows_of_a_large_database_tie_by_id(separate_database):
+    """A BLAS product rounds equal columns at a block's edges differently (seen with OpenBLAS): equal
+    embeddings among many must still get equal scores and come in id order."""
+    rng = np.random.default_rng(0)
+    database = rng.standard_normal((300, 64)).astype(np.float32)
+    repeated = [5, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 40, 77, 299]
+    database[repeated] = database[5]
+    queries = np.concatenate([database[[5, 40]], rng.standard_normal((254, 64)).astype(np.float32)])
+    if separate_database:
+        scores, ids = exact_knn(queries, database, k=40)
+    else:
+        scores, ids = exact_knn(database, None, k=40)
+    for row_scores, row_ids in zip(scores, ids):
+        found = np.isin(row_ids, repeated)
+        assert list(row_ids[found]) == sorted(row_ids[found])
+        assert len(set(row_scores[found].tolist())) <= 1
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
