@@ -54,7 +54,7 @@ def test_too_few_photos_for_the_bits():
 def test_main_on_a_trained_run(tmp_path):
     from hashpa.train import resolve_config, train
 
-    folder = make_image_folder(tmp_path / "images", classes=4, per_class=12)
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=20)
     config = resolve_config("folder", dict(data=str(folder), split="half", epochs=1, batch_size=12, workers=0, code_epochs=0,
                                            out=str(tmp_path / "run"), model=dict(backbone="smallcnn", weights="none", dim=16, bits=16)))
     train(config)
@@ -62,7 +62,7 @@ def test_main_on_a_trained_run(tmp_path):
     bench.write_text("<!-- transfer:cpu:start -->\nold\n<!-- transfer:cpu:end -->\n")
     code_transfer.main([str(tmp_path / "run"), "--workers", "0", "--out", str(tmp_path / "out"), "--benchmarks", str(bench)])
     report = json.loads((tmp_path / "out" / "transfer.json").read_text())
-    assert report["test_images"] == 24 and len(report["rows"]) == 7 and "command" in report
+    assert report["test_images"] == 40 and len(report["rows"]) == 7 and len(report["outside_queries"]["rows"]) == 6
     assert "| test | test | test (ITQ) | 16 bits |" in bench.read_text() and "old" not in bench.read_text()
 
 
@@ -70,3 +70,23 @@ def test_main_refuses_a_folder_that_is_no_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         code_transfer.main([str(tmp_path)])
     assert stopped.value.code == 2 and "not a run directory" in capsys.readouterr().err
+
+
+def test_codes_fitted_to_a_database_queried_from_outside_the_fit():
+    x, labels = clusters(3, classes=6, per_class=21)
+    train, _ = clusters(4)
+    result = code_transfer.outside_queries(x, labels, 16, train)
+    assert (result["database"], result["queries"]) == (66, 60)  # 11 and 10 of every class
+    rows = {(r["method"], r["fitted to"]): r for r in result["rows"]}
+    assert list(rows) == [("float embedding", "-"), ("PCA-ITQ, Hamming", "the database"), ("PCA-ITQ, asymmetric", "the database"),
+                          ("PCA-ITQ, Hamming", "database and queries"), ("PCA-ITQ, asymmetric", "database and queries"),
+                          ("PCA-ITQ, Hamming", "the training photos")]
+    in_database = np.zeros(len(x), bool)
+    in_database[np.concatenate([np.flatnonzero(labels == c)[::2] for c in range(6)])] = True  # every other photo of each class
+    hasher = fit_itq(x[in_database], 16)
+    expected = retrieval_scores(hasher.encode(x[~in_database]), labels[~in_database], hasher.encode(x[in_database]), labels[in_database],
+                                metric="hamming")
+    assert rows["PCA-ITQ, Hamming", "the database"]["recall@1"] == expected["recall@1"]
+    assert rows["float embedding", "-"]["recall@1"] > 0.9  # well-separated clusters
+    with pytest.raises(HashpaError, match="half of the test photos"):
+        code_transfer.outside_queries(x[:30], labels[:30], 16)
