@@ -49,24 +49,27 @@ bench-flowers-seen-bits: install
 bench-flowers-64: install
 	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag unseen64-cpu --out bench-results/flowers-64-cpu
 
+# The default 64-bit run on the unseen classes, written by bench-flowers-64; the targets below read it.
+RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
+
 # After bench-flowers-64: which part of a linear code (centre, PCA subspace, rotation) fitted on the training
 # classes fails on the new ones, each part fitted to the test photos in turn.
 bench-flowers-transfer: install
-	$(PY) -m hashpa.eval.code_transfer bench-results/flowers-64-cpu/runs/proxy_anchor-64bit --benchmarks BENCHMARKS.md --out bench-results/transfer-cpu
+	$(PY) -m hashpa.eval.code_transfer $(RUN64) --benchmarks BENCHMARKS.md --out bench-results/transfer-cpu
 
-# After bench-flowers: index the unseen test classes with its 64-bit run, then float vs binary vs rerank,
-# with the model's codes and with codes fitted to these photos.
+# After bench-flowers-64: index the unseen test classes with its run, then float vs binary vs rerank,
+# with the model's codes and with codes fitted to these photos (adding the asymmetric modes).
 UNSEEN := bench-results/flowers-unseen
 bench-flowers-compare: install
 	rm -rf $(UNSEEN) && mkdir -p $(UNSEEN)/images
 	$(PY) -c "import sys; from pathlib import Path; from hashpa.data import split_folder; \
 	[Path(sys.argv[2], c).symlink_to(Path(sys.argv[1], c).resolve()) for c in split_folder(sys.argv[1], 'half').test_classes]" $(FLOWERS) $(UNSEEN)/images
-	$(HASHPA) index $(UNSEEN)/images --model bench-results/flowers-cpu/runs/proxy_anchor-64bit --out $(UNSEEN)/index \
+	$(HASHPA) index $(UNSEEN)/images --model $(RUN64) --out $(UNSEEN)/index \
 		--binary-index BFlat --binary-index BHNSW32
 	$(HASHPA) compare $(UNSEEN)/index --threads 1
 	# the same photos with codes fitted to them (PCA-ITQ, no labels) and the asymmetric scan
 	cp -r $(UNSEEN)/index $(UNSEEN)/index-itq
-	$(HASHPA) index $(UNSEEN)/images --model bench-results/flowers-cpu/runs/proxy_anchor-64bit --out $(UNSEEN)/index-itq \
+	$(HASHPA) index $(UNSEEN)/images --model $(RUN64) --out $(UNSEEN)/index-itq \
 		--binary-index BFlat --binary-index BHNSW32 --codes itq
 	$(HASHPA) compare $(UNSEEN)/index-itq --threads 1
 

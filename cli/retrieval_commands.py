@@ -53,7 +53,8 @@ def index(folder, model, out, float_indexes, binary_indexes, checkpoint, float16
 @click.option("-k", "k", type=int, default=10, show_default=True)
 @click.option("--mode", type=click.Choice(["float", "binary", "rerank", "asymmetric"]), default="float", show_default=True,
               help="asymmetric: the query's real-valued projection against the database's codes (indexes built with --codes itq).")
-@click.option("--shortlist", type=int, help="rerank: Hamming candidates re-ranked by cosine (default 10*k).")
+@click.option("--shortlist", type=int, help="rerank: Hamming candidates re-ranked by cosine (default 10*k); asymmetric: "
+              "Hamming candidates from the binary index re-scored asymmetrically (default: exact scan of every code).")
 @click.option("--index", "index_spec", help="Which built index to search (default Flat / BFlat).")
 @click.option("--model", type=click.Path(exists=True), help="Embed queries with this model (must be the index's).")
 @click.option("--device", default="auto", show_default=True)
@@ -91,7 +92,7 @@ def search(index_dir, queries, k, mode, shortlist, index_spec, model, device, as
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--queries", type=click.Path(exists=True, file_okay=False),
               help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
-@click.option("--shortlist", type=int, help="rerank: Hamming candidates per query (default 100).")
+@click.option("--shortlist", type=int, help="rerank and shortlisted asymmetric: Hamming candidates per query (default 100).")
 @click.option("--threads", type=int, help="FAISS threads (default: all cores).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed repeats of the batched search.")
 @click.option("--latency-queries", type=int, default=200, show_default=True, help="Single queries timed for p50/p99.")

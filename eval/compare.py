@@ -1,7 +1,8 @@
 """``hashpa compare``: every index of an index directory side by side, quality against speed and memory.
 
-For each method (float Flat, binary Flat, each other FAISS index built, rerank, and the asymmetric
-scan where the codes were fitted to the database) it reports
+For each method (float Flat, binary Flat, each other FAISS index built, rerank, and where the codes
+were fitted to the database the asymmetric scan and the asymmetric re-scoring of a Hamming shortlist)
+it reports
 Recall@1/2/4/8 and MAP@R (labels required), batched queries/s, single-query latency p50/p99,
 bytes per image in memory and the index size on disk. Without query images every labelled image
 queries the rest (itself excluded).
@@ -42,12 +43,13 @@ def methods_of(opened: OpenIndex, shortlist: int | None) -> list[Method]:
     methods = [Method(f"float {s}", "float", s) for s in opened.specs("float")]
     methods += [Method(f"binary {s}", "binary", s) for s in opened.specs("binary")]
     binary = opened.specs("binary")
-    if opened.specs("float") or binary:
-        spec = "BFlat" if "BFlat" in binary else (binary[0] if binary else None)
-        if spec:
-            methods.append(Method(f"rerank {spec}", "rerank", spec, shortlist))
+    shortlist_spec = "BFlat" if "BFlat" in binary else (binary[0] if binary else None)  # where shortlists come from
+    if shortlist_spec:
+        methods.append(Method(f"rerank {shortlist_spec}", "rerank", shortlist_spec, shortlist))
     if opened.store.fitted:
         methods.append(Method("asymmetric scan", "asymmetric", "codes"))
+        if shortlist_spec:
+            methods.append(Method(f"asymmetric {shortlist_spec}", "asymmetric", shortlist_spec, shortlist))
     return methods
 
 

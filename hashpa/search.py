@@ -113,7 +113,7 @@ class OpenIndex:
         if mode == "binary":
             return self.search_binary(codes, k, spec or "BFlat")
         if mode == "asymmetric":
-            return self.search_asymmetric(embeddings, k)
+            return self.search_asymmetric(embeddings, k, shortlist, spec or "BFlat") if shortlist else self.search_asymmetric(embeddings, k)
         return self.search_rerank(embeddings, codes, k, shortlist or 10 * k, spec or "BFlat")
 
     def search_float(self, embeddings: np.ndarray, k: int, spec: str = "Flat") -> SearchResult:
@@ -149,12 +149,18 @@ class OpenIndex:
         scores, ids = self._rank_by_cosine(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k)
         return SearchResult(scores, ids)
 
-    def search_asymmetric(self, embeddings: np.ndarray, k: int) -> SearchResult:
-        """Exact scan: score = ((e - mean) @ projection) . b over the database's +-1 codes b (quantiser
-        and codes fitted by ``hashpa index --codes itq``); the k best by (score descending, row)."""
+    def search_asymmetric(self, embeddings: np.ndarray, k: int, shortlist: int | None = None, spec: str = "BFlat") -> SearchResult:
+        """score = ((e - mean) @ projection) . b over the database's +-1 codes b (quantiser and codes
+        fitted by ``hashpa index --codes itq``); the k best by (score descending, row). Without
+        `shortlist` an exact scan of every code; with it, the `shortlist` nearest codes by Hamming
+        distance from the binary index `spec` (the query's own code), re-scored."""
         if self.store.fitted is None:
             raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {self.path} with hashpa index ... --codes itq")
-        return asymmetric_scan(self.store.fitted.hasher.project(embeddings), self.store.index_codes, k)
+        hasher = self.store.fitted.hasher
+        if shortlist is None:
+            return asymmetric_scan(hasher.project(embeddings), self.store.index_codes, k)
+        candidates = self.search_binary(hasher.encode(embeddings), min(max(shortlist, k), len(self.store)), spec).ids
+        return rescore_asymmetric(hasher.project(embeddings), candidates, self.store.index_codes, k)
 
     def _fetch(self, k: int) -> int:
         return min(len(self.store), k + EXTRA_CANDIDATES)
@@ -190,7 +196,7 @@ def asymmetric_scan(projected: np.ndarray, codes: np.ndarray, k: int) -> SearchR
     chunks = [slice(start, start + query_rows) for start in range(0, len(projected), query_rows)]
     best = [(np.empty((len(projected[rows]), 0), np.float32), np.empty((len(projected[rows]), 0), np.int64)) for rows in chunks]
     by_lookup = len(projected) < ASYMMETRIC_LOOKUP_BELOW
-    tables = np.einsum("qjb,vb->qjv", projected.reshape(len(projected), -1, 8), _BYTE_SIGNS) if by_lookup else None  # [Q, bytes, 256]
+    tables = _byte_tables(projected) if by_lookup else None
     for start in range(0, len(codes), ASYMMETRIC_BLOCK):
         block = codes[start : start + ASYMMETRIC_BLOCK]
         signs = None if by_lookup else codes_to_signs(block).T.astype(np.float64)  # each block unpacked once
@@ -201,6 +207,21 @@ def asymmetric_scan(projected: np.ndarray, codes: np.ndarray, k: int) -> SearchR
                                              np.concatenate([best[i][1], local + start], axis=1), k)
     scores, ids = zip(*best)
     return SearchResult(-np.concatenate(scores), np.concatenate(ids))
+
+
+def rescore_asymmetric(projected: np.ndarray, candidates: np.ndarray, codes: np.ndarray, k: int) -> SearchResult:
+    """The k best of each query's candidate rows (int64 [Q, C], -1: none) by asymmetric score, the
+    projection float32 [Q, bits] . the candidate's +-1 code from packed `codes` uint8 [N, bits/8];
+    ties by row. Scores add the code bytes' entries of per-query lookup tables in a fixed order, so
+    equal codes tie exactly."""
+    tables = _byte_tables(projected)
+    candidate_codes = codes[np.maximum(candidates, 0)]  # [Q, C, bytes]
+    scores = np.take_along_axis(tables[:, 0], candidate_codes[:, :, 0], axis=1)
+    for j in range(1, codes.shape[1]):
+        scores += np.take_along_axis(tables[:, j], candidate_codes[:, :, j], axis=1)
+    scores[candidates < 0] = -np.inf
+    negated, ids = _sort_by_score_then_id(-scores, candidates, min(k, candidates.shape[1]))
+    return SearchResult(-negated, ids)
 
 
 def _exact_products(projected: np.ndarray, signs: np.ndarray) -> np.ndarray:
@@ -214,6 +235,11 @@ def _exact_products(projected: np.ndarray, signs: np.ndarray) -> np.ndarray:
     largest = np.abs(projected).max(axis=1, initial=0.0).astype(np.float64) * signs.shape[0]
     scale = np.exp2(52 - np.ceil(np.log2(np.maximum(largest, np.finfo(np.float64).tiny))))[:, None]
     return (np.rint(projected * scale) @ signs).astype(np.float32) * (1 / scale).astype(np.float32)  # powers of two: exact
+
+
+def _byte_tables(projected: np.ndarray) -> np.ndarray:
+    """float32 [Q, bytes, 256]: entry [q, j, v] is query q's partial score of code byte j = v."""
+    return np.einsum("qjb,vb->qjv", projected.astype(np.float32).reshape(len(projected), -1, 8), _BYTE_SIGNS)
 
 
 def _looked_up(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:

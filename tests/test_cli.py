@@ -113,8 +113,10 @@ def test_an_index_with_codes_fitted_to_the_folder_searches_and_compares(workspac
     asymmetric = json.loads(run("search", tmp_path / "idx", query, "-k", 2, "--mode", "asymmetric", "--json").output)[0]["hits"]
     assert asymmetric[0]["score"] >= asymmetric[1]["score"]
     compared = run("compare", tmp_path / "idx", "--latency-queries", 2, "--repeats", 1)
-    assert compared.exit_code == 0 and "PCA-ITQ fitted to this database" in compared.output
-    assert "| asymmetric scan |" in compared.output
+    assert compared.exit_code == 0 and "PCA-ITQ fitted to this database" in compared.output, compared.output
+    assert "| asymmetric scan |" in compared.output and "| asymmetric BFlat (shortlist 100) |" in compared.output
+    shortlisted = run("search", tmp_path / "idx", query, "-k", 2, "--mode", "asymmetric", "--shortlist", 5, "--json")
+    assert json.loads(shortlisted.output)[0]["hits"][0]["path"] == asymmetric[0]["path"]
     assert json.loads((tmp_path / "idx" / "compare.json").read_text())["code_source"] == "itq"
     assert "codes from PCA-ITQ fitted to this database" in run("info", tmp_path / "idx").output
 

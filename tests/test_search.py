@@ -170,6 +170,25 @@ def test_asymmetric_scan_equals_brute_force_over_blocks(fitted_index_dir, k, sco
     np.testing.assert_array_equal(result.ids[0, : min(k, 11)], order[0, : min(k, 11)])  # rows 5, 10..19: equal embeddings, by row
 
 
+def test_asymmetric_search_of_a_hamming_shortlist(fitted_index_dir, monkeypatch):
+    monkeypatch.setattr(hashpa.search, "ASYMMETRIC_LOOKUP_BELOW", 1000)  # the scan adds the same table entries in the same order
+    opened = OpenIndex(fitted_index_dir)
+    queries = np.concatenate([opened.float_rows([5, 12]), np.random.default_rng(4).standard_normal((20, 16)).astype(np.float32)])
+    codes = opened.query_codes(queries, None)
+    whole = opened.search(queries, codes, 7, "asymmetric", shortlist=300)
+    scan = opened.search(queries, codes, 7, "asymmetric")
+    np.testing.assert_array_equal(whole.ids, scan.ids)
+    np.testing.assert_array_equal(whole.scores, scan.scores)
+    short = opened.search(queries, codes, 7, "asymmetric", shortlist=20)
+    hamming = opened.search_binary(codes, 20).ids
+    assert all(set(found) <= set(listed) for found, listed in zip(short.ids, hamming))
+    assert (np.diff(short.scores, axis=1) <= 0).all()
+    np.testing.assert_array_equal(short.ids[0, :7], [5, 10, 11, 12, 13, 14, 15])  # equal codes by row
+    projected = opened.store.fitted.hasher.project(queries)
+    signs = np.unpackbits(opened.store.index_codes, axis=1) * 2.0 - 1.0
+    np.testing.assert_allclose(short.scores, np.take_along_axis(projected @ signs.T, short.ids, axis=1), rtol=1e-5, atol=1e-5)
+
+
 def test_asymmetric_search_needs_fitted_codes(index_dir):
     with pytest.raises(HashpaError, match="--codes itq"):
         OpenIndex(index_dir).search(np.zeros((1, 16), np.float32), np.zeros((1, 2), np.uint8), 3, "asymmetric")
