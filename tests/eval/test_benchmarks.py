@@ -19,6 +19,8 @@ def test_bench_search_tiny(tmp_path):
     assert asymmetric["queries"] == 20 and asymmetric["bytes_per_vector"] == 8
     # above chance (10 of 3,000): the cluster is found; the order inside an isotropic cluster mostly is not (64 PCA directions of 512)
     assert asymmetric["recall_vs_exact"] > 0.02 and asymmetric["queries_per_second"] > 0
+    shortlisted = next(r for r in report["rows"] if r["method"].startswith("asymmetric, BFlat shortlist"))
+    assert shortlisted["queries"] == 20 and 0.02 < shortlisted["recall_vs_exact"] <= 1
 
 
 def test_bench_loss_tiny(tmp_path):
