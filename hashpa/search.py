@@ -108,12 +108,14 @@ class OpenIndex:
             raise HashpaError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
         if not 1 <= k <= len(self.store):
             raise HashpaError(f"-k must be between 1 and the index size {len(self.store)}, got {k}")
+        if shortlist is not None and shortlist < 1:
+            raise HashpaError(f"--shortlist must be at least 1 (it is raised to -k when smaller), got {shortlist}")
         if mode == "float":
             return self.search_float(embeddings, k, spec or "Flat")
         if mode == "binary":
             return self.search_binary(codes, k, spec or "BFlat")
         if mode == "asymmetric":
-            return self.search_asymmetric(embeddings, k, shortlist, spec or "BFlat") if shortlist else self.search_asymmetric(embeddings, k)
+            return self.search_asymmetric(embeddings, k, shortlist, spec or "BFlat")
         return self.search_rerank(embeddings, codes, k, shortlist or 10 * k, spec or "BFlat")
 
     def search_float(self, embeddings: np.ndarray, k: int, spec: str = "Flat") -> SearchResult:

@@ -189,6 +189,13 @@ def test_asymmetric_search_of_a_hamming_shortlist(fitted_index_dir, monkeypatch)
     np.testing.assert_allclose(short.scores, np.take_along_axis(projected @ signs.T, short.ids, axis=1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["rerank", "asymmetric"])
+def test_a_shortlist_below_one_is_refused(fitted_index_dir, mode):
+    opened = OpenIndex(fitted_index_dir)
+    with pytest.raises(HashpaError, match="--shortlist must be at least 1"):
+        opened.search(opened.float_rows([0]), opened.store.index_codes[:1], 3, mode, shortlist=0)
+
+
 def test_asymmetric_search_needs_fitted_codes(index_dir):
     with pytest.raises(HashpaError, match="--codes itq"):
         OpenIndex(index_dir).search(np.zeros((1, 16), np.float32), np.zeros((1, 2), np.uint8), 3, "asymmetric")
