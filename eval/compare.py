@@ -162,9 +162,11 @@ def _memory(opened: OpenIndex, method: Method) -> dict:
     float_bytes = opened.store.embeddings.itemsize * opened.store.embeddings.shape[1]
     if method.mode == "rerank":
         on_disk = entry_of("binary", method.spec)["bytes"] + n * float_bytes
-    elif method.mode == "asymmetric":
+    elif method.mode == "asymmetric":  # the codes and the quantiser; a shortlist also needs its binary index
         hasher = opened.store.fitted.hasher
         on_disk = opened.store.index_codes.nbytes + hasher.mean.nbytes + hasher.projection.nbytes
+        if method.shortlist:
+            on_disk += entry_of("binary", method.spec)["bytes"]
     else:
         on_disk = entry_of(method.mode, method.spec)["bytes"]
     return {"bytes_per_image": on_disk / n, "index_bytes": int(on_disk)}

@@ -117,7 +117,10 @@ def test_an_index_with_codes_fitted_to_the_folder_searches_and_compares(workspac
     assert "| asymmetric scan |" in compared.output and "| asymmetric BFlat (shortlist 100) |" in compared.output
     shortlisted = run("search", tmp_path / "idx", query, "-k", 2, "--mode", "asymmetric", "--shortlist", 5, "--json")
     assert json.loads(shortlisted.output)[0]["hits"][0]["path"] == asymmetric[0]["path"]
-    assert json.loads((tmp_path / "idx" / "compare.json").read_text())["code_source"] == "itq"
+    report = json.loads((tmp_path / "idx" / "compare.json").read_text())
+    assert report["code_source"] == "itq"
+    memory = {row["method"]: row["index_bytes"] for row in report["methods"]}
+    assert memory["asymmetric BFlat"] == memory["asymmetric scan"] + (tmp_path / "idx" / "binary-BFlat.faiss").stat().st_size
     assert "codes from PCA-ITQ fitted to this database" in run("info", tmp_path / "idx").output
 
 
