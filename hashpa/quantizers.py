@@ -31,7 +31,7 @@ class LinearHasher:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """x: float [N, D] -> packed uint8 codes [N, bits/8]."""
-        return np.packbits(self.project(x) > 0, axis=1)
+        return pack_signs(self.project(x))
 
     def project(self, x: np.ndarray) -> np.ndarray:
         """x: float [N, D] -> float32 [N, bits], the real values whose signs are the code."""
@@ -39,6 +39,11 @@ class LinearHasher:
         if x.ndim != 2 or x.shape[1] != self.mean.shape[0]:
             raise HashpaError(f"expected embeddings [N, {self.mean.shape[0]}], got shape {x.shape}")
         return (x - self.mean) @ self.projection
+
+
+def pack_signs(projected: np.ndarray) -> np.ndarray:
+    """float [N, bits] projections -> packed uint8 codes [N, bits/8], bit 1 where the projection is > 0."""
+    return np.packbits(projected > 0, axis=1)
 
 
 def fit_lsh(train: np.ndarray, bits: int, seed: int = 0) -> LinearHasher:

@@ -20,6 +20,7 @@ import numpy as np
 from hashpa.codes import codes_to_signs
 from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.index import INDEX_JSON
+from hashpa.quantizers import pack_signs
 from hashpa.store import STORE_FILE, Store, read_store
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,11 @@ class OpenIndex:
         distance from the binary index `spec` (the query's own code), re-scored."""
         if self.store.fitted is None:
             raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {self.path} with hashpa index ... --codes itq")
-        hasher = self.store.fitted.hasher
+        projected = self.store.fitted.hasher.project(embeddings)
         if shortlist is None:
-            return asymmetric_scan(hasher.project(embeddings), self.store.index_codes, k)
-        candidates = self.search_binary(hasher.encode(embeddings), min(max(shortlist, k), len(self.store)), spec).ids
-        return rescore_asymmetric(hasher.project(embeddings), candidates, self.store.index_codes, k)
+            return asymmetric_scan(projected, self.store.index_codes, k)
+        candidates = self.search_binary(pack_signs(projected), min(max(shortlist, k), len(self.store)), spec).ids
+        return rescore_asymmetric(projected, candidates, self.store.index_codes, k)
 
     def _fetch(self, k: int) -> int:
         return min(len(self.store), k + EXTRA_CANDIDATES)
@@ -216,11 +217,7 @@ def rescore_asymmetric(projected: np.ndarray, candidates: np.ndarray, codes: np.
     projection float32 [Q, bits] . the candidate's +-1 code from packed `codes` uint8 [N, bits/8];
     ties by row. Scores add the code bytes' entries of per-query lookup tables in a fixed order, so
     equal codes tie exactly."""
-    tables = _byte_tables(projected)
-    candidate_codes = codes[np.maximum(candidates, 0)]  # [Q, C, bytes]
-    scores = np.take_along_axis(tables[:, 0], candidate_codes[:, :, 0], axis=1)
-    for j in range(1, codes.shape[1]):
-        scores += np.take_along_axis(tables[:, j], candidate_codes[:, :, j], axis=1)
+    scores = _looked_up(_byte_tables(projected), codes[np.maximum(candidates, 0)])
     scores[candidates < 0] = -np.inf
     negated, ids = _sort_by_score_then_id(-scores, candidates, min(k, candidates.shape[1]))
     return SearchResult(-negated, ids)
@@ -245,10 +242,16 @@ def _byte_tables(projected: np.ndarray) -> np.ndarray:
 
 
 def _looked_up(tables: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """float32 [Q, N]: sum over bytes j of tables[q, j, codes[n, j]]."""
-    scores = tables[:, 0, codes[:, 0]]
-    for j in range(1, codes.shape[1]):
-        scores += tables[:, j, codes[:, j]]
+    """float32 [Q, N]: sum over bytes j, in order, of the table entries of code n's byte j; codes uint8
+    [N, bytes] shared by all queries (plain indexing, much faster there than take_along_axis),
+    or [Q, N, bytes] per query."""
+    if codes.ndim == 2:
+        entries = lambda j: tables[:, j, codes[:, j]]  # noqa: E731
+    else:
+        entries = lambda j: np.take_along_axis(tables[:, j], codes[:, :, j], axis=1)  # noqa: E731
+    scores = entries(0)
+    for j in range(1, codes.shape[-1]):
+        scores += entries(j)
     return scores
 
 
