@@ -35,19 +35,19 @@ demo: install
 
 # Benchmarks write bench-results/ and their section of BENCHMARKS.md (see that file for the figures).
 bench-flowers: install
-	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --ablation --benchmarks BENCHMARKS.md --out bench-results/flowers-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --ablation --benchmarks BENCHMARKS.md --out bench-results/flowers-cpu
 
 # The deep-hashing protocol (test photos of the training classes), for the learned codes' other use case.
 bench-flowers-seen: install
-	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --split seen --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-cpu --out bench-results/flowers-seen-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --split seen --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-cpu --out bench-results/flowers-seen-cpu
 
 # Seen classes at 16, 32 and 128 bits (the code stage at other lengths).
 bench-flowers-seen-bits: install
-	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --split seen --bits 16 32 128 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-bits-cpu --out bench-results/flowers-seen-bits-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --split seen --bits 16 32 128 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-bits-cpu --out bench-results/flowers-seen-bits-cpu
 
 # The default 64-bit run alone on the unseen classes (a quarter of bench-flowers' time).
 bench-flowers-64: install
-	$(PY) -m hashpa.eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag unseen64-cpu --out bench-results/flowers-64-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag unseen64-cpu --out bench-results/flowers-64-cpu
 
 # The default 64-bit run on the unseen classes, written by bench-flowers-64; the targets below read it.
 RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
@@ -55,14 +55,14 @@ RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
 # After bench-flowers-64: which part of a linear code (centre, PCA subspace, rotation) fitted on the training
 # classes fails on the new ones, each part fitted to the test photos in turn.
 bench-flowers-transfer: install
-	$(PY) -m hashpa.eval.code_transfer $(RUN64) --benchmarks BENCHMARKS.md --out bench-results/transfer-cpu
+	$(PY) -m eval.code_transfer $(RUN64) --benchmarks BENCHMARKS.md --out bench-results/transfer-cpu
 
 # After bench-flowers-64: index the unseen test classes with its run, then float vs binary vs rerank,
 # with the model's codes and with codes fitted to these photos (adding the asymmetric modes).
 UNSEEN := bench-results/flowers-unseen
 bench-flowers-compare: install
 	rm -rf $(UNSEEN) && mkdir -p $(UNSEEN)/images
-	$(PY) -c "import sys; from pathlib import Path; from hashpa.data import split_folder; \
+	$(PY) -c "import sys; from pathlib import Path; from hashpa.data.splits import split_folder; \
 	[Path(sys.argv[2], c).symlink_to(Path(sys.argv[1], c).resolve()) for c in split_folder(sys.argv[1], 'half').test_classes]" $(FLOWERS) $(UNSEEN)/images
 	$(HASHPA) index $(UNSEEN)/images --model $(RUN64) --out $(UNSEEN)/index \
 		--binary-index BFlat --binary-index BHNSW32
@@ -74,14 +74,14 @@ bench-flowers-compare: install
 	$(HASHPA) compare $(UNSEEN)/index-itq --threads 1
 
 bench-search: install
-	$(PY) -m hashpa.eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu
+	$(PY) -m eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu
 
 bench-loss: install
 	$(PY) -m pip install -e '.[bench]'
-	$(PY) -m hashpa.eval.bench_loss --device cpu --compile --benchmarks BENCHMARKS.md --out bench-results/loss-cpu
+	$(PY) -m eval.bench_loss --device cpu --compile --benchmarks BENCHMARKS.md --out bench-results/loss-cpu
 
 bench-train: install
-	$(PY) -m hashpa.eval.bench_train --data $(FLOWERS) --out bench-results/train
+	$(PY) -m eval.bench_train --data $(FLOWERS) --out bench-results/train
 
 # What eval/gpu_checks.sh needs on a GPU machine (see that file): wheels for the GPU image's Python
 # 3.12 and the 112-px Flowers copy, in git-ignored folders that the device tool carries.

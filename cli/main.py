@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 
@@ -37,7 +38,16 @@ def friendly_errors(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def echo_json(value) -> None:
+    from hashpa.fileio import json_default
+
+    click.echo(json.dumps(value, indent=2, default=json_default))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts) instead of a table.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="hashpa")
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")

@@ -1,6 +1,6 @@
 """Indexing throughput: ``hashpa index`` against the model's own inference speed.
 
-    python -m hashpa.eval.bench_index --data ../shared/data/flowers102-112 --model runs/flowers --out bench-results/index-cpu
+    python -m eval.bench_index --data ../shared/data/flowers102-112 --model runs/flowers --out bench-results/index-cpu
 
 (a) the model alone: ``model.embed`` on synthetic tensors already on the device, same batch size
     (measured before and after the indexing runs; the faster counts);
@@ -20,31 +20,28 @@ from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import add_output_options, command_line, data_missing, publish
-from hashpa.inference import autocast, resolve_device
+import hashpa
+from eval.publish import add_output_options, command_line, data_missing, publish
+from hashpa.devices import autocast, synchronize
 
-log = logging.getLogger("hashpa.bench_index")
+log = logging.getLogger("eval.bench_index")
 
 
-def model_limit(model, batch_size: int, device: torch.device, batches: int) -> float:
-    size = model.preprocessing.input_size
+def model_limit(model: hashpa.Model, batch_size: int, batches: int) -> float:
+    """Images/s of the model's network on random tensors already on its device."""
+    size, device = model.preprocessing.input_size, model.device
     images = torch.randn(batch_size, 3, size, size, device=device)
     with autocast(device):
-        model.embed(images)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        model.network.embed(images)
+        synchronize(device)
         started = time.perf_counter()
         for _ in range(batches):
-            model.embed(images)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            model.network.embed(images)
+        synchronize(device)
     return batches * batch_size / (time.perf_counter() - started)
 
 
 def main(argv=None) -> None:
-    from hashpa.index import index
-    from hashpa.train import load_trained_model
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
     parser.add_argument("--model", type=Path, required=True, help="a training run directory")
@@ -58,19 +55,19 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if data_missing(args.data, "indexing"):
         return
-    device = resolve_device(args.device)
-    model, _ = load_trained_model(args.model, "best", device)
-    limits = [model_limit(model, args.batch_size, device, args.limit_batches)]
+    model = hashpa.load(args.model, "best", args.device)
+    limits = [model_limit(model, args.batch_size, args.limit_batches)]
     rows = []
     for decode in args.decode:
         for workers in args.workers:
             target = args.out / f"index-{decode}-{workers}-workers"
             shutil.rmtree(target, ignore_errors=True)
-            summary = index(args.data, args.model, target, device=str(device), batch_size=args.batch_size, workers=workers, decode=decode)
+            summary = hashpa.build_index(args.data, args.model, target, device=str(model.device), batch_size=args.batch_size, workers=workers,
+                                         decode=decode)
             rows.append({"decode": decode, "workers": workers, "images": summary.rows, "images_per_second": summary.images_per_second})
             log.info("%s", rows[-1])
     # the model's speed drifts on a shared machine: measured before and after, the faster one is the limit
-    limits.append(model_limit(model, args.batch_size, device, args.limit_batches))
+    limits.append(model_limit(model, args.batch_size, args.limit_batches))
     limit = max(limits)
     for row in rows:
         row["fraction_of_model_limit"] = row["images_per_second"] / limit
@@ -79,7 +76,7 @@ def main(argv=None) -> None:
              f"before and after the runs: {limits[0]:,.0f} and {limits[1]:,.0f}): {limit:,.0f} images/s", "",
              "| decoding | DataLoader workers | images | hashpa index images/s | share of the model's speed |", "|---|---|---|---|---|"]
     lines += [f"| {r['decode']} | {r['workers']} | {r['images']:,} | {r['images_per_second']:,.0f} | {r['fraction_of_model_limit']:.2f} |" for r in rows]
-    publish(args, "index", command_line("hashpa.eval.bench_index", argv), results, "\n".join(lines))
+    publish(args, "index", command_line("eval.bench_index", argv), results, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Proxy Anchor loss speed and memory: hashpa against pytorch-metric-learning, side by side.
 
-    python -m hashpa.eval.bench_loss --device cpu --out bench-results/loss-cpu
+    python -m eval.bench_loss --device cpu --out bench-results/loss-cpu
 
 Forward + backward time (median of repeats after warm-up) at the issue's shapes, for hashpa's
 loss (eager and torch.compile'd), and pytorch-metric-learning's ProxyAnchorLoss (``pip install
@@ -16,13 +16,15 @@ import logging
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from hashpa.eval.report import add_output_options, command_line, publish
+from eval.publish import add_output_options, command_line, publish
+from hashpa.devices import synchronize
 from hashpa.losses import ProxyAnchorLoss
 
-log = logging.getLogger("hashpa.bench_loss")
+log = logging.getLogger("eval.bench_loss")
 
 SHAPES = ((180, 100), (1000, 11_318), (512, 100_000))
 
@@ -50,19 +52,14 @@ def time_step(loss, batch: int, dim: int, classes: int, device: str, repeats: in
 
     for _ in range(2):
         step()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         step()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - started)
     return sorted(times)[len(times) // 2]
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def peak_memory(batch: int, classes: int, dim: int, device: str, chunk: int | None) -> float:
@@ -76,13 +73,14 @@ def peak_memory(batch: int, classes: int, dim: int, device: str, chunk: int | No
         time_step(loss, batch, dim, classes, device, repeats=1)
         return float(torch.cuda.max_memory_allocated() - baseline)
     code = (
-        "from hashpa.eval.bench_loss import make_loss, time_step, _rss;"
+        "from eval.bench_loss import make_loss, time_step, _rss;"
         f"loss = make_loss('hashpa', {classes}, {dim}, 'cpu', {chunk});"
         "before = _rss('VmRSS'); open('/proc/self/clear_refs', 'w').write('5');"
         f"time_step(loss, {batch}, {dim}, {classes}, 'cpu', repeats=1);"
         "print(_rss('VmHWM') - before)"
     )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    repository = Path(__file__).resolve().parents[1]  # where `eval` is importable
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repository)
     return float(output.stdout.strip().splitlines()[-1])
 
 
@@ -153,7 +151,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = run(args)
-    publish(args, "loss", command_line("hashpa.eval.bench_loss", argv), results, markdown(results))
+    publish(args, "loss", command_line("eval.bench_loss", argv), results, markdown(results))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How long an SOP-sized evaluation takes: every one of N images queries the other N - 1.
 
-    python -m hashpa.eval.bench_metrics --n 60000 --out bench-results/metrics-cpu
+    python -m eval.bench_metrics --n 60000 --out bench-results/metrics-cpu
 
 Synthetic data shaped like Stanford Online Products' test set (N images in classes of about 5):
 float 512-d embeddings (cosine) and 64-bit codes (Hamming). Reports seconds and the peak memory
@@ -15,10 +15,10 @@ import logging
 
 import numpy as np
 
-from hashpa.eval.metrics import evaluate_retrieval
-from hashpa.eval.report import add_output_options, command_line, publish
+from eval.publish import add_output_options, command_line, publish
+from hashpa.metrics import evaluate_retrieval
 
-log = logging.getLogger("hashpa.bench_metrics")
+log = logging.getLogger("eval.bench_metrics")
 
 
 def _rss(field: str) -> int:
@@ -54,7 +54,7 @@ def main(argv=None) -> None:
              "| representation | seconds | memory added | Recall@1 | MAP@R |", "|---|---|---|---|---|"]
     lines += [f"| {r['representation']} ({r['metric']}) | {r['seconds']:.1f} | {r['peak_added_bytes'] / 2**20:,.0f} MiB "
               f"| {r['recall@1']:.4f} | {r['map_at_r']:.4f} |" for r in rows]
-    publish(args, "metrics", command_line("hashpa.eval.bench_metrics", argv), {"rows": rows}, "\n".join(lines))
+    publish(args, "metrics", command_line("eval.bench_metrics", argv), {"rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,30 +1,42 @@
-"""Search speed at scale: float Flat, binary Flat / HNSW / IVF and rerank on synthetic data.
+"""Search speed at scale: every search mode of ``hashpa search`` over index directories of synthetic data.
 
-    python -m hashpa.eval.bench_search --n 1000000 --out bench-results/search
+    python -m eval.bench_search --n 1000000 --out bench-results/search
 
 N clustered 512-d unit vectors (a Gaussian mixture, so approximate indexes see structure like real
-embeddings) and codes made from them by sign random projection (64 and 128 bits); the asymmetric
-scan uses PCA-ITQ codes fitted to the data instead (what ``--codes itq`` indexes hold), on the first
---asymmetric-queries queries, its recall measured against the exact float top k like rerank's (on these
-isotropic clusters PCA keeps 64 or 128 of 512 equally noisy directions, so that recall says little
-about real embeddings: see the Flowers-102 compare). For each method,
-batched queries/s and single-query latency at 1 and 2 threads, bytes per vector, and for the
-binary Flat index the Hamming distances per second against this machine's popcount limit
-(np.bitwise_count over a large uint64 array, one core). Writes search.json and search.md.
+embeddings) go into two index directories written by the library (``write_index_dir``), opened with
+``hashpa.open_index`` and searched with ``Index.search``, the code users run:
+
+- "model codes": codes by sign random projection (LSH) stand in for a model's codes (64 and 128
+  bits): float Flat, binary BFlat and the --binary-indexes, rerank of a BFlat shortlist;
+- "fitted codes": PCA-ITQ codes fitted to the vectors (``hashpa index --codes itq``): the asymmetric
+  scan and the asymmetric re-scoring of a BFlat shortlist, on the first --asymmetric-queries queries.
+
+Recall is measured against the exact top k of the representation each method approximates (the
+float Flat search for float, rerank and asymmetric; BFlat for binary). On these isotropic clusters PCA
+keeps 64 or 128 of 512 equally noisy directions, so the asymmetric rows' recall says little about
+real embeddings (see the Flowers-102 compare). For each method: batched queries/s and single-query
+latency at 1 and 2 threads (FAISS and BLAS), bytes per vector, and for BFlat the Hamming distances per
+second against this machine's popcount limit (np.bitwise_count over a large uint64 array, one core).
+Writes search.json and search.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import time
+import shutil
+from pathlib import Path
 
 import numpy as np
 
-from hashpa.eval.report import add_output_options, command_line, publish
-from hashpa.eval.timing import percentiles_ms, time_calls
+import hashpa
+from eval.publish import add_output_options, command_line, publish
+from hashpa.indexdir import Store, fit_database_codes, write_index_dir
+from hashpa.quantizers import fit_lsh
+from hashpa.report.comparison import Method, memory_of
+from hashpa.report.timing import search_speed, time_calls
 
-log = logging.getLogger("hashpa.bench_search")
+log = logging.getLogger("eval.bench_search")
 
 
 def synthetic(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
@@ -55,34 +67,14 @@ def popcount_limit() -> dict:
     return rates
 
 
-def build(kind: str, spec: str, data: np.ndarray):
-    import faiss
-
-    started = time.perf_counter()
-    if kind == "float":
-        index = faiss.index_factory(data.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
-    else:
-        index = faiss.index_binary_factory(data.shape[1] * 8, spec)
-    if not index.is_trained:
-        index.train(data[: min(len(data), 256 * getattr(index, "nlist", 1))])
-    index.add(data)
-    return index, time.perf_counter() - started
-
-
-def index_bytes(index) -> int:
-    import faiss
-
-    writer = faiss.serialize_index_binary if isinstance(index, faiss.IndexBinary) else faiss.serialize_index
-    return int(writer(index).size)
-
-
-def measure(search, queries: tuple, n_latency: int, repeats: int) -> dict:
-    batched = time_calls(lambda: search(*queries), repeats=repeats)
-    single = []
-    for i in range(n_latency):
-        one = tuple(q[i : i + 1] for q in queries)
-        single += time_calls(lambda: search(*one), repeats=1, warmup=1 if i == 0 else 0)
-    return {"queries_per_second": len(queries[0]) / float(np.median(batched)), **{f"latency_{k}": v for k, v in percentiles_ms(single).items()}}
+def index_dir(out: Path, x: np.ndarray, codes: np.ndarray, binary_specs: tuple[str, ...], args, fitted=None) -> hashpa.Index:
+    """An index directory of the rows x (float) and codes, written and opened by the library."""
+    shutil.rmtree(out, ignore_errors=True)
+    n = len(x)
+    store = Store(paths=[f"synthetic/{i:07d}" for i in range(n)], labels=np.full(n, -1, np.int32), class_names=[], embeddings=x, codes=codes,
+                  sizes=np.zeros(n, np.int64), mtimes=np.zeros(n, np.int64), attrs={"model_fingerprint": "synthetic"}, fitted=fitted)
+    write_index_dir(out, store, ("Flat",), binary_specs, {"folder": out, "model": "synthetic"})
+    return hashpa.open_index(out, nprobe=args.nprobe, ef_search=args.ef_search)
 
 
 def recall_vs_exact(ids: np.ndarray, exact: np.ndarray) -> float:
@@ -91,114 +83,64 @@ def recall_vs_exact(ids: np.ndarray, exact: np.ndarray) -> float:
 
 def run(args) -> dict:
     import faiss
+    from threadpoolctl import threadpool_limits
 
     x = synthetic(args.n, args.dim, args.clusters, args.seed)
     queries = synthetic(args.queries, args.dim, args.clusters, args.seed)  # same centres: in-distribution queries
-    k = args.k
-    results = {"popcount_per_second_one_core": popcount_limit(), "k": k, "rows": []}
-    limit = results["popcount_per_second_one_core"]["cache"]
+    k, limit = args.k, popcount_limit()
+    results = {"popcount_per_second_one_core": limit, "k": k, "rows": []}
     for bits in args.bits:
-        projection = np.random.default_rng(args.seed + bits).standard_normal((args.dim, bits)).astype(np.float32)
-        codes = np.packbits(x @ projection > 0, axis=1)
-        query_codes = np.packbits(queries @ projection > 0, axis=1)
-        flat_float, float_build = build("float", "Flat", x)
-        flat_binary, binary_build = build("binary", "BFlat", codes)
-        exact_float = flat_float.search(queries, k)[1]
-        exact_binary = flat_binary.search(query_codes, k)[1]
-        methods = [("float Flat", "float", flat_float, float_build), ("binary BFlat", "binary", flat_binary, binary_build)]
-        asymmetric = _asymmetric_setup(x, queries[: args.asymmetric_queries], bits, k, args.shortlist)
-        for spec in args.binary_indexes:
-            index, seconds = build("binary", spec, codes)
-            if hasattr(index, "nprobe"):
-                index.nprobe = args.nprobe
-            if hasattr(index, "hnsw"):
-                index.hnsw.efSearch = args.ef_search
-            methods.append((f"binary {spec}", "binary", index, seconds))
+        lsh = fit_lsh(x, bits, seed=args.seed + bits)
+        codes, query_codes = lsh.encode(x), lsh.encode(queries)
+        model = index_dir(args.out / f"index-{bits}bit", x, codes, ("BFlat", *args.binary_indexes), args)
+        fitted = index_dir(args.out / f"index-{bits}bit-itq", x, codes, ("BFlat",), args, fit_database_codes(x, bits))
+        exact = {"float": model.search(queries, k, "float").ids, "binary": model.search(queries, k, "binary", codes=query_codes).ids}
+        methods = [(model, Method(f"float {s}", "float", s), queries) for s in model.files.specs("float")]
+        methods += [(model, Method(f"binary {s}", "binary", s), queries) for s in model.files.specs("binary")]
+        methods.append((model, Method(f"rerank BFlat (shortlist {args.shortlist})", "rerank", "BFlat", args.shortlist), queries))
+        asymmetric_queries = queries[: args.asymmetric_queries]
+        methods.append((fitted, Method("asymmetric scan (PCA-ITQ codes fitted to the data)", "asymmetric", None), asymmetric_queries))
+        methods.append((fitted, Method(f"asymmetric, BFlat shortlist {args.shortlist} (same codes)", "asymmetric", "BFlat", args.shortlist),
+                        asymmetric_queries))
         for threads in args.threads:
             faiss.omp_set_num_threads(threads)
-            for name, kind, index, build_seconds in methods:
-                q = (queries,) if kind == "float" else (query_codes,)
-                row = {"method": name, "bits": bits, "threads": threads, "build_seconds": build_seconds,
-                       "bytes_per_vector": index_bytes(index) / index.ntotal}
-                row.update(measure(lambda a, ix=index: ix.search(a, k), q, args.latency_queries, args.repeats))
-                ids = index.search(*q, k)[1]
-                row["recall_vs_exact"] = recall_vs_exact(ids, exact_float if kind == "float" else exact_binary)
-                if name == "binary BFlat":
-                    per_second = row["queries_per_second"] * args.n
-                    row["hamming_per_second"] = per_second
-                    row["fraction_of_popcount_limit"] = per_second * (bits / 64) / (limit * threads)  # one popcount per 64 bits
-                    row.update(_where_time_goes(codes, query_codes, k, threads, args))
-                results["rows"].append(row)
-                log.info("%s", {k_: (round(v, 4) if isinstance(v, float) else v) for k_, v in row.items()})
-            shortlist = args.shortlist
-            rerank = lambda qe, qc: _rerank(flat_binary, x, qe, qc, k, shortlist)  # noqa: E731
-            row = {"method": f"rerank BFlat (shortlist {shortlist})", "bits": bits, "threads": threads,
-                   "bytes_per_vector": bits / 8 + 4 * args.dim}
-            row.update(measure(rerank, (queries, query_codes), args.latency_queries, args.repeats))
-            row["recall_vs_exact"] = recall_vs_exact(rerank(queries, query_codes), exact_float)
-            results["rows"].append(row)
-            log.info("%s", row)
-            for method in ("scan", "shortlist"):
-                results["rows"].append(_asymmetric_row(asymmetric, method, exact_float, bits, threads, args))
-                log.info("%s", results["rows"][-1])
+            with threadpool_limits(threads):
+                for ix, method, q in methods:
+                    row = {"bits": bits, "threads": threads, **measure(ix, method, q, query_codes[: len(q)], exact, args)}
+                    if method.name == "binary BFlat":
+                        row.update(popcount_share(ix, query_codes, bits, threads, row["queries_per_second"], limit["cache"]))
+                    results["rows"].append(row)
+                    log.info("%s", row)
     return results
 
 
-def _asymmetric_setup(x: np.ndarray, queries: np.ndarray, bits: int, k: int, shortlist: int) -> dict:
-    """PCA-ITQ fitted to (a sample of) the data as ``hashpa index --codes itq`` does, its codes of
-    all rows in a BFlat index, the queries' projections and codes, and the two asymmetric searches
-    (the exact scan; the BFlat shortlist re-scored), each taking (projections, codes)."""
-    import faiss
+def measure(ix: hashpa.Index, method: Method, queries: np.ndarray, codes: np.ndarray, exact: dict, args) -> dict:
+    """One method's row as hashpa compare measures it: speed (``search_speed``), memory (``memory_of``)
+    and its top k against the exact top k of the representation it approximates."""
+    def search(q, c):
+        return ix.search(q, args.k, method.mode, codes=c, shortlist=method.shortlist, index=method.spec)
 
-    from hashpa.index import ITQ_SAMPLE
-    from hashpa.quantizers import fit_itq
-    from hashpa.search import asymmetric_scan, rescore_asymmetric
-
-    started = time.perf_counter()
-    hasher = fit_itq(x[:ITQ_SAMPLE], bits)
-    codes = hasher.encode(x)
-    flat = faiss.IndexBinaryFlat(bits)
-    flat.add(codes)
-    return {
-        "scan": lambda projected, _: asymmetric_scan(projected, codes, k).ids,
-        "shortlist": lambda projected, query_codes: rescore_asymmetric(projected, flat.search(query_codes, shortlist)[1], codes, k).ids,
-        "names": {"scan": "asymmetric scan (PCA-ITQ codes fitted to the data)",
-                  "shortlist": f"asymmetric, BFlat shortlist {shortlist} (same codes)"},
-        "projected": hasher.project(queries), "query_codes": hasher.encode(queries), "build_seconds": time.perf_counter() - started,
-    }
-
-
-def _asymmetric_row(setup: dict, method: str, exact_float: np.ndarray, bits: int, threads: int, args) -> dict:
-    """One asymmetric search ("scan" or "shortlist"; numpy with BLAS limited to `threads`, FAISS
-    with its own threads) over PCA-ITQ codes: speed, and its top k against the exact float top k."""
-    from threadpoolctl import threadpool_limits
-
-    inputs = (setup["projected"], setup["query_codes"])
-    with threadpool_limits(threads):
-        row = {"method": setup["names"][method], "bits": bits, "threads": threads,
-               "build_seconds": setup["build_seconds"], "bytes_per_vector": bits / 8, "queries": len(inputs[0])}
-        row.update(measure(setup[method], inputs, min(args.latency_queries, len(inputs[0])), args.repeats))
-        row["recall_vs_exact"] = recall_vs_exact(setup[method](*inputs), exact_float[: len(inputs[0])])
+    entry = ix.meta.entry("float" if method.mode == "float" else "binary", method.spec) if method.spec else None
+    row = {"method": method.name, "queries": len(queries), "build_seconds": entry["build_seconds"] if entry else 0.0,
+           "bytes_per_vector": memory_of(ix, method)["bytes_per_image"]}
+    row.update(search_speed(search, (queries, codes), args.repeats, min(args.latency_queries, len(queries))))
+    row["recall_vs_exact"] = recall_vs_exact(search(queries, codes).ids, exact["binary" if method.mode == "binary" else "float"][: len(queries)])
     return row
 
 
-def _rerank(binary_index, embeddings, q_emb, q_codes, k, shortlist):
-    _, candidates = binary_index.search(q_codes, shortlist)
-    scores = np.einsum("qd,qcd->qc", q_emb, embeddings[candidates])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(candidates, order, axis=1)
-
-
-def _where_time_goes(codes, query_codes, k, threads, args) -> dict:
-    """Split IndexBinaryFlat's time: all distances alone (faiss.hammings) vs with top-k selection."""
+def popcount_share(ix: hashpa.Index, query_codes: np.ndarray, bits: int, threads: int, queries_per_second: float, limit: float) -> dict:
+    """BFlat's Hamming distances per second, as a share of this machine's popcount limit, and those of
+    all distances alone (faiss.hammings, no top-k selection): where its time goes."""
     import faiss
 
-    nq = min(len(query_codes), 64)
-    q = np.ascontiguousarray(query_codes[:nq])
-    out = np.empty((nq, len(codes)), dtype=np.int32)
-    distances_only = min(time_calls(
-        lambda: faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(codes), nq, len(codes), codes.shape[1], faiss.swig_ptr(out)), repeats=2))
-    return {"hammings_only_per_second": nq * len(codes) / distances_only}
+    per_second = queries_per_second * len(ix)
+    codes = np.ascontiguousarray(ix.store.index_codes)
+    q = np.ascontiguousarray(query_codes[:64])
+    out = np.empty((len(q), len(codes)), dtype=np.int32)
+    distances_only = min(time_calls(lambda: faiss.hammings(faiss.swig_ptr(q), faiss.swig_ptr(codes), len(q), len(codes), codes.shape[1],
+                                                           faiss.swig_ptr(out)), repeats=2))
+    return {"hamming_per_second": per_second, "fraction_of_popcount_limit": per_second * (bits / 64) / (limit * threads),  # one popcount per 64 bits
+            "hammings_only_per_second": len(q) * len(codes) / distances_only}
 
 
 def markdown(results: dict) -> str:
@@ -246,7 +188,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     results = run(args)
-    publish(args, "search", command_line("hashpa.eval.bench_search", argv), results, markdown(results))
+    publish(args, "search", command_line("eval.bench_search", argv), results, markdown(results))
 
 
 if __name__ == "__main__":

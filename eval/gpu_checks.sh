@@ -8,7 +8,7 @@
 #               bash eval/gpu_checks.sh index     carry .whl/common .whl/faiss data/flowers102-112  (~2 min)
 # (faiss-cpu and the lite0 weights do not fit one 64 MiB carry together with the photos.)
 # Back here:    tar -xzf <files_at>/gpu-<phase>.tar.gz -C bench-results/
-#               python -m hashpa.eval.report BENCHMARKS.md bench-results/gpu   # the :gpu sections
+#               python -m eval.publish BENCHMARKS.md bench-results/gpu   # the :gpu sections
 #
 # speed:   CUDA tests; loss against pytorch-metric-learning (B x C up to 1M classes); training
 #          throughput (a) model limit, (b) hashpa pipeline, (c) paper-style reference, ResNet-50 224 px.
@@ -24,11 +24,11 @@ out=${OUT:-/tmp/gpu-out}
 mkdir -p "$results" "$out"
 
 # The image has torch, torchvision, timm, h5py, click; the rest travels as wheels. hashpa itself is
-# laid out as installed (cli/ and eval/ inside the package) without pip.
+# laid out as installed (cli/ inside the package, eval/ from the working tree) without pip.
 if compgen -G ".whl/*/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*/*.whl || exit 1
 fi
-rm -rf /tmp/pkgs && mkdir -p /tmp/pkgs && cp -r hashpa /tmp/pkgs/ && cp -r eval /tmp/pkgs/hashpa/eval && cp -r cli /tmp/pkgs/hashpa/cli
+rm -rf /tmp/pkgs && mkdir -p /tmp/pkgs && cp -r hashpa /tmp/pkgs/ && cp -r cli /tmp/pkgs/hashpa/cli
 export PYTHONPATH=/tmp/pkgs:/tmp/site:. PYTHONUNBUFFERED=1 HASHPA_CACHE=/tmp/hashpa-cache
 python3 -c "import torch, hashpa; print('hashpa', hashpa.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
 
@@ -45,19 +45,19 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, keep the log, g
 case $phase in
 speed)
     step cuda-tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/losses
-    step loss 120 python3 -m hashpa.eval.bench_loss --device cuda --compile --tag gpu --out "$results/loss"
-    step train 240 python3 -m hashpa.eval.bench_train --data "$data" --backbone resnet50 --batch-size 180 --image-size 224 \
+    step loss 120 python3 -m eval.bench_loss --device cuda --compile --tag gpu --out "$results/loss"
+    step train 240 python3 -m eval.bench_train --data "$data" --backbone resnet50 --batch-size 180 --image-size 224 \
         --compile --workers 12 --tag gpu --out "$results/train"
     ;;
 flowers)
-    step flowers 270 python3 -m hashpa.eval.flowers --data "$data" --image-size 224 --epochs 10 --batch-size 180 --workers 12 \
+    step flowers 270 python3 -m eval.flowers --data "$data" --image-size 224 --epochs 10 --batch-size 180 --workers 12 \
         --device cuda --tag gpu --out "$results/flowers"
     ;;
 index)
-    step model 90 python3 -c "from hashpa.train import resolve_config, train; train(resolve_config('folder', dict(data='$data', \
+    step model 90 python3 -c "import hashpa; hashpa.train(hashpa.resolve_config(dict(data='$data', \
 out='$results/resnet50-run', backbone='resnet50', weights='none', image_size=224, epochs=1, warmup_epochs=0, batch_size=180, \
 workers=12, device='cuda', hash_init='random')))"
-    step index 150 python3 -m hashpa.eval.bench_index --data "$data" --model "$results/resnet50-run" --batch-size 256 \
+    step index 150 python3 -m eval.bench_index --data "$data" --model "$results/resnet50-run" --batch-size 256 \
         --workers 6 12 --decode pil device --device cuda --tag gpu --out "$results/index"
     ;;
 *)

@@ -3,11 +3,33 @@
 One model gives an L2-normalised float embedding (trained with Proxy Anchor loss) and a binary
 hash code (packed bits) for every image; FAISS float and Hamming indexes search them; the
 evaluation compares the two side by side.
+
+    model = hashpa.load("runs/photos")            # a trained run
+    emb, codes = model.embed(images)              # PIL images, paths, uint8 arrays or tensors
+    hashpa.build_index("photos/", "runs/photos", "indexes/photos")
+    ix = hashpa.open_index("indexes/photos")
+    result = ix.search(images, k=10, mode="rerank")
+
+Attributes are imported on first use, so ``import hashpa`` stays light.
 """
 
 __version__ = "0.1.0"
 
-from hashpa.errors import HashpaError
-from hashpa.eval.metrics import recall_at_k
+from hashpa._lazy import lazy_exports  # noqa: E402
+from hashpa.errors import HashpaError  # noqa: E402
 
-__all__ = ["HashpaError", "recall_at_k", "__version__"]
+_EXPORTS = {
+    "load": ".embed",
+    "Model": ".embed",
+    "open_index": ".search.index",
+    "Index": ".search.index",
+    "build_index": ".indexdir.build",
+    "train": ".training.trainer",
+    "resume": ".training.trainer",
+    "TrainConfig": ".training.config",
+    "resolve_config": ".training.config",
+    "recall_at_k": ".metrics.retrieval",
+    "evaluate_retrieval": ".metrics.retrieval",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["HashpaError", "__version__", *sorted(_EXPORTS)]

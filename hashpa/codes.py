@@ -7,23 +7,28 @@ where hash pre-activation ``j`` is > 0, and 0 otherwise (zero maps to 0).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from bitarray import bitarray
 
 from hashpa.errors import HashpaError
 
+if TYPE_CHECKING:
+    import torch
+
+BITS_RANGE = (16, 256)  # the code lengths hashpa trains and fits, in multiples of 8
 _BYTE_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 
 
-def check_bits(bits: int, low: int = 8, high: int = 1024, what: str = "code length") -> int:
-    """Return `bits` if it is a multiple of 8 from `low` to `high`, else raise naming `what`.
-
-    The format allows 8-1024; a trained hash head 16-256 (ModelConfig); codes fitted to a database
-    16 up to the embedding dimension (PCA-ITQ keeps at most that many directions)."""
-    if not isinstance(bits, int) or isinstance(bits, bool) or not low <= bits <= high or bits % 8:
-        raise HashpaError(f"{what} must be a multiple of 8 between {low} and {high} bits, got {bits!r}")
-    return bits
+def check_bits(bits: int, what: str = "--bits", at_most: int | None = None, why: str = "") -> int:
+    """Return `bits` if it is a multiple of 8 in BITS_RANGE (and at most `at_most`, `why` saying
+    what limits it), else raise a HashpaError naming the option `what`."""
+    low, high = BITS_RANGE[0], min(BITS_RANGE[1], at_most or BITS_RANGE[1])
+    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or not low <= bits <= high or bits % 8:
+        limit = f" ({why})" if why and high < BITS_RANGE[1] else ""
+        raise HashpaError(f"{what} must be a multiple of 8 from {low} to {high}{limit}, got {bits!r}")
+    return int(bits)
 
 
 def pack_codes(pre_activations: torch.Tensor) -> torch.Tensor:
@@ -32,8 +37,11 @@ def pack_codes(pre_activations: torch.Tensor) -> torch.Tensor:
     pre_activations: float tensor [N, bits], bits a multiple of 8.
     Returns: uint8 tensor [N, bits/8] in numpy ``packbits`` order.
     """
+    import torch
+
     n, bits = pre_activations.shape
-    check_bits(bits)
+    if bits % 8:
+        raise HashpaError(f"codes are packed 8 bits to a byte: {bits} pre-activations is not a multiple of 8")
     positive = (pre_activations > 0).view(n, bits // 8, 8).to(torch.int32)
     weights = torch.tensor(_BYTE_WEIGHTS, dtype=torch.int32, device=pre_activations.device)
     return (positive * weights).sum(dim=2).to(torch.uint8)
@@ -53,7 +61,7 @@ def hamming_distances(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
     """Pairwise Hamming distances by popcount: uint8 [Nq, B], uint8 [Nd, B] -> int32 [Nq, Nd].
 
     Plain numpy, for small inputs and as an independent reference; large evaluations use
-    ``hashpa.eval.knn``.
+    ``hashpa.metrics.knn``.
     """
     queries, database = _as_codes(queries), _as_codes(database)
     if queries.shape[1] != database.shape[1]:

@@ -41,6 +41,15 @@ class LinearHasher:
         return (x - self.mean) @ self.projection
 
 
+def enough_rows(rows: int, bits: int) -> bool:
+    """Whether `rows` vectors can fit a `bits`-bit PCA or PCA-ITQ code: they must outnumber the bits
+    (PCA keeps `bits` directions of their scatter)."""
+    return rows > bits
+
+
+LOW_DATA_ROWS_PER_BIT = 10  # below this many rows per bit a code fitted to them is poorly estimated
+
+
 def pack_signs(projected: np.ndarray) -> np.ndarray:
     """float [N, bits] projections -> packed uint8 codes [N, bits/8], bit 1 where the projection is > 0."""
     return np.packbits(projected > 0, axis=1)
@@ -48,8 +57,8 @@ def pack_signs(projected: np.ndarray) -> np.ndarray:
 
 def fit_lsh(train: np.ndarray, bits: int, seed: int = 0) -> LinearHasher:
     """Random-projection LSH; `train` only fixes the dimension (no centring, so cosine is preserved)."""
-    check_bits(bits)
     dim = np.asarray(train).shape[1]
+    check_bits(bits, "LSH code length")
     projection = np.random.default_rng(seed).standard_normal((dim, bits)).astype(np.float32)
     return LinearHasher(np.zeros(dim, dtype=np.float32), projection)
 
@@ -58,7 +67,7 @@ def fit_pca(train: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean float64 [D] and the top `dims` principal directions float64 [D, dims] of `train` [N, D]
     (needs D >= dims and N > dims). Memory is O(D^2) beyond the input, whatever N."""
     x = np.asarray(train)
-    if x.ndim != 2 or x.shape[1] < dims or x.shape[0] <= dims:
+    if x.ndim != 2 or x.shape[1] < dims or not enough_rows(x.shape[0], dims):
         raise HashpaError(f"PCA to {dims} dimensions needs more than {dims} training vectors of dimension >= {dims}, got {x.shape}")
     mean = x.mean(axis=0, dtype=np.float64)
     covariance = np.zeros((x.shape[1], x.shape[1]))
@@ -72,7 +81,7 @@ def fit_pca(train: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_itq(train: np.ndarray, bits: int, iterations: int = 50, seed: int = 0) -> LinearHasher:
     """PCA-ITQ fitted on `train` float [N, D] (needs D >= bits and N > bits)."""
-    check_bits(bits)
+    check_bits(bits, "PCA-ITQ code length")
     mean, pca = fit_pca(train, bits)
     rotation = itq_rotation((np.asarray(train, dtype=np.float64) - mean) @ pca, iterations, seed)
     return LinearHasher(mean.astype(np.float32), (pca @ rotation).astype(np.float32))

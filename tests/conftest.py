@@ -50,11 +50,11 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """A tiny model trained for one epoch (seconds): enough for indexing tests."""
-    from hashpa.train import resolve_config, train
+    from hashpa.training import resolve_config, train
 
     base = tmp_path_factory.mktemp("trained")
     folder = make_image_folder(base / "images", classes=4, per_class=12)
-    config = resolve_config("folder", dict(
+    config = resolve_config(dict(
         data=str(folder), split="seen", epochs=1, batch_size=16, workers=0, lr=3e-3, out=str(base / "run"),
         model=dict(backbone="smallcnn", weights="none", dim=16, bits=16),
     ))

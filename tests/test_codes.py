@@ -4,6 +4,7 @@ import torch
 
 from hashpa.codes import (
     bit_statistics,
+    check_bits,
     code_strings,
     codes_to_signs,
     hamming_distances,
@@ -57,10 +58,19 @@ def test_bit_statistics_balance_and_entropy():
     assert stats["dead_bits"] == 6
 
 
-@pytest.mark.parametrize("bits", [0, 7, 12, 2048])
-def test_invalid_code_lengths_are_rejected(bits):
+@pytest.mark.parametrize("bits", [1, 7, 12])
+def test_codes_are_packed_in_whole_bytes(bits):
     with pytest.raises(HashpaError, match="multiple of 8"):
-        pack_codes(torch.randn(2, bits if bits else 1))
+        pack_codes(torch.randn(2, bits))
+
+
+@pytest.mark.parametrize("bits", [0, 8, 12, 264, 2048, True, 64.0])
+def test_the_code_lengths_hashpa_trains_and_fits(bits):
+    with pytest.raises(HashpaError, match="--bits must be a multiple of 8 from 16 to 256"):
+        check_bits(bits)
+    assert [check_bits(b) for b in (16, 64, 256)] == [16, 64, 256]
+    with pytest.raises(HashpaError, match=r"from 16 to 32 \(the embedding dimension\)"):
+        check_bits(64, at_most=32, why="the embedding dimension")
 
 
 def test_codes_must_be_uint8():

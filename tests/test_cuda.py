@@ -8,10 +8,10 @@ from PIL import Image
 
 from hashpa.data import labelled_samples
 from hashpa.data.augment import augment_batch, center_crop_batch, random_crop_boxes, resized_crops
-from hashpa.inference import embed_all
+from hashpa.embed import embed_all
 from hashpa.losses import ProxyAnchorLoss
 from hashpa.models.backbones import Preprocessing
-from hashpa.train import load_trained_model, resolve_config, train
+from hashpa.training import load_trained_model, resolve_config, train
 from tests.conftest import make_image_folder
 from tests.losses.test_proxy_anchor import batch, reference_proxy_anchor
 
@@ -54,7 +54,7 @@ def test_batched_augmentation_on_cuda_equals_cpu():
 
 def test_training_on_cuda_with_the_decoded_cache_learns(tmp_path):
     folder = make_image_folder(tmp_path / "images")
-    config = resolve_config("folder", dict(
+    config = resolve_config(dict(
         data=str(folder), out=str(tmp_path / "run"), split="seen", test_fraction=0.3, epochs=4, batch_size=24, lr=3e-3,
         eval_every=2, workers=0, crop_scale_min=0.7, device="cuda", data_path="cache",
         model=dict(backbone="smallcnn", weights="none", dim=32, bits=32),
@@ -65,7 +65,7 @@ def test_training_on_cuda_with_the_decoded_cache_learns(tmp_path):
 
 def test_compiled_training_step_on_cuda(tmp_path):
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=12)
-    config = resolve_config("folder", dict(
+    config = resolve_config(dict(
         data=str(folder), out=str(tmp_path / "run"), split="seen", epochs=1, batch_size=16, workers=0, device="cuda",
         compile=True, model=dict(backbone="smallcnn", weights="none", dim=16, bits=16),
     ))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hashpa.errors import HashpaError
-from hashpa.eval.metrics import recall_at_k
+from hashpa.metrics.retrieval import recall_at_k
 from hashpa.quantizers import fit_itq, fit_lsh, fit_pca
 
 

@@ -20,7 +20,8 @@ import torch
 from torchvision import transforms as T
 
 from hashpa.data.builtin import cache_dir
-from hashpa.data.folder import ImageDataset, Sample, collate_skipping, usable_workers
+from hashpa.data.folder import Sample
+from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
 from hashpa.errors import HashpaError
 from hashpa.fileio import atomic_path
 
@@ -37,19 +38,19 @@ class DecodedImages:
         return DecodedImages(self.images.to(device), self.labels.to(device), self.positions)
 
 
-def cache_key(samples: list[Sample], size: int) -> str:
-    digest = hashlib.sha256(str(size).encode())
+def cache_key(samples: list[Sample], size: int, interpolation: str) -> str:
+    digest = hashlib.sha256(f"{size} {interpolation}".encode())
     for sample in samples:
         stat = os.stat(sample.path)
         digest.update(f"{sample.path}\0{sample.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
 
 
-def decoded_images(samples: list[Sample], size: int, workers: int = 4, folder: Path | None = None) -> DecodedImages:
-    """The decoded cache of `samples` at size S (built on first use)."""
-    path = (folder or cache_dir() / "decoded") / f"images-{cache_key(samples, size)}-{size}px.h5"
+def decoded_images(samples: list[Sample], size: int, interpolation: str = "bilinear", workers: int = 4, folder: Path | None = None) -> DecodedImages:
+    """The decoded cache of `samples` at size S, resized with `interpolation` (built on first use)."""
+    path = (folder or cache_dir() / "decoded") / f"images-{cache_key(samples, size, interpolation)}-{size}px.h5"
     if not path.is_file():
-        _build(samples, size, workers, path)
+        _build(samples, size, interpolation, workers, path)
     with h5py.File(path, "r") as h5:
         images = torch.from_numpy(h5["images"][()])
         labels = torch.from_numpy(h5["labels"][()])
@@ -57,10 +58,10 @@ def decoded_images(samples: list[Sample], size: int, workers: int = 4, folder: P
     return DecodedImages(images, labels, positions)
 
 
-def _build(samples: list[Sample], size: int, workers: int, path: Path) -> None:
+def _build(samples: list[Sample], size: int, interpolation: str, workers: int, path: Path) -> None:
     if not samples:
         raise HashpaError("no images to cache")
-    transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])
+    transform = T.Compose([T.Resize(size, interpolation=T.InterpolationMode(interpolation)), T.CenterCrop(size), T.PILToTensor()])
     loader = torch.utils.data.DataLoader(ImageDataset(samples, transform), batch_size=64, num_workers=usable_workers(workers), collate_fn=collate_skipping)
     path.parent.mkdir(parents=True, exist_ok=True)
     log.info("decoding %d images once into %s", len(samples), path)

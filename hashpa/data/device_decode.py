@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from hashpa.data.augment import normalize_batch
-from hashpa.data.folder import READ_ERRORS, Sample
+from hashpa.data.folder import Sample
+from hashpa.data.loading import READ_ERRORS
 from hashpa.data.transforms import test_resize
 from hashpa.models.backbones import Preprocessing
 
@@ -64,16 +65,16 @@ def decode_batch(data: list[torch.Tensor], paths: list[Path], device: torch.devi
 
 
 def resize_center_crop(images: list[torch.Tensor], preprocessing: Preprocessing) -> torch.Tensor:
-    """The test transform on the device: short side to test_resize(size) (antialiased bilinear),
-    centre crop to size, then the backbone's normalisation. Returns float [B, 3, size, size]."""
+    """The test transform on the device: short side to test_resize (antialiased, the preprocessing's
+    interpolation), centre crop to size, then the backbone's normalisation. Returns float [B, 3, size, size]."""
     size = preprocessing.input_size
-    short = test_resize(size)
+    short = test_resize(preprocessing)
     out = []
     for image in images:
         h, w = image.shape[1:]
         scale = short / min(h, w)
         new_h, new_w = max(short, round(h * scale)), max(short, round(w * scale))
-        resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        resized = F.interpolate(image[None].float(), size=(new_h, new_w), mode=preprocessing.interpolation, antialias=True, align_corners=False)
         top, left = (new_h - size) // 2, (new_w - size) // 2
         out.append(resized[0, :, top : top + size, left : left + size].clamp(0, 255).round())
     return normalize_batch(torch.stack(out), preprocessing)

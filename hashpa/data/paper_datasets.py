@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from hashpa.data.folder import Sample
-from hashpa.data.splits import RetrievalSplit
+from hashpa.data.splits import DATASETS, RetrievalSplit
 from hashpa.errors import HashpaError
-
-DATASETS = ("cub", "cars", "sop", "inshop")
 
 
 def load_paper_dataset(name: str, root: str | Path) -> RetrievalSplit:
@@ -44,8 +42,11 @@ def load_cub(root: Path) -> RetrievalSplit:
 
 def load_cars(root: Path) -> RetrievalSplit:
     path = _require(root, "cars_annos.mat", "Cars-196")
-    from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
+    try:
+        from scipy.io import loadmat
+        from scipy.io.matlab import MatReadError
+    except ImportError:
+        raise HashpaError("Cars-196's annotations are a MATLAB file: install scipy to read them (pip install 'hashpa[paper]')") from None
 
     try:
         annotations = loadmat(str(path), squeeze_me=True)["annotations"]

@@ -16,7 +16,9 @@ from pathlib import Path
 from hashpa.data.folder import Sample, labelled_samples
 from hashpa.errors import HashpaError
 
-SPLITS = ("half", "seen")
+SPLITS = ("half", "seen", "dirs")
+DATASETS = ("cub", "cars", "sop", "inshop")  # the Proxy Anchor paper's benchmarks (hashpa.data.paper_datasets reads them)
+DATASET_KINDS = ("builtin", "folder", *DATASETS)  # where a split's images come from
 
 
 @dataclass
@@ -54,7 +56,7 @@ def split_folder(root: str | Path, mode: str = "half", test_fraction: float = 0.
         return _split_classes(samples, classes, len(classes) // 2, f"{root} (first {len(classes) // 2} of {len(classes)} classes train)")
     if mode == "seen":
         return _split_within_classes(samples, classes, test_fraction, seed, f"{root} (seen classes, {test_fraction:.0%} of each held out)")
-    raise HashpaError(f"unknown split {mode!r}; choose one of {', '.join(SPLITS)} or give --train-dir and --test-dir")
+    raise HashpaError(f"unknown split {mode!r}; choose half or seen, or give --train-dir and --test-dir")
 
 
 def split_dirs(train_dir: str | Path, test_dir: str | Path) -> RetrievalSplit:
@@ -84,3 +86,26 @@ def _split_within_classes(samples, classes, test_fraction: float, seed: int, des
         train += members[n_test:]
     key = lambda s: s.path.as_posix()  # noqa: E731
     return RetrievalSplit(sorted(train, key=key), sorted(test, key=key), classes, classes, description=description).check()
+
+
+def build_split(dataset: str = "builtin", data: str | Path | None = None, root: str | Path | None = None, split: str = "half",
+                train_dir: str | Path | None = None, test_dir: str | Path | None = None, test_fraction: float = 0.2,
+                seed: int = 0) -> RetrievalSplit:
+    """The train/test split of `dataset` (one of DATASET_KINDS): the built-in set or an image folder
+    `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, or a paper dataset under `root`."""
+    from hashpa.data.builtin import builtin_dataset
+    from hashpa.data.paper_datasets import load_paper_dataset
+
+    if dataset == "builtin":
+        return split_folder(builtin_dataset(), split, test_fraction, seed)
+    if dataset == "folder":
+        if split == "dirs" or train_dir or test_dir:
+            if not (train_dir and test_dir):
+                raise HashpaError("give both --train-dir and --test-dir")
+            return split_dirs(train_dir, test_dir)
+        if not data:
+            raise HashpaError("no image folder given: pass --data DIR (or leave it out to train on the built-in dataset)")
+        return split_folder(data, split, test_fraction, seed)
+    if not root:
+        raise HashpaError(f"--dataset {dataset} needs --root, the folder holding the dataset")
+    return load_paper_dataset(dataset, root)

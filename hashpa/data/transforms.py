@@ -1,4 +1,5 @@
-"""Image transforms: the paper's train and test transforms, sized to the backbone's input."""
+"""Image transforms: the paper's train and test transforms, sized and resampled as the backbone's
+preprocessing says (for timm backbones, timm's own configuration: e.g. bicubic, crop_pct)."""
 
 from __future__ import annotations
 
@@ -23,19 +24,22 @@ class ToBackboneRange(torch.nn.Module):
         return self.normalize(x * self.scale)
 
 
-def test_resize(size: int) -> int:
-    """Resize before the center crop: 256 for a 224 crop, in proportion for other sizes."""
-    return round(size * 256 / 224)
+def test_resize(preprocessing: Preprocessing) -> int:
+    """The short side before the centre crop: input_size / crop_pct (256 for a 224 crop at 0.875)."""
+    return round(preprocessing.input_size / preprocessing.crop_pct)
 
 
-def train_transform(
-    preprocessing: Preprocessing, size: int, crop_scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True
-) -> T.Compose:
-    steps = [T.RandomResizedCrop(size, scale=crop_scale)]
+def interpolation(preprocessing: Preprocessing) -> T.InterpolationMode:
+    return T.InterpolationMode(preprocessing.interpolation)
+
+
+def train_transform(preprocessing: Preprocessing, crop_scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True) -> T.Compose:
+    steps = [T.RandomResizedCrop(preprocessing.input_size, scale=crop_scale, interpolation=interpolation(preprocessing))]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     return T.Compose([*steps, T.ToTensor(), ToBackboneRange(preprocessing)])
 
 
-def test_transform(preprocessing: Preprocessing, size: int) -> T.Compose:
-    return T.Compose([T.Resize(test_resize(size)), T.CenterCrop(size), T.ToTensor(), ToBackboneRange(preprocessing)])
+def test_transform(preprocessing: Preprocessing) -> T.Compose:
+    return T.Compose([T.Resize(test_resize(preprocessing), interpolation=interpolation(preprocessing)), T.CenterCrop(preprocessing.input_size),
+                      T.ToTensor(), ToBackboneRange(preprocessing)])

@@ -1,39 +1,18 @@
 """Metric-learning losses and hash-code terms. Each module holds one loss; ``build_loss`` makes a metric loss by name."""
 
-from __future__ import annotations
+from hashpa._lazy import lazy_exports
 
-from hashpa.errors import HashpaError
-from hashpa.losses.base import MetricLoss, ProxyLoss
-from hashpa.losses.decorrelation import DecorrelationLoss
-from hashpa.losses.distillation import SimilarityDistillationLoss
-from hashpa.losses.multi_similarity import MultiSimilarityLoss
-from hashpa.losses.proxy_anchor import ProxyAnchorLoss
-from hashpa.losses.proxy_nca import ProxyNCALoss
-from hashpa.losses.quantization import QuantizationLoss
-
-LOSS_NAMES = ("proxy_anchor", "proxy_nca", "ms")
-
-
-def build_loss(name: str, num_classes: int, embedding_dim: int, alpha: float = 32.0, margin: float = 0.1) -> MetricLoss:
-    """A metric loss by its command-line name; ``alpha``/``margin`` apply to Proxy Anchor only."""
-    if name == "proxy_anchor":
-        return ProxyAnchorLoss(num_classes, embedding_dim, alpha=alpha, margin=margin)
-    if name == "proxy_nca":
-        return ProxyNCALoss(num_classes, embedding_dim)
-    if name == "ms":
-        return MultiSimilarityLoss()
-    raise HashpaError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
-
-
-__all__ = [
-    "LOSS_NAMES",
-    "DecorrelationLoss",
-    "MetricLoss",
-    "MultiSimilarityLoss",
-    "ProxyAnchorLoss",
-    "ProxyLoss",
-    "ProxyNCALoss",
-    "QuantizationLoss",
-    "SimilarityDistillationLoss",
-    "build_loss",
-]
+_EXPORTS = {
+    "LOSS_NAMES": ".registry",
+    "build_loss": ".registry",
+    "MetricLoss": ".base",
+    "ProxyLoss": ".base",
+    "DecorrelationLoss": ".decorrelation",
+    "SimilarityDistillationLoss": ".distillation",
+    "MultiSimilarityLoss": ".multi_similarity",
+    "ProxyAnchorLoss": ".proxy_anchor",
+    "ProxyNCALoss": ".proxy_nca",
+    "QuantizationLoss": ".quantization",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

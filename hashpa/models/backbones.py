@@ -34,9 +34,17 @@ class Preprocessing:
     std: tuple[float, ...] = IMAGENET_STD
     input_range: float = 1.0  # pixel values are scaled to [0, input_range] before mean/std
     bgr: bool = False
+    interpolation: str = "bilinear"  # resizing: bilinear or bicubic
+    crop_pct: float = 0.875  # the test transform resizes the short side to input_size / crop_pct, then centre-crops
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Preprocessing":
+        """A saved preprocessing; fields it predates keep their defaults (what its model was trained with)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
 
 
 @dataclass
@@ -146,10 +154,9 @@ def _timm_backbone(name: str, weights: str) -> Backbone:
         _load_packaged_lite(module, packaged, name)
     else:
         _load_file_weights(module, weights)
-    config = timm.data.resolve_data_config({}, model=module)
-    preprocessing = Preprocessing(
-        input_size=int(config["input_size"][-1]), mean=tuple(config["mean"]), std=tuple(config["std"])
-    )
+    config = timm.data.resolve_data_config({}, model=module)  # timm's own preprocessing for this model
+    preprocessing = Preprocessing(input_size=int(config["input_size"][-1]), mean=tuple(config["mean"]), std=tuple(config["std"]),
+                                  interpolation=config["interpolation"], crop_pct=float(config["crop_pct"]))
     features = TimmFeatures(module)
     return Backbone(features, features.channels(preprocessing.input_size, name), preprocessing)
 

@@ -4,41 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashpa.codes import check_bits, pack_codes
-from hashpa.errors import HashpaError
-from hashpa.models.backbones import build_backbone
+from hashpa.codes import pack_codes
+from hashpa.models.backbones import Preprocessing, build_backbone
+from hashpa.models.config import ModelConfig
 from hashpa.models.heads import EmbeddingHead, GlobalPool, HashHead
-
-HASH_SOURCES = ("embedding", "features")
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "smallcnn"
-    weights: str = "none"  # "none", "imagenet" or a file path; used only when the model is first built
-    dim: int = 512
-    bits: int = 64
-    pooling: str = "avgmax"
-    hash_source: str = "embedding"  # the hash head reads the float embedding (before normalisation) or the pooled features
-    image_size: int = 0  # 0: the backbone's own input size
-    freeze_bn: bool = False
-
-    def check(self) -> "ModelConfig":
-        check_bits(self.bits, 16, 256, "--bits")
-        if self.dim < 1:
-            raise HashpaError(f"--dim must be positive, got {self.dim}")
-        if self.hash_source not in HASH_SOURCES:
-            raise HashpaError(f"hash_source must be one of {', '.join(HASH_SOURCES)}, got {self.hash_source!r}")
-        if self.image_size < 0:
-            raise HashpaError(f"--image-size must be positive (or 0 for the backbone's own), got {self.image_size}")
-        return self
 
 
 class ModelOutput(NamedTuple):
@@ -47,12 +22,13 @@ class ModelOutput(NamedTuple):
 
 
 class HashingModel(nn.Module):
-    def __init__(self, config: ModelConfig, load_weights: bool = True):
+    def __init__(self, config: ModelConfig, load_weights: bool = True, preprocessing: Preprocessing | None = None):
+        """`preprocessing`: what a trained model was trained with (its checkpoint's), instead of the backbone's own."""
         super().__init__()
         self.config = config.check()
         backbone = build_backbone(config.backbone, config.weights if load_weights else "none")
         size = config.image_size or backbone.preprocessing.input_size
-        self.preprocessing = dataclasses.replace(backbone.preprocessing, input_size=size)
+        self.preprocessing = preprocessing or dataclasses.replace(backbone.preprocessing, input_size=size)
         self.backbone = backbone.module
         self.pool = GlobalPool(config.pooling)
         self.embedding = EmbeddingHead(backbone.num_features, config.dim)

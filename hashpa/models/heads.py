@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from hashpa.errors import HashpaError
-
-POOLINGS = ("avgmax", "avg")
+from hashpa.models.config import POOLINGS
 
 
 class GlobalPool(nn.Module):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hashpa.data.folder import ImageDataset, collate_skipping, find_images, labelled_samples
+from hashpa.data.folder import find_images, labelled_samples
+from hashpa.data.loading import ImageDataset, collate_skipping
 from hashpa.errors import HashpaError
 
 

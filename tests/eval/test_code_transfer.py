@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from eval import code_transfer
 from hashpa.errors import HashpaError
-from hashpa.eval import code_transfer
-from hashpa.eval.metrics import retrieval_scores
+from hashpa.metrics.retrieval import retrieval_scores
 from hashpa.quantizers import fit_itq
 from tests.conftest import make_image_folder
 
@@ -47,15 +47,15 @@ def test_too_few_photos_for_the_bits():
     x, labels = clusters(0, classes=2, per_class=8)
     with pytest.raises(HashpaError, match="more than 16 training and test photos"):
         code_transfer.transfer_rows(x, x, labels, 16)
-    with pytest.raises(HashpaError, match="between 8 and 24"):
+    with pytest.raises(HashpaError, match=r"from 16 to 24 \(the embedding dimension\)"):
         code_transfer.transfer_rows(*clusters(0)[:1], *clusters(0), 32)
 
 
 def test_main_on_a_trained_run(tmp_path):
-    from hashpa.train import resolve_config, train
+    from hashpa.training import resolve_config, train
 
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=20)
-    config = resolve_config("folder", dict(data=str(folder), split="half", epochs=1, batch_size=12, workers=0, code_epochs=0,
+    config = resolve_config(dict(data=str(folder), split="half", epochs=1, batch_size=12, workers=0, code_epochs=0,
                                            out=str(tmp_path / "run"), model=dict(backbone="smallcnn", weights="none", dim=16, bits=16)))
     train(config)
     bench = tmp_path / "BENCH.md"

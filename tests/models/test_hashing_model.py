@@ -56,7 +56,7 @@ def test_fingerprint_identifies_the_weights():
     assert a.fingerprint() == b.fingerprint()
 
 
-@pytest.mark.parametrize("field,value,match", [("bits", 12, "multiple of 8"), ("dim", 0, "--dim"), ("hash_source", "x", "hash_source")])
+@pytest.mark.parametrize("field,value,match", [("bits", 12, "multiple of 8"), ("dim", 0, "--dim"), ("hash_source", "x", "--hash-source")])
 def test_config_errors(field, value, match):
     with pytest.raises(HashpaError, match=match):
         HashingModel(ModelConfig(backbone="smallcnn", **{field: value}))

@@ -1,0 +1,99 @@
+"""What every benchmark report carries: the command, the machine, the library versions; and where
+it goes: ``<out>/<name>.json``, ``<out>/<name>.md`` and a tagged section of BENCHMARKS.md.
+
+    python -m eval.publish BENCHMARKS.md bench-results/gpu    # merge reports brought back from a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.report.machine import describe_machine, machine_info
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that reproduces a benchmark run, for its report."""
+    args = argv if argv is not None else sys.argv[1:]
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in args)
+
+
+def update_section(path: str | Path, tag: str, body: str) -> None:
+    """Replace the text between ``<!-- TAG:start -->`` and ``<!-- TAG:end -->`` in `path` (appended if absent)."""
+    path = Path(path)
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    block = f"{start}\n{body}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    write_text_atomic(path, text)
+
+
+def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """--out, --benchmarks and --tag, the options every benchmark writes its report by."""
+    parser.add_argument("--out", type=Path, default=Path(f"bench-results/{name}"), help="folder for the JSON, Markdown and plots")
+    parser.add_argument("--benchmarks", type=Path, help=f"Markdown file whose {name} section to replace (e.g. BENCHMARKS.md)")
+    parser.add_argument("--tag", default="cpu", help="section name in --benchmarks (cpu, gpu, ...)")
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The parsed options as JSON-ready values."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def data_missing(data: Path, benchmark: str) -> bool:
+    """True (after saying so) when a benchmark's data folder is absent: it is skipped, not failed."""
+    if data.is_dir():
+        return False
+    print(f"{benchmark} benchmark skipped: {data} not found (see ../shared/data/README.md; pass --data DIR)")
+    return True
+
+
+def publish(args: argparse.Namespace, name: str, command: str, results: dict, body: str) -> None:
+    """Write `results` with the command, this machine and the parsed options as <out>/<name>.json,
+    the Markdown `body` under a command and machine header as <out>/<name>.md and into the
+    ``<name>:<tag>`` section of --benchmarks, and print the Markdown."""
+    report = {"command": command, "machine": machine_info(), **results, "settings": settings(args)}
+    text = f"Command: `{command}`  \nMachine: {describe_machine(report['machine'])}  \n{body}"
+    write_json_atomic(args.out / f"{name}.json", report)
+    write_text_atomic(args.out / f"{name}.md", text + "\n")
+    if args.benchmarks:
+        update_section(args.benchmarks, f"{name}:{args.tag}", text)
+    print(text)
+
+
+def merge_sections(benchmarks: str | Path, folders: list[Path]) -> list[str]:
+    """Put each benchmark report found in `folders` (a <name>.md beside its <name>.json, as `publish`
+    writes them, e.g. brought back from a GPU machine) into its ``<name>:<tag>`` section of
+    `benchmarks`. Returns the sections replaced."""
+    replaced = []
+    for folder in folders:
+        for report_path in sorted(Path(folder).rglob("*.json")):
+            markdown_path = report_path.with_suffix(".md")
+            report = json.loads(report_path.read_text())
+            if not markdown_path.is_file() or "tag" not in report.get("settings", {}) or "command" not in report:
+                continue
+            tag = f"{report_path.stem}:{report['settings']['tag']}"
+            update_section(benchmarks, tag, markdown_path.read_text().rstrip("\n"))
+            replaced.append(tag)
+    return replaced
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Merge benchmark reports (e.g. from a GPU machine) into BENCHMARKS.md.")
+    parser.add_argument("benchmarks", type=Path, help="the Markdown file, e.g. BENCHMARKS.md")
+    parser.add_argument("folders", type=Path, nargs="+", help="folders holding <name>.json + <name>.md reports")
+    args = parser.parse_args(argv)
+    for tag in merge_sections(args.benchmarks, args.folders):
+        print(f"replaced section {tag} of {args.benchmarks}")
+
+
+if __name__ == "__main__":
+    main()

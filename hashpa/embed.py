@@ -1,0 +1,225 @@
+"""Running a trained model over images: the public ``hashpa.load(run).embed(images)``, and batched
+embedding of image files (reader: DataLoader workers; mapper: the model; the caller writes), shared
+by training's evaluation, indexing and search."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from hashpa.data.folder import Sample
+from hashpa.data.loading import Batch, ImageDataset, collate_skipping, read_rgb, usable_workers
+from hashpa.data.transforms import test_transform
+from hashpa.devices import autocast, resolve_device
+from hashpa.errors import HashpaError
+from hashpa.models.hashing_model import HashingModel
+
+log = logging.getLogger(__name__)
+
+
+class Model:
+    """A trained model ready to embed images: ``emb, codes = model.embed(images)``."""
+
+    def __init__(self, network: HashingModel, device: torch.device, source: str = "", checkpoint: str = "", state: dict | None = None):
+        self.network = network.to(device).eval()
+        self.device = device
+        self.source, self.checkpoint = source, checkpoint
+        self.state = state or {}  # the checkpoint it was loaded from (epoch, config, best, ...)
+        self._fingerprint: str | None = None
+
+    @property
+    def bits(self) -> int:
+        return self.network.config.bits
+
+    @property
+    def dim(self) -> int:
+        return self.network.config.dim
+
+    @property
+    def preprocessing(self):
+        return self.network.preprocessing
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights and config (what an index records as the model it was built with)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.network.fingerprint()
+        return self._fingerprint
+
+    def embed(self, images, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Both representations of `images`: (float32 embeddings [N, dim], L2-normalised; packed uint8
+        codes [N, bits/8]).
+
+        `images`: one image or a sequence of them, each a PIL image, a file path, a uint8 array
+        [H, W, 3] or [H, W], or a tensor [3, H, W] (uint8, or float in [0, 1]); a uint8 array
+        [N, H, W, 3] or a tensor [N, 3, H, W] is a batch. The model's own preprocessing (resize,
+        centre crop, normalisation) is applied to each.
+        """
+        transform = test_transform(self.preprocessing)
+        pictures = [_as_rgb(image) for image in _as_sequence(images)]
+        if not pictures:
+            raise HashpaError("no images to embed")
+        embeddings, codes = [], []
+        for start in range(0, len(pictures), batch_size):
+            batch = torch.stack([transform(p) for p in pictures[start : start + batch_size]]).to(self.device)
+            with autocast(self.device):
+                e, c = self.network.embed(batch)
+            embeddings.append(e.float().cpu().numpy())
+            codes.append(c.cpu().numpy())
+        return np.concatenate(embeddings), np.concatenate(codes)
+
+
+def load(source: str | Path, checkpoint: str = "best", device: str | torch.device = "auto") -> Model:
+    """The trained model of a run directory (its `checkpoint`: "best" or "last") or of a checkpoint file."""
+    from hashpa.training.checkpoints import load_trained_model
+
+    target = resolve_device(device)
+    network, state = load_trained_model(source, checkpoint, target)
+    return Model(network, target, str(source), checkpoint, state)
+
+
+def _as_sequence(images) -> list:
+    """One image -> [it]; a batch array or tensor, or any sequence -> its items."""
+    if isinstance(images, (str, Path)) or _is_single_image(images):
+        return [images]
+    return list(images)
+
+
+def _is_single_image(image) -> bool:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return True
+    if isinstance(image, np.ndarray):
+        return image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3, 4))
+    return isinstance(image, torch.Tensor) and image.ndim == 3
+
+
+def _as_rgb(image):
+    """A PIL RGB image from any input `Model.embed` takes."""
+    from PIL import Image
+    from torchvision.transforms.functional import to_pil_image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, (str, Path)):
+        picture = read_rgb(Path(image))
+        if picture is None:
+            raise HashpaError(f"cannot read the image {image}: not an image file hashpa can decode (see the warning above)")
+        return picture
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise HashpaError(f"image arrays must be uint8 [H, W, 3] or [H, W], got {image.dtype} with shape {image.shape}")
+        return Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] not in (1, 3):
+            raise HashpaError(f"image tensors must be [3, H, W] or [1, H, W], got shape {tuple(image.shape)}")
+        return to_pil_image(image.cpu()).convert("RGB")
+    raise HashpaError(f"cannot embed a {type(image).__name__}: give PIL images, file paths, uint8 arrays or image tensors")
+
+
+@dataclass
+class EmbeddedBatch:
+    positions: np.ndarray  # int64 [n]: positions in the input sequence of the images that were read
+    embeddings: np.ndarray  # float32 [n, dim]
+    codes: np.ndarray  # uint8 [n, bits/8]
+    skipped: int  # unreadable images in this batch
+
+
+def embed_batches(
+    model: HashingModel,
+    samples: Sequence[Sample],
+    device: torch.device,
+    batch_size: int = 128,
+    workers: int = 0,
+    progress: str | None = None,
+    hash_inputs: bool = False,
+    decode: str = "pil",
+) -> Iterator[EmbeddedBatch]:
+    """Embed `samples` in order, `batch_size` at a time, with the model's test transform.
+
+    decode "pil": images are decoded and transformed in `workers` DataLoader processes, overlapping
+    the model; "device": workers only read the files, decoding and resizing run on `device`
+    (hashpa.data.device_decode). Unreadable images are skipped with a warning and counted. With
+    hash_inputs, ``embeddings`` holds what the hash head reads instead (and ``codes`` is empty).
+    """
+    from tqdm import tqdm
+
+    batches = _device_decoded(model, samples, device, batch_size, workers) if decode == "device" else _pil_decoded(model, samples, device, batch_size, workers)
+    model.eval()
+    with tqdm(total=len(samples), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
+        for batch in batches:
+            if len(batch.indices):
+                with autocast(device):
+                    images = batch.images
+                    if hash_inputs:
+                        embeddings, codes = model.hash_inputs(images), torch.empty((len(images), 0), dtype=torch.uint8)
+                    else:
+                        embeddings, codes = model.embed(images)
+                embeddings, codes = embeddings.float().cpu().numpy(), codes.cpu().numpy()
+            else:
+                embeddings = np.empty((0, model.config.dim), np.float32)
+                codes = np.empty((0, model.config.bits // 8), np.uint8)
+            bar.update(len(batch.indices) + batch.skipped)
+            yield EmbeddedBatch(batch.indices.numpy(), embeddings, codes, batch.skipped)
+
+
+def _pil_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
+    dataset = ImageDataset(list(samples), test_transform(model.preprocessing))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(workers), collate_fn=collate_skipping,
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        yield Batch(batch.images.to(device, non_blocking=True), batch.labels, batch.indices, batch.skipped)
+
+
+def _device_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
+    from hashpa.data.device_decode import FileBytes, collate_bytes, decode_batch, resize_center_crop
+
+    samples = list(samples)
+    loader = torch.utils.data.DataLoader(FileBytes(samples), batch_size=batch_size, shuffle=False,
+                                         num_workers=usable_workers(workers), collate_fn=collate_bytes)
+    for data, indices, unreadable in loader:
+        images, kept = decode_batch(data, [samples[i].path for i in indices], device)
+        indices = torch.tensor([indices[i] for i in kept], dtype=torch.long)
+        skipped = unreadable + len(data) - len(kept)
+        tensor = resize_center_crop(images, model.preprocessing) if images else torch.empty(0)
+        yield Batch(tensor, torch.tensor([samples[i].label for i in indices.tolist()], dtype=torch.long), indices, skipped)
+
+
+def embed_all(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(embeddings [n, dim], codes [n, bits/8], positions [n] of the readable samples, skipped count)."""
+    parts = list(embed_batches(model, samples, device, **kwargs))
+    if not parts:
+        raise HashpaError("no images to embed")
+    return (
+        np.concatenate([p.embeddings for p in parts]),
+        np.concatenate([p.codes for p in parts]),
+        np.concatenate([p.positions for p in parts]),
+        sum(p.skipped for p in parts),
+    )
+
+
+@dataclass
+class Embedded:
+    """What a model gives for the readable images of a list of labelled samples."""
+
+    embeddings: np.ndarray  # float32 [n, dim], L2-normalised
+    codes: np.ndarray  # uint8 [n, bits/8]
+    labels: np.ndarray  # int64 [n]
+
+    def representation(self, name: str) -> np.ndarray:
+        """"float" -> embeddings, "codes" -> codes."""
+        return self.embeddings if name == "float" else self.codes
+
+
+def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> Embedded:
+    """embed_all over `samples`, with the labels of the images that could be read (kwargs as embed_batches')."""
+    embeddings, codes, positions, _ = embed_all(model, samples, device, **kwargs)
+    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64))

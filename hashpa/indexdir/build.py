@@ -1,0 +1,213 @@
+"""``hashpa index``: embed an image folder once, store both representations, build FAISS indexes.
+
+Re-running on the same folder embeds only new or changed files and drops deleted ones; finished
+batches of an interrupted run are kept (``partial``) and not embedded again. Every file is written
+to a temporary name and renamed; index.json, written last, names the store its indexes were built
+from (``layout``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hashpa import __version__
+from hashpa.codes import check_bits
+from hashpa.data.folder import Sample
+from hashpa.data.labels import label_paths
+from hashpa.errors import HashpaError
+from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, unchanged_rows
+from hashpa.indexdir.faiss_files import build_faiss_index, write_faiss
+from hashpa.indexdir.layout import (
+    DEFAULT_INDEXES,
+    KINDS,
+    STORE_FILE,
+    IndexMeta,
+    index_file_name,
+    index_key,
+    relative_folder,
+    write_meta,
+)
+from hashpa.indexdir.partial import PartialBatches, Rows
+from hashpa.indexdir.settings import IndexSettings
+from hashpa.indexdir.store import FittedCodes, Store, read_store, write_store
+from hashpa.quantizers import LOW_DATA_ROWS_PER_BIT, enough_rows, fit_itq
+
+log = logging.getLogger(__name__)
+
+ITQ_SAMPLE = 100_000  # embeddings the database-fitted quantiser is trained on, at most
+
+
+@dataclass
+class IndexSummary:
+    out: Path
+    rows: int
+    embedded: int  # images embedded by this run
+    reused: int  # rows taken from the previous store or an interrupted run
+    removed: int  # rows of files that no longer exist
+    skipped: list[str] = field(default_factory=list)  # unreadable files
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    indexes: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "out": str(self.out)}
+
+
+def build_index(folder: str | Path, model: str | Path, out: str | Path, **settings) -> IndexSummary:
+    """Embed the images under `folder` with the trained model `model` (run directory or checkpoint
+    file) into the index directory `out`, creating or updating it; `settings` are IndexSettings' fields.
+
+    codes "itq" fills the binary indexes with codes of the same length (or `code_bits`) fitted to
+    this folder's float embeddings by PCA-ITQ (unsupervised, refitted on every run; queries are
+    encoded with the stored quantiser), which rank better on classes the model never saw.
+    """
+    from hashpa.embed import load
+
+    started = time.perf_counter()
+    options = IndexSettings(**settings).check()
+    folder, out = Path(folder), Path(out)
+    files = scan_folder(folder)
+    if not len(files):
+        raise HashpaError(f"no images found under {folder}")
+    embedder = load(model, options.checkpoint, options.device)
+    out.mkdir(parents=True, exist_ok=True)
+
+    previous = _previous_rows(out, embedder.fingerprint, embedder.dim, embedder.bits // 8)
+    partial = PartialBatches(out, embedder.fingerprint)
+    from_store = unchanged_rows(files, previous.paths, previous.sizes, previous.mtimes)
+    done = partial.read(embedder.dim, embedder.bits // 8)
+    from_partial = np.where(from_store < 0, unchanged_rows(files, done.paths, done.sizes, done.mtimes), -1)
+    todo = np.flatnonzero((from_store < 0) & (from_partial < 0))
+    log.info("%d images: %d to embed, %d unchanged", len(files), len(todo), len(files) - len(todo))
+
+    started_embedding = time.perf_counter()
+    done = Rows.concatenate([done, *_embed(embedder, folder, files, todo, partial, options)], embedder.dim, embedder.bits // 8)
+    embed_seconds = time.perf_counter() - started_embedding if len(todo) else 0.0
+    from_partial = np.where(from_store < 0, unchanged_rows(files, done.paths, done.sizes, done.mtimes), -1)
+    present = (from_store >= 0) | (from_partial >= 0)
+    skipped = [str(p) for p in files.paths[~present]]
+    if skipped:
+        log.warning("skipped %d unreadable images: %s", len(skipped), ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    if not present.any():
+        raise HashpaError(f"none of the {len(files)} images under {folder} could be read")
+
+    store = _assemble(files, present, from_store, previous, from_partial, done, embedder, folder, options.float16)
+    if options.codes == "itq":
+        store.fitted = fit_database_codes(store.embeddings, options.code_bits or store.bits)
+    embedded = len(todo) - len(skipped)
+    summary = IndexSummary(out=out, rows=len(store), embedded=embedded, reused=len(files) - len(todo),
+                           removed=int(np.count_nonzero(~contained(files, previous.paths))),
+                           skipped=skipped, images_per_second=round(embedded / embed_seconds, 2) if embed_seconds else 0.0)
+    summary.indexes = write_index_dir(out, store, options.float_indexes, options.binary_indexes,
+                                      {"folder": folder, "model": Path(model).resolve(), "checkpoint": options.checkpoint})
+    summary.seconds = round(time.perf_counter() - started, 3)
+    partial.remove()
+    return summary
+
+
+def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial: PartialBatches, options: IndexSettings) -> list[Rows]:
+    """Embed the files at positions `todo`, keeping every finished batch in `partial`; returns the batches."""
+    from hashpa.embed import embed_batches
+
+    samples = [Sample(folder / files.paths[i], -1) for i in todo]
+    batches = []
+    for batch in embed_batches(embedder.network, samples, embedder.device, options.batch_size, options.workers, progress="embedding",
+                               decode=options.decode):
+        if len(batch.positions):
+            rows = todo[batch.positions]
+            batches.append(Rows(files.paths[rows], files.sizes[rows], files.mtimes[rows], batch.embeddings, batch.codes))
+            partial.write(batches[-1])
+    return batches
+
+
+def _previous_rows(out: Path, fingerprint: str, dim: int, code_bytes: int) -> Rows:
+    """The rows of the store in `out` when the same model built it (else none: every image is embedded again)."""
+    path = out / STORE_FILE
+    if not path.is_file():
+        return Rows.concatenate([], dim, code_bytes)
+    store = read_store(path)
+    if store.attrs.get("model_fingerprint") != fingerprint:
+        log.warning("%s was built with another model: every image is embedded again", path)
+        return Rows.concatenate([], dim, code_bytes)
+    return Rows(np.array(store.paths, dtype=object), store.sizes, store.mtimes, store.embeddings, store.codes)
+
+
+def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, previous: Rows, from_partial: np.ndarray, done: Rows,
+              embedder, folder: Path, float16: bool) -> Store:
+    """The store of the readable files, in path order, each row taken from where it was embedded."""
+    rows = np.flatnonzero(present)
+    in_store = from_store[rows] >= 0
+    embeddings = np.empty((len(rows), embedder.dim), np.float16 if float16 else np.float32)
+    codes = np.empty((len(rows), embedder.bits // 8), np.uint8)
+    embeddings[in_store], codes[in_store] = previous.embeddings[from_store[rows[in_store]]], previous.codes[from_store[rows[in_store]]]
+    embeddings[~in_store], codes[~in_store] = done.embeddings[from_partial[rows[~in_store]]], done.codes[from_partial[rows[~in_store]]]
+    paths = [str(p) for p in files.paths[rows]]
+    labels, class_names = label_paths(paths)
+    model_config = embedder.state["config"]["model"]
+    return Store(
+        paths=paths, labels=labels, class_names=class_names, embeddings=embeddings, codes=codes,
+        sizes=files.sizes[rows], mtimes=files.mtimes[rows],
+        attrs={"backbone": model_config["backbone"], "model_config": model_config, "preprocessing": embedder.preprocessing.to_dict(),
+               "model_fingerprint": embedder.fingerprint, "root": str(folder.resolve())},
+    )
+
+
+def fit_database_codes(embeddings: np.ndarray, bits: int, seed: int = 0) -> FittedCodes:
+    """PCA-ITQ fitted to a database's float embeddings [N, dim] (at most ITQ_SAMPLE rows, drawn with
+    `seed`), and the database's codes under it: uint8 [N, bits/8]."""
+    n, dim = embeddings.shape
+    check_bits(bits, "--code-bits", at_most=dim, why=f"the embedding dimension {dim}")
+    if not enough_rows(n, bits):
+        raise HashpaError(f"--codes itq fits {bits} bits to the folder's embeddings and needs more than {bits} images, "
+                          f"the folder has {n}: use --codes model (the model's own codes) for small folders")
+    if n < LOW_DATA_ROWS_PER_BIT * bits:
+        log.warning("--codes itq: %d images for %d bits is little data to fit a quantiser; compare with --codes model", n, bits)
+    started = time.perf_counter()
+    sample = np.sort(np.random.default_rng(seed).choice(n, ITQ_SAMPLE, replace=False)) if n > ITQ_SAMPLE else slice(None)
+    hasher = fit_itq(embeddings[sample].astype(np.float32), bits, seed=seed)
+    codes = np.concatenate([hasher.encode(embeddings[start : start + 65536]) for start in range(0, n, 65536)])
+    log.info("fitted %d-bit PCA-ITQ codes to %d embeddings in %.1f s", bits, min(n, ITQ_SAMPLE), time.perf_counter() - started)
+    return FittedCodes(codes, hasher)
+
+
+def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["float"], binary_specs=DEFAULT_INDEXES["binary"],
+                    source: dict | None = None) -> dict:
+    """Write `store`, its FAISS indexes and index.json (last) into `out`; returns the indexes built.
+
+    `store.attrs["model_fingerprint"]` names the model; `source` gives the indexed "folder", the
+    "model" and its "checkpoint" for index.json (defaults: the store's root, unknown).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store_id = write_store(out / STORE_FILE, store)
+    built = _build_indexes(store, out, {"float": float_specs, "binary": binary_specs})
+    source = source or {}
+    folder = Path(source.get("folder") or store.attrs.get("root") or out)
+    write_meta(out, IndexMeta(
+        model=str(source.get("model", "")), checkpoint=source.get("checkpoint", "best"), model_fingerprint=store.attrs.get("model_fingerprint", ""),
+        folder=str(folder.resolve()), folder_from_index=relative_folder(folder, out), store_id=store_id, rows=len(store), bits=store.bits,
+        code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
+        labels=store.has_labels, indexes=built, hashpa_version=__version__,
+    ))
+    return built
+
+
+def _build_indexes(store: Store, out: Path, specs: dict[str, tuple[str, ...]]) -> dict:
+    built = {}
+    data = {"float": store.embeddings.astype(np.float32), "binary": store.index_codes}
+    for kind in KINDS:
+        for spec in dict.fromkeys(specs[kind]):
+            started = time.perf_counter()
+            faiss_index = build_faiss_index(kind, data[kind], spec)
+            name = index_file_name(kind, spec)
+            write_faiss(faiss_index, out / name)
+            built[index_key(kind, spec)] = {"kind": kind, "spec": spec, "file": name, "ntotal": int(faiss_index.ntotal),
+                                            "bytes": (out / name).stat().st_size, "build_seconds": round(time.perf_counter() - started, 3)}
+    for stale in set(p.name for p in out.glob("*.faiss")) - {b["file"] for b in built.values()}:
+        (out / stale).unlink()
+    return built

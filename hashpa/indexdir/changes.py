@@ -1,0 +1,54 @@
+"""What an index update must embed: the folder's files compared, as arrays, with rows embedded
+before (the previous store, or finished batches of an interrupted run)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hashpa.data.folder import find_images
+
+
+@dataclass
+class FolderFiles:
+    """The image files of a folder, sorted by path, with what tells whether they changed."""
+
+    paths: np.ndarray  # object [N] of str: relative posix paths, sorted
+    sizes: np.ndarray  # int64 [N]
+    mtimes: np.ndarray  # int64 [N], nanoseconds
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def scan_folder(folder: Path) -> FolderFiles:
+    paths = [p.as_posix() for p in find_images(folder)]
+    stats = [os.stat(folder / p) for p in paths]
+    return FolderFiles(np.array(paths, dtype=object), np.array([s.st_size for s in stats], dtype=np.int64),
+                       np.array([s.st_mtime_ns for s in stats], dtype=np.int64))
+
+
+def unchanged_rows(files: FolderFiles, paths: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:
+    """int64 [len(files)]: for each file, the row of (paths, sizes, mtimes) that embedded it as it is
+    now (same path, size and modification time), else -1. `paths` need not be sorted."""
+    found = np.full(len(files), -1, dtype=np.int64)
+    if not len(paths) or not len(files):
+        return found
+    order = np.argsort(paths, kind="stable")
+    sorted_paths = paths[order]
+    at = np.minimum(np.searchsorted(sorted_paths, files.paths), len(paths) - 1)
+    rows = order[at]
+    same = (sorted_paths[at] == files.paths) & (sizes[rows] == files.sizes) & (mtimes[rows] == files.mtimes)
+    found[same] = rows[same]
+    return found
+
+
+def contained(files: FolderFiles, paths: np.ndarray) -> np.ndarray:
+    """bool [len(paths)]: which of `paths` are among the folder's files (whatever their size or time)."""
+    if not len(files) or not len(paths):
+        return np.zeros(len(paths), dtype=bool)
+    at = np.minimum(np.searchsorted(files.paths, paths), len(files) - 1)
+    return files.paths[at] == paths

@@ -1,0 +1,98 @@
+"""An index directory's layout, written down once: file names, the keys of its FAISS indexes, where
+the binary codes come from, and the schema of index.json.
+
+    INDEX_DIR/store.h5               rows: paths, labels, float embeddings, packed codes (``store``)
+    INDEX_DIR/float-<spec>.faiss     float index (inner product), ``faiss.read_index``
+    INDEX_DIR/binary-<spec>.faiss    binary index (Hamming), ``faiss.read_index_binary``
+    INDEX_DIR/index.json             what was built, from which model and store, with which options
+
+FAISS ids are store rows. index.json is written last and names the store_id its indexes were built
+from, so a half-finished rebuild is detected instead of searched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hashpa.errors import HashpaError
+
+STORE_FILE = "store.h5"
+INDEX_JSON = "index.json"
+KINDS = ("float", "binary")
+DEFAULT_INDEXES = {"float": ("Flat",), "binary": ("BFlat",)}
+EXACT_INDEXES = {"float": "Flat", "binary": "BFlat"}  # the exhaustive index of each kind (exact top k under the ranking rule)
+# where the binary indexes' codes come from, and how hashpa info and compare describe it
+CODE_SOURCES = {"model": "the model's hash head", "itq": "PCA-ITQ fitted to this database"}
+
+
+def index_key(kind: str, spec: str) -> str:
+    """The name of a built FAISS index in index.json: "<kind>:<factory string>"."""
+    return f"{kind}:{spec}"
+
+
+def index_file_name(kind: str, spec: str) -> str:
+    return f"{kind}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec)}.faiss"
+
+
+@dataclass
+class IndexMeta:
+    """index.json."""
+
+    model: str  # the run directory (or checkpoint file) of the model that embedded the images, absolute
+    checkpoint: str  # "best" or "last"
+    model_fingerprint: str
+    folder: str  # the indexed folder, absolute
+    folder_from_index: str  # the same, relative to the index directory (found again when both move together)
+    store_id: str
+    rows: int
+    bits: int
+    code_source: str  # a key of CODE_SOURCES
+    dim: int
+    embeddings_dtype: str
+    labels: bool
+    indexes: dict = field(default_factory=dict)  # index_key -> {"kind", "spec", "file", "ntotal", "bytes", "build_seconds"}
+    store: str = STORE_FILE
+    hashpa_version: str = ""
+
+    def specs(self, kind: str) -> list[str]:
+        return [entry["spec"] for entry in self.indexes.values() if entry["kind"] == kind]
+
+    def entry(self, kind: str, spec: str) -> dict | None:
+        return self.indexes.get(index_key(kind, spec))
+
+
+def write_meta(index_dir: Path, meta: IndexMeta) -> None:
+    from hashpa.fileio import write_json_atomic
+
+    write_json_atomic(Path(index_dir) / INDEX_JSON, asdict(meta))
+
+
+def read_meta(index_dir: str | Path) -> IndexMeta:
+    """The index.json of `index_dir`, or a HashpaError saying what is wrong with it."""
+    path = Path(index_dir) / INDEX_JSON
+    if not path.is_file():
+        raise HashpaError(f"{index_dir} is not a hashpa index (no {INDEX_JSON}); build it with hashpa index FOLDER --model RUN --out {index_dir}")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        values.setdefault("folder_from_index", "")  # written before index directories recorded it
+        return IndexMeta(**values)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+        raise HashpaError(f"{path} is damaged ({error}); rebuild the index with hashpa index") from None
+
+
+def image_root(index_dir: str | Path, meta: IndexMeta) -> Path:
+    """Where the indexed images are now: beside the index as they were (both moved together), or at
+    the absolute path recorded when it was built."""
+    relative = Path(index_dir) / meta.folder_from_index if meta.folder_from_index else None
+    for candidate in (relative, Path(meta.folder)):
+        if candidate is not None and candidate.is_dir():
+            return candidate
+    raise HashpaError(f"the images of {index_dir} are no longer at {meta.folder}: move them back, or rebuild the index from their new folder")
+
+
+def relative_folder(folder: Path, index_dir: Path) -> str:
+    return os.path.relpath(folder.resolve(), index_dir.resolve())

@@ -1,0 +1,70 @@
+"""An index directory opened for reading: its metadata, its store and (loaded on first use) its FAISS indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hashpa.errors import HashpaError, ModelMismatchError
+from hashpa.indexdir.faiss_files import OPTIONS, read_faiss
+from hashpa.indexdir.layout import INDEX_JSON, STORE_FILE, IndexMeta, image_root, read_meta
+from hashpa.indexdir.store import Store, read_store
+
+
+class IndexDir:
+    """The files of an index directory, read-only. The store's float embeddings are memory-mapped
+    (read from disk as rows are used), FAISS indexes are read when first asked for."""
+
+    def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None):
+        """nprobe (IVF lists visited) and ef_search (HNSW beam width) tune approximate indexes."""
+        self.path = Path(path)
+        self.nprobe, self.ef_search = nprobe, ef_search
+        self.meta: IndexMeta = read_meta(self.path)
+        self.store: Store = read_store(self.path / STORE_FILE, map_embeddings=True)
+        self._loaded: dict[tuple[str, str], object] = {}
+        if self.store.attrs.get("store_id") != self.meta.store_id:
+            raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); run hashpa index again")
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta.model_fingerprint
+
+    def specs(self, kind: str) -> list[str]:
+        return self.meta.specs(kind)
+
+    def float_rows(self, rows) -> np.ndarray:
+        """float32 [len(rows), dim]: the stored embeddings of `rows` (any index numpy takes)."""
+        return np.asarray(self.store.embeddings[rows], dtype=np.float32)
+
+    def image_root(self) -> Path:
+        return image_root(self.path, self.meta)
+
+    def faiss_index(self, kind: str, spec: str):
+        if (kind, spec) not in self._loaded:
+            self._loaded[kind, spec] = self._read_faiss(kind, spec)
+        return self._loaded[kind, spec]
+
+    def _read_faiss(self, kind: str, spec: str):
+        entry = self.meta.entry(kind, spec)
+        if entry is None:
+            built = ", ".join(self.specs(kind)) or "none"
+            raise HashpaError(f"{self.path} has no {kind} index {spec!r} (built: {built}); add it with hashpa index ... {OPTIONS[kind]} {spec}")
+        index = read_faiss(kind, self.path / entry["file"])
+        if self.nprobe and hasattr(index, "nprobe"):
+            index.nprobe = self.nprobe
+        if self.ef_search and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = self.ef_search
+        if index.ntotal != len(self.store):
+            raise HashpaError(f"{self.path / entry['file']} holds {index.ntotal} vectors, the store {len(self.store)}: run hashpa index again")
+        return index
+
+    def check_model(self, fingerprint: str) -> None:
+        if fingerprint != self.fingerprint:
+            raise ModelMismatchError(
+                f"the queries were embedded by model {fingerprint}, but {self.path} was built with model {self.fingerprint}: "
+                "use the model the index was built with (see index.json), or rebuild the index with this one"
+            )

@@ -1,0 +1,39 @@
+"""What ``hashpa index`` builds and how it embeds: its settings as data (no heavy imports: the
+command line reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hashpa.errors import HashpaError
+from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
+
+DECODERS = ("pil", "device")
+
+
+@dataclass
+class IndexSettings:
+    """What ``build_index`` builds and how it embeds."""
+
+    float_indexes: tuple[str, ...] = DEFAULT_INDEXES["float"]  # FAISS factory strings
+    binary_indexes: tuple[str, ...] = DEFAULT_INDEXES["binary"]
+    checkpoint: str = "best"  # of the model's run directory
+    float16: bool = False  # store the float embeddings as float16
+    codes: str = "model"  # a key of CODE_SOURCES: the binary indexes hold the model's codes, or PCA-ITQ codes fitted to the folder
+    code_bits: int | None = None  # length of fitted codes (default: the model's)
+    device: str = "auto"
+    batch_size: int = 128
+    workers: int = 4
+    decode: str = "pil"  # pil: decode in DataLoader workers; device: decode JPEGs on the device (nvJPEG on CUDA)
+
+    def check(self) -> "IndexSettings":
+        self.float_indexes, self.binary_indexes = tuple(dict.fromkeys(self.float_indexes)), tuple(dict.fromkeys(self.binary_indexes))
+        if not self.float_indexes and not self.binary_indexes:
+            raise HashpaError("nothing to build: give at least one --float-index or --binary-index")
+        if self.codes not in CODE_SOURCES:
+            raise HashpaError(f"unknown code source {self.codes!r}; choose one of {', '.join(CODE_SOURCES)}")
+        if self.code_bits is not None and self.codes != "itq":
+            raise HashpaError("--code-bits sets the length of fitted codes: use it with --codes itq (the model's codes have the length it was trained with)")
+        if self.decode not in DECODERS:
+            raise HashpaError(f"--decode must be one of {', '.join(DECODERS)}, got {self.decode!r}")
+        return self

@@ -1,0 +1,161 @@
+"""The HDF5 store of an index: one row per image, float embeddings and packed codes side by side.
+
+Layout of ``store.h5`` (readable with plain h5py):
+
+    paths        utf-8 strings [N]   image paths relative to the indexed folder, sorted
+    labels       int32 [N]           class index into ``class_names``, -1 when unknown
+    class_names  utf-8 strings [C]   the folder's class sub-folders (empty without classes)
+    embeddings   float32|float16 [N, dim]   L2-normalised float embeddings
+    codes        uint8 [N, bits/8]   the model's packed hash codes (numpy packbits order)
+    fitted/      only with ``hashpa index --codes itq``: codes fitted to this database
+      codes      uint8 [N, bits/8]   sign((embeddings - mean) @ projection), packed
+      mean       float32 [dim]
+      projection float32 [dim, bits] PCA-ITQ fitted on the embeddings (no labels used)
+    sizes        int64 [N]           file sizes and
+    mtimes       int64 [N]           modification times (ns): what incremental runs compare
+    attrs: bits (of the indexed codes), dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
+           created (ISO time), store_id (changes with every write), root, code_source
+           ("model" or "itq": which codes the binary indexes hold)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hashpa import __version__
+from hashpa.errors import HashpaError
+from hashpa.fileio import atomic_path
+from hashpa.quantizers import LinearHasher
+
+_STRINGS = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class FittedCodes:
+    """Codes fitted to the database by an unsupervised linear quantiser, and that quantiser."""
+
+    codes: np.ndarray  # uint8 [N, bits/8]
+    hasher: LinearHasher  # encodes query embeddings into this database's code space
+
+
+@dataclass
+class Store:
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    embeddings: np.ndarray
+    codes: np.ndarray
+    sizes: np.ndarray
+    mtimes: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    fitted: FittedCodes | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def bits(self) -> int:
+        """Length of the codes the binary indexes hold (the fitted codes' if any)."""
+        return int(self.index_codes.shape[1] * 8)
+
+    @property
+    def code_source(self) -> str:
+        """A key of hashpa.indexdir.layout.CODE_SOURCES."""
+        return "itq" if self.fitted else "model"
+
+    @property
+    def index_codes(self) -> np.ndarray:
+        """uint8 [N, bits/8]: the codes the binary indexes hold (fitted ones if any, else the model's)."""
+        return self.fitted.codes if self.fitted else self.codes
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(len(self)) and bool((self.labels >= 0).any())
+
+
+def write_store(path: str | Path, store: Store) -> str:
+    """Write atomically; returns the new store_id."""
+    store_id = uuid.uuid4().hex
+    attrs = {
+        **store.attrs,
+        "bits": store.bits,
+        "dim": int(store.embeddings.shape[1]),
+        "hashpa_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "store_id": store_id,
+        "code_source": store.code_source,
+    }
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("paths", data=np.array(store.paths, dtype=object), dtype=_STRINGS)
+            h5.create_dataset("labels", data=store.labels.astype(np.int32))
+            h5.create_dataset("class_names", data=np.array(store.class_names, dtype=object), dtype=_STRINGS)
+            h5.create_dataset("embeddings", data=store.embeddings)
+            h5.create_dataset("codes", data=store.codes.astype(np.uint8))
+            h5.create_dataset("sizes", data=store.sizes.astype(np.int64))
+            h5.create_dataset("mtimes", data=store.mtimes.astype(np.int64))
+            if store.fitted:
+                h5.create_dataset("fitted/codes", data=store.fitted.codes.astype(np.uint8))
+                h5.create_dataset("fitted/mean", data=store.fitted.hasher.mean.astype(np.float32))
+                h5.create_dataset("fitted/projection", data=store.fitted.hasher.projection.astype(np.float32))
+            for key, value in attrs.items():
+                h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    store.attrs = attrs
+    return store_id
+
+
+def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
+    """The store at `path`; with `map_embeddings` the float embeddings are memory-mapped from the file
+    (read from disk as rows are used) instead of loaded, when HDF5 keeps them contiguous, as
+    write_store does."""
+    path = Path(path)
+    if not path.is_file():
+        raise HashpaError(f"no index store at {path}: build one with hashpa index FOLDER --model RUN --out {path.parent}")
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: _attr(v) for k, v in h5.attrs.items()}
+            return Store(
+                paths=[p.decode("utf-8") if isinstance(p, bytes) else p for p in h5["paths"][()]],
+                labels=h5["labels"][()],
+                class_names=[c.decode("utf-8") if isinstance(c, bytes) else c for c in h5["class_names"][()]],
+                embeddings=_mapped(path, h5["embeddings"]) if map_embeddings else h5["embeddings"][()],
+                codes=h5["codes"][()],
+                sizes=h5["sizes"][()],
+                mtimes=h5["mtimes"][()],
+                attrs=attrs,
+                fitted=_read_fitted(h5),
+            )
+    except (OSError, KeyError) as error:
+        raise HashpaError(f"cannot read the index store {path} ({error}); rebuild it with hashpa index") from None
+
+
+def _mapped(path: Path, dataset: h5py.Dataset) -> np.ndarray:
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None or dataset.compression is not None:  # empty, or not one block
+        return dataset[()]
+    return np.memmap(path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+
+
+def _read_fitted(h5: h5py.File) -> FittedCodes | None:
+    if "fitted" not in h5:
+        return None
+    group = h5["fitted"]
+    return FittedCodes(group["codes"][()], LinearHasher(group["mean"][()], group["projection"][()]))
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,170 @@
+"""``hashpa compare``: every index of an index directory side by side, quality against speed and memory.
+
+For each method (float Flat, binary Flat, each other FAISS index built, rerank, and where the codes
+were fitted to the database the asymmetric scan and the asymmetric re-scoring of a Hamming shortlist)
+it reports Recall@1/2/4/8 and MAP@R (labels required), batched queries/s, single-query latency
+p50/p99, bytes per image in memory and the index size on disk. Without query images every labelled
+image queries the rest (itself excluded).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hashpa.data.labels import label_paths
+from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.indexdir.layout import EXACT_INDEXES
+from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
+from hashpa.report.machine import machine_info
+from hashpa.report.plots import plot_compare
+from hashpa.report.tables import compare_table
+from hashpa.report.timing import search_speed
+from hashpa.search.index import Index, open_index
+from hashpa.search.modes import SHORTLIST_PER_K
+from hashpa.search.queries import expand_queries
+
+log = logging.getLogger(__name__)
+
+SPEED_K = 10
+
+
+@dataclass
+class Method:
+    name: str
+    mode: str
+    spec: str | None  # the FAISS index searched (None: the asymmetric scan of the codes themselves)
+    shortlist: int | None = None
+
+
+def methods_of(ix: Index, shortlist: int) -> list[Method]:
+    methods = [Method(f"float {s}", "float", s) for s in ix.files.specs("float")]
+    binary = ix.files.specs("binary")
+    methods += [Method(f"binary {s}", "binary", s) for s in binary]
+    shortlist_spec = EXACT_INDEXES["binary"] if EXACT_INDEXES["binary"] in binary else (binary[0] if binary else None)  # where shortlists come from
+    if shortlist_spec:
+        methods.append(Method(f"rerank {shortlist_spec}", "rerank", shortlist_spec, shortlist))
+    if "asymmetric" in ix.modes:
+        methods.append(Method("asymmetric scan", "asymmetric", None))
+        if shortlist_spec:
+            methods.append(Method(f"asymmetric {shortlist_spec}", "asymmetric", shortlist_spec, shortlist))
+    return methods
+
+
+def compare(
+    index_dir: str | Path,
+    queries: str | Path | None = None,
+    ks: Sequence[int] = RECALL_KS,
+    shortlist: int | None = None,
+    model: str | Path | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    repeats: int = 3,
+    latency_queries: int = 200,
+    out: str | Path | None = None,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+) -> dict:
+    """Evaluate every method of `index_dir`; write compare.json, compare.md and compare.png to `out`
+    (default: the index directory) and return the report."""
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    ix = open_index(index_dir, nprobe, ef_search, model, device)
+    store = ix.store
+    q_emb, q_codes, q_labels, self_rows = _queries(ix, queries)
+    labelled = q_labels >= 0
+    if not labelled.any():
+        log.warning("no labelled queries: only speed and memory are reported (labels come from class sub-folders)")
+    n_positive = _positives(store.labels, q_labels, self_rows)
+    depth = min(len(store), max(max(ks), int(n_positive.max(initial=0))) + (self_rows is not None))
+    shortlist = shortlist or SHORTLIST_PER_K * SPEED_K
+    rows = []
+    for method in methods_of(ix, shortlist):
+        def run(qe, qc, k=SPEED_K, method=method):
+            return ix.search(qe, k, method.mode, codes=qc, shortlist=method.shortlist and max(method.shortlist, k), index=method.spec)
+
+        result = run(q_emb, q_codes, depth)
+        relevant = _relevance(result.ids, store.labels, q_labels, self_rows, depth)
+        row = {"method": method.name, "mode": method.mode, "index": method.spec or "codes"}
+        if method.shortlist:
+            row["shortlist"] = method.shortlist
+        if labelled.any():
+            hits = recall_hits(relevant[labelled], ks)
+            row.update({f"recall@{k}": float(v) for k, v in zip(ks, hits.mean(axis=0))})
+            ap, _ = average_precision_at_r(relevant[labelled], n_positive[labelled])
+            row["map@r"] = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+        row.update(search_speed(run, (q_emb, q_codes), repeats, latency_queries))
+        row.update(memory_of(ix, method))
+        rows.append(row)
+        log.debug("%s: %s", method.name, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
+    report = {
+        "index": str(ix.path),
+        "database": len(store),
+        "queries": int(len(q_labels)),
+        "labelled_queries": int(labelled.sum()),
+        "protocol": "leave-one-out: every labelled image queries the others" if self_rows is not None else f"queries from {queries}",
+        "bits": store.bits,
+        "code_source": store.code_source,
+        "dim": int(store.embeddings.shape[1]),
+        "ks": list(ks),
+        "speed_k": SPEED_K,
+        "search_params": {"nprobe": nprobe, "ef_search": ef_search},
+        "machine": machine_info(),
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "methods": rows,
+    }
+    out = Path(out or ix.path)
+    write_json_atomic(out / "compare.json", report)
+    write_text_atomic(out / "compare.md", compare_table(report) + "\n")
+    plot_compare(report, out / "compare.png")
+    return report
+
+
+def _queries(ix: Index, queries):
+    """(embeddings, codes, labels int64, self_rows): the store's labelled rows themselves, or the images of a query folder."""
+    store = ix.store
+    if queries is None:
+        rows = np.flatnonzero(store.labels >= 0) if store.has_labels else np.arange(len(store))
+        return ix.files.float_rows(rows), store.index_codes[rows], store.labels[rows].astype(np.int64), rows
+    found = expand_queries([queries])
+    labels, _ = label_paths([Path(p).relative_to(queries) for p, _ in found], store.class_names)
+    embeddings, codes, positions = ix.embed_files([p for p, _ in found])
+    return embeddings, codes, labels.astype(np.int64)[positions], None
+
+
+def _positives(db_labels, q_labels, self_rows) -> np.ndarray:
+    counts = np.bincount(db_labels[db_labels >= 0], minlength=max(int(db_labels.max(initial=-1)), int(q_labels.max(initial=-1))) + 1)
+    n = np.where(q_labels >= 0, counts[np.maximum(q_labels, 0)], 0)
+    return n - (self_rows is not None) * (q_labels >= 0)
+
+
+def _relevance(ids, db_labels, q_labels, self_rows, depth) -> np.ndarray:
+    if self_rows is not None:  # drop each query's own row wherever the index returned it
+        keep = ids != self_rows[:, None]
+        ids = np.stack([row[mask][: depth - 1] for row, mask in zip(ids, keep)])
+    return (db_labels[np.maximum(ids, 0)] == q_labels[:, None]) & (ids >= 0) & (q_labels[:, None] >= 0)
+
+
+def memory_of(ix: Index, method: Method) -> dict:
+    """What a method keeps per image and in all (the files it searches, and for rerank the float
+    embeddings, for asymmetric the codes and the quantiser): {"bytes_per_image", "index_bytes"}."""
+    n = len(ix.store)
+    float_bytes = ix.store.embeddings.itemsize * ix.store.embeddings.shape[1]
+    if method.mode == "rerank":
+        on_disk = ix.meta.entry("binary", method.spec)["bytes"] + n * float_bytes
+    elif method.mode == "asymmetric":  # the codes and the quantiser; a shortlist also needs its binary index
+        hasher = ix.store.fitted.hasher
+        on_disk = ix.store.index_codes.nbytes + hasher.mean.nbytes + hasher.projection.nbytes
+        if method.shortlist:
+            on_disk += ix.meta.entry("binary", method.spec)["bytes"]
+    else:
+        on_disk = ix.meta.entry(method.mode, method.spec)["bytes"]
+    return {"bytes_per_image": on_disk / n, "index_bytes": int(on_disk)}

@@ -1,0 +1,72 @@
+"""Pictures: a grid of queries and their results, and compare's quality against speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hashpa.fileio import atomic_path
+
+
+def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 96) -> None:
+    """One row per query (``hashpa.search.QueryResult``): the query, then its results; green/red
+    borders where both the query's and a result's labels are known."""
+    from PIL import Image
+
+    from hashpa.indexdir.layout import image_root, read_meta
+
+    root = image_root(index_dir, read_meta(index_dir))
+    plt = _pyplot()
+    columns = 1 + max(len(r.hits) for r in results)
+    fig, axes = plt.subplots(len(results), columns, figsize=(columns * thumb / 72, len(results) * (thumb + 18) / 72), squeeze=False)
+    for row, result in zip(axes, results):
+        _show(row[0], Image.open(result.query), "query", "black")
+        for ax, hit in zip(row[1:], result.hits):
+            colour = "grey" if hit.label is None or result.label is None else ("green" if hit.label == result.label else "red")
+            _show(ax, Image.open(root / hit.path), f"{hit.rank}: {hit.score:.3g}", colour)
+        for ax in row[1 + len(result.hits):]:
+            ax.axis("off")
+    _save(fig, path, dpi=72)
+
+
+def plot_compare(report: dict, path: Path) -> None:
+    """Recall@1 against batched queries/s (log scale), one point per method of a compare report."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in report["methods"]:
+        y = row.get("recall@1", float("nan"))
+        ax.scatter(row["queries_per_second"], y, s=40)
+        ax.annotate(row["method"], (row["queries_per_second"], y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per second (batched, log scale)")
+    ax.set_ylabel("Recall@1")
+    ax.set_title(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path, dpi=120)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path, dpi: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
+def _show(ax, image, title: str, colour: str) -> None:
+    ax.imshow(image.convert("RGB"))
+    ax.set_title(title, fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(3)

@@ -1,0 +1,77 @@
+"""Reports as text: the compare table, the eval table and the training summary."""
+
+from __future__ import annotations
+
+from hashpa.indexdir.layout import CODE_SOURCES
+from hashpa.metrics.retrieval import RECALL_KS
+from hashpa.report.machine import describe_machine
+
+
+def compare_table(report: dict) -> str:
+    """``hashpa compare``'s report as a Markdown table with its footnotes."""
+    ks = report["ks"]
+    header = ["method"] + [f"R@{k}" for k in ks] + ["MAP@R", "queries/s", "p50 ms", "p99 ms", "bytes/image", "on disk"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in report["methods"]:
+        recalls = [f"{row[f'recall@{k}']:.4f}" if f"recall@{k}" in row else "-" for k in ks]
+        cells = [row["method"] + (f" (shortlist {row['shortlist']})" if row.get("shortlist") else ""), *recalls,
+                 f"{row['map@r']:.4f}" if "map@r" in row else "-", f"{row['queries_per_second']:,.0f}",
+                 f"{row['latency_p50_ms']:.3f}", f"{row['latency_p99_ms']:.3f}", f"{row['bytes_per_image']:.1f}", size_text(row["index_bytes"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
+                 f"{report['bits']}-bit codes ({CODE_SOURCES[report.get('code_source', 'model')]}), "
+                 f"{report['dim']}-d floats; speed at k={report['speed_k']}.")
+    lines.append(f"Machine: {describe_machine(report['machine'])}")
+    return "\n".join(lines)
+
+
+def eval_table(report: dict) -> str:
+    """``hashpa eval``'s report as a Markdown table with a header line."""
+    after = " after the code stage" if report["after_code_stage"] else ""
+    ks = [k for k in RECALL_KS if f"recall@{k}" in report["rows"][0]]
+    lines = [
+        f"{report['run']} ({report['checkpoint']}: epoch {report['epoch']}{after}) on {report['split']}: "
+        f"{report['queries']:,} queries, {report['database']:,} database images each",
+        "",
+        "| method | size | " + " | ".join(f"R@{k}" for k in ks) + " | expected R@1 (ties) | MAP@R |",
+        "|---|---|" + "---|" * len(ks) + "---|---|",
+    ]
+    for row in report["rows"]:
+        size = f"{row['bits']} bits" if "bits" in row else f"{row['dim']}-d"
+        expected = f"{row['expected_recall@1']:.4f}" if "expected_recall@1" in row else "-"
+        lines.append(f"| {row['method']} | {size} | " + " | ".join(f"{row[f'recall@{k}']:.4f}" for k in ks) + f" | {expected} | {row['map@r']:.4f} |")
+    if len(report["rows"]) > 2:
+        lines.append("\nLSH and PCA-ITQ rows are fitted to the training images; \"fitted to the test photos\" to the database "
+                     "itself, without labels (hashpa index --codes itq); asymmetric: the queries' real-valued projections against those codes.")
+    lines.append(f"\n{report['seconds']:.0f} s on {describe_machine(report['machine'])}")
+    return "\n".join(lines)
+
+
+def train_summary(result) -> str:
+    """What ``hashpa train`` prints when it ends: the best checkpoint's figures and the next step."""
+    lines = [f"\nRun directory: {result.run_dir}"]
+    best = result.best
+    record = next((r for r in result.history if r["epoch"] == best.get("epoch") and r.get("stage") == best.get("stage")), None)
+    if record is None:
+        return "\n".join(lines + ["No evaluation ran yet."])
+    after = " after the code stage" if best.get("stage") == "codes" else ""
+    lines.append(f"Best: epoch {best['epoch']}{after} (by {best['metric']}):")
+    lines.append("  " + " " * 14 + "".join(f"{'Recall@' + str(k):>10}" for k in RECALL_KS) + f"{'MAP@R':>10}")
+    for name in ("float", "codes"):
+        metrics = record[name]
+        values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" if f"recall@{k}" in metrics else f"{'-':>10}" for k in RECALL_KS)
+        lines.append(f"  {name:<14}{values}{metrics['map@r']:>10.4f}")
+    if result.skipped_images:
+        lines.append(f"Skipped {result.skipped_images} unreadable images (see the warnings above).")
+    lines.append(f"Files: config.json, history.jsonl, best.pt, last.pt in {result.run_dir}")
+    lines.append(f"Next: hashpa index IMAGE_FOLDER --model {result.run_dir} --out INDEX_DIR")
+    return "\n".join(lines)
+
+
+def size_text(n: float) -> str:
+    """Bytes as B / KiB / MiB / GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024

@@ -1,0 +1,35 @@
+"""Timing searches: what ``hashpa compare`` and the benchmarks measure speed with."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def time_calls(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> list[float]:
+    """Seconds of `repeats` calls of fn after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def percentiles_ms(seconds: list[float], points=(50, 99)) -> dict[str, float]:
+    return {f"p{p}_ms": float(np.percentile(np.asarray(seconds) * 1000, p)) for p in points}
+
+
+def search_speed(search: Callable, queries: tuple, repeats: int, latency_queries: int) -> dict:
+    """Batched queries/s of ``search(*queries)`` (the median of `repeats` timed calls) and the
+    p50/p99 latency of single queries (the first `latency_queries` rows of every array in `queries`)."""
+    batched = time_calls(lambda: search(*queries), repeats=repeats)
+    single = []
+    for i in range(min(latency_queries, len(queries[0]))):
+        one = tuple(q[i : i + 1] for q in queries)
+        single += time_calls(lambda: search(*one), repeats=1, warmup=1 if i == 0 else 0)
+    return {"queries_per_second": len(queries[0]) / float(np.median(batched)), **{f"latency_{k}": v for k, v in percentiles_ms(single).items()}}

@@ -1,0 +1,132 @@
+"""``hashpa.open_index(path)``: an index directory opened for search, from images or embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hashpa.errors import HashpaError
+from hashpa.indexdir.layout import EXACT_INDEXES
+from hashpa.indexdir.open import IndexDir
+from hashpa.search import modes
+from hashpa.search.asymmetric import DistinctCodes
+
+
+class Index:
+    """An index directory opened for search.
+
+    ``ix.search(queries, k=10, mode="rerank")`` takes query images (anything ``Model.embed`` takes:
+    PIL images, paths, uint8 arrays, tensors), embedded with the model that built the index, or
+    float embeddings [Q, dim] from that model; it computes the queries' codes in the index's code
+    space itself.
+    """
+
+    def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None, model: str | Path | None = None,
+                 device: str = "auto"):
+        """`model`: embed image queries with this run instead of the one index.json names (it must be
+        the same model); nprobe / ef_search tune IVF / HNSW indexes."""
+        self.files = IndexDir(path, nprobe, ef_search)
+        self._model_source, self._device = model, device
+        self._model = None
+        self._distinct: DistinctCodes | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def path(self) -> Path:
+        return self.files.path
+
+    @property
+    def store(self):
+        return self.files.store
+
+    @property
+    def meta(self):
+        return self.files.meta
+
+    @property
+    def modes(self) -> list[str]:
+        """The search modes this index supports."""
+        return [m for m in modes.MODES if m != "asymmetric" or self.store.fitted is not None]
+
+    def model(self):
+        """The model that built the index (loaded on first use, its fingerprint checked)."""
+        if self._model is None:
+            from hashpa.embed import load
+
+            model = load(self._model_source or self.meta.model, self.meta.checkpoint, self._device)
+            self.files.check_model(model.fingerprint)
+            self._model = model
+        return self._model
+
+    def embed(self, images, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(float embeddings [Q, dim], codes [Q, bits/8] in this index's code space) of query images."""
+        embeddings, codes = self.model().embed(images, batch_size)
+        return embeddings, self.query_codes(embeddings, codes)
+
+    def embed_files(self, paths: list[Path], batch_size: int = 64, workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, codes in this index's code space, positions in `paths` of the readable files);
+        unreadable files are skipped with a warning."""
+        from hashpa.data.folder import Sample
+        from hashpa.embed import embed_all
+
+        model = self.model()
+        embeddings, codes, positions, _ = embed_all(model.network, [Sample(Path(p), -1) for p in paths], model.device,
+                                                    batch_size=batch_size, workers=workers)
+        return embeddings, self.query_codes(embeddings, codes), positions
+
+    def query_codes(self, embeddings: np.ndarray, model_codes: np.ndarray | None = None) -> np.ndarray:
+        """The queries' codes in this index's code space: the model's codes [Q, bits/8] as they are,
+        or the float embeddings [Q, dim] encoded by the quantiser fitted to the database."""
+        if self.store.fitted is not None:
+            return self.store.fitted.hasher.encode(embeddings)
+        if model_codes is None:
+            raise HashpaError(f"{self.path} holds the model's codes, which come from the images, not from float embeddings: "
+                              "search with the query images, or pass codes= from model.embed")
+        return model_codes
+
+    def search(self, queries=None, k: int = 10, mode: str = "float", *, codes: np.ndarray | None = None, shortlist: int | None = None,
+               index: str | None = None) -> modes.SearchResult:
+        """The k nearest store rows of each query: SearchResult(scores [Q, k], ids [Q, k]).
+
+        queries: images, or float32 embeddings [Q, dim] (or [dim]). codes: the queries' packed model
+        codes [Q, bits/8] when embeddings are given (binary and rerank modes of an index holding the
+        model's codes need them). shortlist: rerank's Hamming candidates (default 10 k) or, for
+        asymmetric, the Hamming candidates re-scored (default: an exact scan of every code).
+        index: which built FAISS index to search (default Flat / BFlat).
+        """
+        modes.check_request(self.files, mode, k, shortlist)
+        embeddings, codes = self._queries(queries, codes, mode)
+        spec = index or EXACT_INDEXES["float" if mode == "float" else "binary"]
+        if mode == "float":
+            return modes.search_float(self.files, embeddings, k, spec)
+        if mode == "binary":
+            return modes.search_binary(self.files, codes, k, spec)
+        if mode == "rerank":
+            return modes.search_rerank(self.files, embeddings, codes, k, shortlist, spec)
+        if shortlist is None and self._distinct is None:
+            self._distinct = DistinctCodes.of(self.store.index_codes)  # the scan's, kept for the next search
+        return modes.search_asymmetric(self.files, embeddings, k, shortlist, spec, self._distinct)
+
+    def _queries(self, queries, codes: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(float embeddings [Q, dim], codes [Q, bits/8] in the index's code space, or None when `mode` needs none)."""
+        if not _are_embeddings(queries):
+            return self.embed(queries)
+        embeddings = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if embeddings.shape[1] != self.meta.dim:
+            raise HashpaError(f"query embeddings have {embeddings.shape[1]} dimensions, {self.path} holds {self.meta.dim}-d embeddings")
+        if mode in ("float", "asymmetric"):
+            return embeddings, None
+        return embeddings, self.query_codes(embeddings, None if codes is None else np.atleast_2d(np.asarray(codes, dtype=np.uint8)))
+
+
+def _are_embeddings(queries) -> bool:
+    return isinstance(queries, np.ndarray) and np.issubdtype(queries.dtype, np.floating) and queries.ndim in (1, 2)
+
+
+def open_index(path: str | Path, nprobe: int | None = None, ef_search: int | None = None, model: str | Path | None = None,
+               device: str = "auto") -> Index:
+    """Open the index directory `path` for search (see Index)."""
+    return Index(path, nprobe, ef_search, model, device)

@@ -1,0 +1,115 @@
+"""The search modes over an open index directory: float (cosine), binary (Hamming), rerank (a
+Hamming shortlist re-ranked by exact cosine) and asymmetric (the query's projection against the
+database's codes, for codes fitted to the database).
+
+Rankings follow ``hashpa.metrics.ranking``: equal scores are ordered by store row. Flat indexes
+return the exact top k under that rule; approximate indexes (HNSW, IVF) return their own
+candidates, re-sorted by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hashpa.errors import HashpaError
+from hashpa.indexdir.layout import EXACT_INDEXES
+from hashpa.metrics.ranking import first_k_of_segments, merge_candidates
+from hashpa.quantizers import pack_signs
+from hashpa.search.asymmetric import DistinctCodes, asymmetric_scan, rescore_asymmetric
+
+if TYPE_CHECKING:
+    from hashpa.indexdir.open import IndexDir
+
+MODES = ("float", "binary", "rerank", "asymmetric")
+EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
+SHORTLIST_PER_K = 10  # rerank's default shortlist: 10 k candidates
+
+
+@dataclass
+class SearchResult:
+    scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank), Hamming distance (binary) or projection . code (asymmetric)
+    ids: np.ndarray  # int64 [Q, k]: store rows
+
+
+def check_request(ix: IndexDir, mode: str, k: int, shortlist: int | None) -> None:
+    if mode not in MODES:
+        raise HashpaError(f"unknown search mode {mode!r}; choose one of {', '.join(MODES)}")
+    if not 1 <= k <= len(ix):
+        raise HashpaError(f"-k must be between 1 and the index size {len(ix)}, got {k}")
+    if shortlist is not None and shortlist < 1:
+        raise HashpaError(f"--shortlist must be at least 1 (it is raised to -k when smaller), got {shortlist}")
+    if mode == "asymmetric" and ix.store.fitted is None:
+        raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {ix.path} with hashpa index ... --codes itq")
+
+
+def search_float(ix: IndexDir, embeddings: np.ndarray, k: int, spec: str = "Flat") -> SearchResult:
+    queries = np.ascontiguousarray(embeddings, dtype=np.float32)
+    similarities, candidates = ix.faiss_index("float", spec).search(queries, _fetch(ix, k))
+    tied = _ties_may_continue(ix, -similarities, k, spec == EXACT_INDEXES["float"], tolerance=1e-6)
+    scores = np.empty((len(queries), k), np.float32)
+    ids = np.empty((len(queries), k), np.int64)
+    scores[~tied], ids[~tied] = _rank_by_cosine(ix, queries[~tied], candidates[~tied], k)
+    if tied.any():  # rare: equal scores may continue past the fetched candidates
+        everything = np.broadcast_to(np.arange(len(ix)), (int(tied.sum()), len(ix)))
+        scores[tied], ids[tied] = _rank_by_cosine(ix, queries[tied], everything, k)
+    return SearchResult(scores, ids)
+
+
+def search_binary(ix: IndexDir, codes: np.ndarray, k: int, spec: str = "BFlat") -> SearchResult:
+    queries = np.ascontiguousarray(codes, dtype=np.uint8)
+    index = ix.faiss_index("binary", spec)
+    distances, candidates = index.search(queries, _fetch(ix, k))
+    tied = _ties_may_continue(ix, distances, k, spec == EXACT_INDEXES["binary"])
+    out_distances = np.empty((len(queries), k), np.int32)
+    ids = np.empty((len(queries), k), np.int64)
+    out_distances[~tied], ids[~tied] = merge_candidates(distances[~tied], candidates[~tied], k)
+    for radius in np.unique(distances[tied, k - 1]):  # common at 16-64 bits: fetch every item at the k-th distance
+        rows = np.flatnonzero(tied & (distances[:, k - 1] == radius))
+        limits, found_distances, found_ids = index.range_search(queries[rows], int(radius) + 1)  # distance < radius + 1
+        out_distances[rows], ids[rows] = first_k_of_segments(limits, found_distances, found_ids, k)
+    return SearchResult(out_distances, ids)
+
+
+def search_rerank(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int | None = None, spec: str = "BFlat") -> SearchResult:
+    """Hamming shortlist of `shortlist` rows (default SHORTLIST_PER_K * k) from the binary index, re-ranked by exact cosine."""
+    shortlist = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
+    candidates = search_binary(ix, codes, shortlist, spec).ids
+    return SearchResult(*_rank_by_cosine(ix, np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k))
+
+
+def search_asymmetric(ix: IndexDir, embeddings: np.ndarray, k: int, shortlist: int | None = None, spec: str = "BFlat",
+                      distinct: DistinctCodes | None = None) -> SearchResult:
+    """score = ((e - mean) @ projection) . b over the database's +-1 codes b (quantiser and codes
+    fitted by ``hashpa index --codes itq``); the k best by (score descending, row). Without
+    `shortlist` an exact scan of every code; with it, the `shortlist` nearest codes by Hamming
+    distance from the binary index `spec` (the query's own code), re-scored."""
+    projected = ix.store.fitted.hasher.project(embeddings)
+    if shortlist is None:
+        return SearchResult(*asymmetric_scan(projected, ix.store.index_codes, k, distinct))
+    candidates = search_binary(ix, pack_signs(projected), min(max(shortlist, k), len(ix)), spec).ids
+    return SearchResult(*rescore_asymmetric(projected, candidates, ix.store.index_codes, k))
+
+
+def _fetch(ix: IndexDir, k: int) -> int:
+    return min(len(ix), k + EXTRA_CANDIDATES)
+
+
+def _ties_may_continue(ix: IndexDir, distances: np.ndarray, k: int, exact_index: bool, tolerance: float = 0.0) -> np.ndarray:
+    """Rows whose k-th distance reaches the last fetched one: more equal items may lie beyond it."""
+    if not exact_index or distances.shape[1] >= len(ix):
+        return np.zeros(len(distances), dtype=bool)
+    return distances[:, -1] - distances[:, k - 1] <= tolerance
+
+
+def _rank_by_cosine(ix: IndexDir, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine of each query with its candidate rows (-1: none); the best k by (score, row)."""
+    scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+    for start in range(0, candidates.shape[1], 4096):
+        block = candidates[:, start : start + 4096]
+        vectors = ix.float_rows(np.maximum(block, 0))
+        scores[:, start : start + 4096] = np.where(block >= 0, np.einsum("qd,qcd->qc", queries, vectors), -np.inf)
+    negated, ids = merge_candidates(-scores, candidates, k)
+    return -negated, ids

@@ -1,0 +1,79 @@
+"""Configuration as data: dataclass fields that carry their own help text and choices, so that the
+command line, config files and validation all read one table."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from hashpa.errors import HashpaError
+
+
+def setting(default: Any, help: str, choices: Sequence[str] | None = None, flag: str | None = None, command_line: bool = True):
+    """A dataclass field with its help text; `choices` restricts a string; `flag` names the
+    command-line option (default ``--<name with dashes>``); command_line=False keeps it out of the CLI."""
+    metadata = {"help": help, "choices": tuple(choices) if choices else None, "flag": flag, "command_line": command_line}
+    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
+        factory = type(default) if dataclasses.is_dataclass(default) else (lambda value=default: type(value)(value))
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    name: str
+    type: type  # int, float, str or bool (Optional unwrapped)
+    optional: bool  # None is allowed
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+    flag: str
+    command_line: bool
+
+
+def settings_of(cls) -> list[SettingInfo]:
+    """The fields of dataclass `cls` that are plain settings (not nested dataclasses), in order."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind, optional = _plain_type(hints[f.name])
+        if kind is None:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        meta = f.metadata
+        out.append(SettingInfo(f.name, kind, optional, default, meta.get("help", ""), meta.get("choices"),
+                               meta.get("flag") or "--" + f.name.replace("_", "-"), meta.get("command_line", True)))
+    return out
+
+
+def check_types(cls, values: dict, where: str) -> None:
+    """Raise a HashpaError naming `where` and the field when a value of `values` (a dict of `cls`'s
+    plain settings) has the wrong type: JSON and config files carry no types of their own."""
+    for info in settings_of(cls):
+        if info.name not in values:
+            continue
+        value = values[info.name]
+        if value is None and info.optional:
+            continue
+        ok = isinstance(value, bool) if info.type is bool else (
+            isinstance(value, info.type) and not isinstance(value, bool) or (info.type is float and isinstance(value, int) and not isinstance(value, bool)))
+        if not ok:
+            expected = info.type.__name__ + (" or null" if info.optional else "")
+            raise HashpaError(f"{where}: {info.name} ({_option(info)}) must be {expected}, got {value!r}")
+        if info.choices and value not in info.choices:
+            raise HashpaError(f"{where}: {info.name} ({_option(info)}) must be one of {', '.join(info.choices)}, got {value!r}")
+
+
+def _option(info: SettingInfo) -> str:
+    return info.flag.split("/")[0]
+
+
+def _plain_type(hint) -> tuple[type | None, bool]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0], True) if len(rest) == 1 and rest[0] in (int, float, str, bool) else (None, True)
+    return (hint, False) if hint in (int, float, str, bool) else (None, False)

@@ -1,0 +1,76 @@
+"""Training batches: decoded and augmented in DataLoader workers (files), or from a decoded image
+cache cropped and flipped a whole batch at a time on the device (cache)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from hashpa.data.augment import augment_batch
+from hashpa.data.cache import decoded_images
+from hashpa.data.folder import Sample
+from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
+from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
+from hashpa.data.transforms import test_resize, train_transform
+from hashpa.models.backbones import Preprocessing
+from hashpa.training.config import TrainConfig
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor, int]]  # (images, labels, unreadable images) on the device
+
+
+def batch_sampler(config: TrainConfig, labels: list[int], epoch: int):
+    """The epoch's batches of indices: class-balanced with --per-class, else shuffled; seeded by (seed, epoch)."""
+    sampler = (ClassBalancedBatches(labels, config.batch_size, config.per_class, config.seed) if config.per_class
+               else ShuffledBatches(len(labels), config.batch_size, config.seed))
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+class FileBatches:
+    """Decode and augment in DataLoader workers (PIL), one image at a time."""
+
+    def __init__(self, config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):
+        self.config, self.samples, self.device = config, samples, device
+        self.dataset = ImageDataset(samples, train_transform(preprocessing, (config.crop_scale_min, 1.0), config.hflip))
+
+    def epoch(self, epoch: int) -> Batches:
+        c = self.config
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=batch_sampler(c, [s.label for s in self.samples], epoch), num_workers=usable_workers(c.workers),
+            collate_fn=collate_skipping, pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(c.seed * 1000 + epoch),
+        )
+        for batch in loader:
+            yield batch.images.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True), batch.skipped
+
+
+class CachedBatches:
+    """Images decoded once (hashpa.data.cache), cropped and flipped a whole batch at a time on the device."""
+
+    def __init__(self, config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):
+        self.config, self.samples, self.preprocessing, self.device = config, samples, preprocessing, device
+        self._decoded = None
+
+    def epoch(self, epoch: int) -> Batches:
+        c, pre = self.config, self.preprocessing
+        if self._decoded is None:
+            decoded = decoded_images(self.samples, test_resize(pre), pre.interpolation, c.workers)
+            self._decoded = decoded.to(self.device) if self.device.type == "cuda" and _fits_on_gpu(decoded.images) else decoded
+        data = self._decoded
+        generator = torch.Generator().manual_seed(c.seed * 1000 + epoch)
+        for indices in batch_sampler(c, data.labels.tolist(), epoch):
+            index = torch.tensor(indices, device=data.images.device)
+            images = data.images[index].to(self.device, non_blocking=True)
+            inputs = augment_batch(images, pre.input_size, pre, (c.crop_scale_min, 1.0), c.hflip, generator)
+            yield inputs, data.labels[index].to(self.device, non_blocking=True), 0
+
+
+def training_batches(config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):
+    """The input pipeline --data-path asks for (auto: the decoded cache on CUDA, files on the CPU)."""
+    path = config.data_path if config.data_path != "auto" else ("cache" if device.type == "cuda" else "files")
+    return (CachedBatches if path == "cache" else FileBatches)(config, samples, preprocessing, device)
+
+
+def _fits_on_gpu(images: torch.Tensor) -> bool:
+    free, _ = torch.cuda.mem_get_info()
+    return images.numel() < 0.3 * free

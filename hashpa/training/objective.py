@@ -1,0 +1,50 @@
+"""The training objective: a metric loss on the float embedding plus the hash-code terms."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hashpa.losses.decorrelation import DecorrelationLoss
+from hashpa.losses.distillation import SimilarityDistillationLoss
+from hashpa.losses.proxy_anchor import ProxyAnchorLoss
+from hashpa.losses.quantization import QuantizationLoss
+from hashpa.losses.registry import build_loss
+from hashpa.models.hashing_model import ModelOutput
+from hashpa.training.config import TrainConfig
+from hashpa.training.distributed import gather_with_grad
+
+
+class HashingObjective(nn.Module):
+    """total = metric(embeddings) + code_weight * ProxyAnchor(tanh(h), code proxies)
+    + quantization_weight * quantisation + distill_weight * distillation(codes <- embeddings)
+    + decorrelation_weight * bit decorrelation. Terms with weight 0 are not computed."""
+
+    def __init__(self, config: TrainConfig, num_classes: int):
+        super().__init__()
+        self.config = config
+        self.metric = build_loss(config.loss, num_classes, config.model.dim, alpha=config.alpha, margin=config.margin)
+        self.code_metric = ProxyAnchorLoss(num_classes, config.model.bits, alpha=config.code_alpha, margin=config.margin)
+        self.quantization = QuantizationLoss()
+        self.distillation = SimilarityDistillationLoss(config.distill_temperature)
+        self.decorrelation = DecorrelationLoss()
+
+    def forward(self, output: ModelOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Returns the loss to minimise and each weighted term's unweighted value (detached)."""
+        embeddings = gather_with_grad(output.embeddings)
+        relaxed = torch.tanh(gather_with_grad(output.hash_logits))
+        labels = gather_with_grad(labels)
+        c = self.config
+        terms = {"float": (1.0, lambda: self.metric(embeddings, labels))}
+        terms["codes"] = (c.code_weight, lambda: self.code_metric(relaxed, labels))
+        terms["quantization"] = (c.quantization_weight, lambda: self.quantization(relaxed))
+        terms["distillation"] = (c.distill_weight, lambda: self.distillation(relaxed, embeddings))
+        terms["decorrelation"] = (c.decorrelation_weight, lambda: self.decorrelation(relaxed))
+        total, parts = embeddings.new_zeros(()), {}
+        for name, (weight, compute) in terms.items():
+            if weight:
+                value = compute()
+                total = total + weight * value
+                parts[name] = value.detach()
+        parts["total"] = total.detach()
+        return total, parts

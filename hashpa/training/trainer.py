@@ -1,0 +1,320 @@
+"""The training loop: the paper's recipe, evaluation of float and hash codes, resumable run directory."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from hashpa import __version__
+from hashpa.data.splits import RetrievalSplit, build_split
+from hashpa.devices import autocast, distance_device, resolve_device
+from hashpa.embed import embed_labelled
+from hashpa.errors import HashpaError
+from hashpa.metrics.retrieval import RECALL_KS, model_scores
+from hashpa.models.hashing_model import HashingModel
+from hashpa.quantizers import enough_rows
+from hashpa.training.checkpoints import BestPolicy, load_checkpoint, save_checkpoints
+from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
+from hashpa.training.config import TrainConfig
+from hashpa.training.distributed import is_main_process
+from hashpa.training.inputs import training_batches
+from hashpa.training.objective import HashingObjective
+from hashpa.training.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict]
+    best: dict = field(default_factory=dict)  # {"epoch", "metric", "value", "float", "codes"[, "stage"]}
+    skipped_images: int = 0
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, split: RetrievalSplit | None = None):
+        self.config = config.check()
+        self.device = resolve_device(config.device)
+        self.split = split or build_split(**config.data_settings())
+        self._fit_batch_to_data()
+        self.run = RunDir(config.out)
+        torch.manual_seed(config.seed)
+        self.model = HashingModel(config.model).to(self.device)
+        self._check_itq_possible()
+        self.channels_last = config.channels_last and self.device.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device)
+        self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
+        self.optimizer = self._optimizer()
+        self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
+        self.epoch = 0
+        self.codes_fitted_at: int | None = None  # the epoch after which the code stage last ran
+        self.best = BestPolicy(config.best_metric)
+        self.history: list[dict] = []
+        self.skipped = 0
+
+    def _fit_batch_to_data(self) -> None:
+        """A training set smaller than the batch trains with the largest batch it fills (a multiple of --per-class)."""
+        c, images = self.config, len(self.split.train)
+        if images >= c.batch_size:
+            return
+        fitted = images - images % c.per_class if c.per_class else images
+        if fitted < 2:
+            raise HashpaError(f"{self.split.description}: {images} training images cannot form a batch (--per-class {c.per_class})")
+        log.info("the training split has %d images, fewer than --batch-size %d: training with batches of %d", images, c.batch_size, fitted)
+        c.batch_size = fitted
+
+    def _check_itq_possible(self) -> None:
+        """PCA-ITQ (the head's start after the warm-up and in the code stage) needs at least as many input dimensions as bits."""
+        c, inputs = self.config, self.model.hash_head.linear.in_features
+        if (c.hash_init == "itq" or c.code_epochs) and inputs < c.model.bits:
+            raise HashpaError(
+                f"--bits {c.model.bits} is more than the {inputs} dimensions the hash head reads: its PCA-ITQ start needs "
+                f"at least as many; raise --dim to {c.model.bits} or more, or pass --hash-source features, "
+                "or --hash-init random --code-epochs 0"
+            )
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        groups = self.model.parameter_groups()
+        proxies = [p for name, p in self.objective.named_parameters() if name.endswith("proxies")]
+        others = [p for name, p in self.objective.named_parameters() if not name.endswith("proxies")]
+        param_groups = [
+            {"params": groups["backbone"], "lr": c.lr, "name": "backbone"},
+            {"params": groups["heads"] + others, "lr": c.lr, "name": "heads"},
+            {"params": proxies, "lr": c.lr * c.proxy_lr_mult, "name": "proxies"},
+        ]
+        for group in param_groups:
+            group["base_lr"] = group["lr"]
+        return torch.optim.AdamW([g for g in param_groups if g["params"]], weight_decay=c.weight_decay)
+
+    def lr_factor(self, epoch: int) -> float:
+        c = self.config
+        if c.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * epoch / c.epochs))
+        return c.lr_decay_gamma ** (epoch // c.lr_decay_step)
+
+    # ---- run directory -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.run.has_checkpoint():
+            raise HashpaError(
+                f"{self.run.path} already holds a training run: continue it with --resume {self.run.path}, "
+                "or choose another --out"
+            )
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            self.run.write_config(self.config)
+            self.run.keep_history_until(0)
+
+    def restore(self) -> None:
+        state = load_checkpoint(self.run.checkpoint_path("last"), map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.best = state["epoch"], BestPolicy(self.config.best_metric, state["best"])
+        self.codes_fitted_at = state.get("codes_fitted_at")
+        self.history = self.run.keep_history_until(self.epoch, code_stage_done=self.codes_fitted_at == self.epoch)
+        log.info("resuming %s after epoch %d", self.run.path, self.epoch)
+
+    def _state(self) -> dict:
+        return {
+            "hashpa_version": __version__,
+            "epoch": self.epoch,
+            "codes_fitted_at": self.codes_fitted_at,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best": self.best.best,
+            "preprocessing": self.model.preprocessing.to_dict(),
+            "train_classes": list(self.split.train_classes),
+        }
+
+    # ---- loop ----------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        c = self.config
+        while self.epoch < c.epochs:
+            if c.hash_init == "itq" and self.epoch == c.warmup_epochs:
+                self.init_hash_head_from_itq()
+            record = self.train_epoch()
+            if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
+                record.update(self.evaluate())
+            self.epoch += 1
+            record["epoch"] = self.epoch
+            self._record(record, _epoch_line(record, c.epochs))
+        if c.code_epochs and self.codes_fitted_at != self.epoch:
+            record = self.fit_codes()
+            if record is not None:
+                self._record(record, _code_stage_line(record))
+        return TrainResult(self.run.path, self.history, self.best.best, self.skipped)
+
+    def _record(self, record: dict, line: str) -> None:
+        """Append `record` to the history, checkpoint (last, and best if it improved) and log `line`."""
+        improved = self.best.update(record)
+        if is_main_process():
+            self.run.append_history(record)
+            self.history.append(record)
+            save_checkpoints(self.run, self._state(), improved)
+            log.info(line)
+
+    def init_hash_head_from_itq(self) -> None:
+        started = time.perf_counter()
+        self.model.eval()
+        started_from_itq = start_head_from_itq(self.model, self.split.train, self.device, self.config.workers, self.config.seed)
+        self.model.train()
+        if started_from_itq:
+            log.info("hash head initialised from PCA-ITQ of the %d training images (%.1f s)", len(self.split.train), time.perf_counter() - started)
+        else:
+            log.warning("too few readable training images for PCA-ITQ of %d bits: the hash head keeps its random initialisation", self.config.model.bits)
+
+    def fit_codes(self) -> dict | None:
+        """The code stage (hashpa.training.code_stage) on the model as it is now, then an evaluation;
+        None (with a warning, the head kept as it is) when too few training images could be read."""
+        c = self.config
+        started = time.perf_counter()
+        if not enough_rows(len(self.split.train), c.model.bits):  # before embedding anything; unreadable images are counted below
+            return _skip_code_stage(c.model.bits, len(self.split.train))
+        features = code_features(self.model, self.split.train, c.code_views, (c.crop_scale_min, 1.0), c.hflip, self.device,
+                                 max(c.batch_size, 64), c.workers, c.seed * 1000 + self.epoch)
+        if not enough_rows(features.plain_rows, c.model.bits):
+            return _skip_code_stage(c.model.bits, features.plain_rows)
+        settings = CodeStageSettings(
+            objective=choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes),
+            epochs=c.code_epochs, lr=c.code_lr, proxy_lr=c.code_lr * c.proxy_lr_mult, weight_decay=c.weight_decay,
+            batch_size=c.batch_size, alpha=c.code_alpha, margin=c.code_margin, temperature=c.distill_temperature, seed=c.seed,
+            validation=c.code_validation,
+        )
+        stage = fit_code_stage(self.model.hash_head, features, len(self.split.train_classes), settings)
+        self.codes_fitted_at = self.epoch
+        record = {"epoch": self.epoch, "stage": "codes", "code_stage": stage, "seconds": round(time.perf_counter() - started, 3)}
+        record.update(self.evaluate())
+        return record
+
+    def train_epoch(self) -> dict:
+        c, epoch = self.config, self.epoch
+        torch.manual_seed(c.seed * 1000 + epoch)  # augmentation in the main process
+        factor = self.lr_factor(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        frozen = epoch < c.warmup_epochs
+        self.model.train()
+        sums: dict[str, torch.Tensor] = {}
+        steps = images = skipped = 0
+        started = time.perf_counter()
+        bar = tqdm(self.inputs.epoch(epoch), desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False, disable=None if is_main_process() else True)
+        for inputs, labels, unreadable in bar:
+            skipped += unreadable
+            if len(labels) < 2:
+                continue
+            if self.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, c.amp):
+                output = self.forward(inputs, freeze_backbone=frozen, detach_hash_input=not c.codes_train_backbone)
+            loss, parts = self.objective(output, labels)
+            if not torch.isfinite(loss):
+                raise HashpaError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}: lower --lr or --alpha")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.clip_grad:
+                for side in self._clipping_sides():
+                    torch.nn.utils.clip_grad_norm_(side, c.clip_grad)
+            self.optimizer.step()
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0) + value
+            steps += 1
+            images += len(labels)
+            if steps % 10 == 0:
+                bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
+        seconds = time.perf_counter() - started
+        self.skipped += skipped
+        if skipped:
+            log.warning("epoch %d: skipped %d unreadable images", epoch + 1, skipped)
+        if steps == 0:
+            raise HashpaError("no training batch could be formed: are the training images readable?")
+        return {
+            "lr": self.config.lr * factor,
+            "backbone_frozen": frozen,
+            "loss": {name: float(value) / steps for name, value in sums.items()},
+            "seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 2),
+            "skipped": skipped,
+        }
+
+    def _clipping_sides(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+        """The parameters with gradients, split into the float side (backbone, embedding head, metric
+        proxies) and the code side (hash head, code proxies). Each side is clipped on its own, so
+        code terms that train only the head never rescale the backbone's steps."""
+        trainable = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        return [p for p in trainable if id(p) not in self._code_side], [p for p in trainable if id(p) in self._code_side]
+
+    def evaluate(self) -> dict:
+        """Recall@K, tie-aware Recall@K (codes) and MAP@R of the float embeddings and the codes on the test split."""
+        started = time.perf_counter()
+        loader_args = dict(device=self.device, batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
+        queries = embed_labelled(self.model, self.split.test, progress="evaluating" if is_main_process() else None, **loader_args)
+        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, **loader_args)
+        results = model_scores(queries, gallery, distance_device(self.device))
+        results["eval_seconds"] = round(time.perf_counter() - started, 3)
+        self.model.train()
+        return results
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    line = f"epoch {record['epoch']}/{epochs}: loss {record['loss']['total']:.4f}, {record['images_per_second']:.0f} img/s"
+    if "float" in record:
+        line += (
+            f" | Recall@1/2/4/8 float {_recalls(record['float'])}"
+            f" | codes {_recalls(record['codes'])}"
+        )
+    return line
+
+
+def _skip_code_stage(bits: int, images: int) -> None:
+    log.warning("code stage skipped: it starts from PCA-ITQ, which needs more than %d training images, found %d; "
+                "the jointly trained hash head is kept", bits, images)
+
+
+def _code_stage_line(record: dict) -> str:
+    stage = record["code_stage"]
+    chosen = f", {stage['validation']['epochs']} epochs chosen on held-out images" if stage.get("validation") else ""
+    return (f"code stage ({stage['objective']}{chosen}, {stage['steps']} steps, {record['seconds']:.0f} s)"
+            f" | Recall@1/2/4/8 float {_recalls(record['float'])} | codes {_recalls(record['codes'])}")
+
+
+def _recalls(metrics: dict) -> str:
+    return "/".join(f"{metrics[f'recall@{k}']:.3f}" if f"recall@{k}" in metrics else "-" for k in RECALL_KS)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train from scratch into config.out (which must not hold a run yet)."""
+    trainer = Trainer(config)
+    trainer.start()
+    return trainer.fit()
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult:
+    """Continue the run in `run_dir` from its last checkpoint (optionally to more epochs)."""
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if not run.has_checkpoint():
+        raise HashpaError(f"{run_dir} has no checkpoint to resume from (last.pt); start it again without --resume")
+    config.out = str(run.path)
+    for key, value in (("epochs", epochs), ("device", device), ("workers", workers)):
+        if value is not None:
+            setattr(config, key, value)
+    trainer = Trainer(config)
+    trainer.restore()
+    if is_main_process():
+        run.write_config(config)
+    return trainer.fit()

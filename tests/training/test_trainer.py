@@ -1,0 +1,158 @@
+"""End-to-end training on a small generated folder: learning happens, runs resume exactly."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hashpa.data import split_folder
+from hashpa.errors import HashpaError
+from hashpa.training import RunDir, Trainer, load_trained_model, resolve_config, resume, train
+from tests.conftest import make_image_folder
+
+SETTINGS = dict(
+    split="seen", test_fraction=0.3, epochs=4, batch_size=24, lr=3e-3, eval_every=2, workers=0,
+    crop_scale_min=0.7, lr_decay_step=3, model=dict(backbone="smallcnn", weights="none", dim=32, bits=32),
+)
+
+
+def config_for(folder, out, **extra):
+    return resolve_config({**SETTINGS, "data": str(folder), "out": str(out), **extra})
+
+
+def test_training_beats_the_untrained_model(image_folder, tmp_path):
+    trainer = Trainer(config_for(image_folder, tmp_path / "run"))
+    untrained = trainer.evaluate()
+    trainer.start()
+    result = trainer.fit()
+    final = result.history[-1]
+    assert final["float"]["recall@1"] > untrained["float"]["recall@1"] + 0.1
+    assert final["codes"]["recall@1"] > untrained["codes"]["recall@1"] + 0.1
+    assert final["float"]["recall@1"] > 0.8 and final["codes"]["recall@1"] > 0.7
+
+
+def test_run_directory_contents(image_folder, tmp_path):
+    run = tmp_path / "run"
+    result = train(config_for(image_folder, run, epochs=2))
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "last.pt", "best.pt"}
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("stage")) for r in history] == [(1, None), (2, None), (2, "codes")]
+    assert {"loss", "lr", "seconds", "images_per_second"} <= set(history[0])
+    assert "float" not in history[0] and "expected_recall@1" in history[1]["codes"]
+    assert history[2]["code_stage"]["objective"] == "proxy_anchor" and "float" in history[2]
+    state = torch.load(run / "last.pt", weights_only=True)  # plain tensors and containers only
+    assert state["epoch"] == 2 and state["codes_fitted_at"] == 2 and state["config"]["model"]["bits"] == 32
+    model, _ = load_trained_model(run)
+    assert model.config.bits == 32 and result.best["epoch"] == 2
+    with pytest.raises(HashpaError, match="--resume"):
+        train(config_for(image_folder, run, epochs=2))
+
+
+def test_interrupted_run_resumes_to_the_same_result(image_folder, tmp_path, monkeypatch):
+    reference = train(config_for(image_folder, tmp_path / "straight"))
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def interrupt_in_third_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_for(image_folder, tmp_path / "interrupted"))
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    assert len(RunDir(tmp_path / "interrupted").read_history()) == 2
+    resumed = resume(tmp_path / "interrupted")
+    assert_same_run(tmp_path / "straight", reference, tmp_path / "interrupted", resumed)
+
+
+def test_a_run_interrupted_in_the_code_stage_resumes_to_the_same_result(image_folder, tmp_path, monkeypatch):
+    reference = train(config_for(image_folder, tmp_path / "straight", epochs=2))
+    original = Trainer.fit_codes
+
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit_codes", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config_for(image_folder, tmp_path / "interrupted", epochs=2))
+    monkeypatch.setattr(Trainer, "fit_codes", original)
+    assert torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)["codes_fitted_at"] is None
+    resumed = resume(tmp_path / "interrupted")
+    assert [r.get("stage") for r in resumed.history] == [None, None, "codes"]
+    assert_same_run(tmp_path / "straight", reference, tmp_path / "interrupted", resumed)
+    assert resume(tmp_path / "interrupted").history == resumed.history  # a finished run has nothing left to do
+
+
+def assert_same_run(reference_dir, reference, resumed_dir, resumed):
+
+    a = torch.load(reference_dir / "last.pt", weights_only=True)
+    b = torch.load(resumed_dir / "last.pt", weights_only=True)
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
+    torch.testing.assert_close(a["objective"], b["objective"], rtol=0, atol=0)
+    strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(reference.history)
+    assert resumed.best == reference.best
+
+
+def test_more_bits_than_the_head_reads_is_refused_before_training(image_folder, tmp_path):
+    with pytest.raises(HashpaError, match="raise --dim to 64"):
+        Trainer(config_for(image_folder, tmp_path / "run", model=dict(SETTINGS["model"], dim=32, bits=64)))
+    Trainer(config_for(image_folder, tmp_path / "run", model=dict(SETTINGS["model"], dim=32, bits=64), hash_init="random", code_epochs=0))
+
+
+def test_too_few_training_images_skip_the_code_stage_with_a_warning(image_folder, tmp_path, caplog, monkeypatch):
+    def embedding_is_not_needed(*args, **kwargs):
+        raise AssertionError("the image count alone decides the skip")
+
+    monkeypatch.setattr("hashpa.training.trainer.code_features", embedding_is_not_needed)
+    result = train(config_for(image_folder, tmp_path / "run", epochs=1, eval_every=1, model=dict(SETTINGS["model"], dim=128, bits=128)))
+    assert [r.get("stage") for r in result.history] == [None]
+    assert "code stage skipped" in caplog.text
+
+
+def test_too_few_readable_training_images_skip_the_code_stage(tmp_path, caplog):
+    folder = make_image_folder(tmp_path / "images", classes=4, per_class=14)
+    train_samples = split_folder(folder, "seen", test_fraction=0.3).train
+    assert len(train_samples) > 32
+    for sample in train_samples[: len(train_samples) - 30]:
+        Path(sample.path).write_bytes(b"not an image")
+    result = train(config_for(folder, tmp_path / "run", epochs=1, eval_every=1))
+    assert [r.get("stage") for r in result.history] == [None]
+    assert "found 30" in caplog.text
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(HashpaError, match="not a hashpa run directory"):
+        resume(tmp_path)
+
+
+def test_unreadable_training_images_are_skipped(image_folder, tmp_path):
+    (image_folder / "class_00" / "broken.png").write_bytes(b"not a png")
+    result = train(config_for(image_folder, tmp_path / "run", epochs=1))
+    assert result.history[-1]["float"]["recall@1"] > 0
+
+
+def test_the_decoded_cache_data_path_trains_too(image_folder, tmp_path):
+    result = train(config_for(image_folder, tmp_path / "run", data_path="cache", epochs=4))
+    assert result.history[-1]["float"]["recall@1"] > 0.8
+
+
+@pytest.mark.parametrize("clip_grad", [1e-3, 0.0])
+def test_head_only_code_terms_never_change_the_float_sides_steps(image_folder, tmp_path, clip_grad):
+    """With the codes training only the head, the embedding's training is the same whatever the
+    code terms' weights, also when gradient clipping engages (each side is clipped on its own)."""
+    backbones = []
+    for weight in (1.0, 100.0):
+        config = config_for(image_folder, tmp_path / f"run-{weight}", epochs=1, eval_every=5, warmup_epochs=0, hash_init="random",
+                            clip_grad=clip_grad, code_weight=weight, quantization_weight=weight, codes_train_backbone=False)
+        trainer = Trainer(config)
+        trainer.start()
+        trainer.fit()
+        backbones.append({k: v for k, v in trainer.model.state_dict().items() if not k.startswith("hash_head")})
+    for name, value in backbones[0].items():
+        torch.testing.assert_close(backbones[1][name], value, msg=name)
