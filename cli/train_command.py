@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hashpa.cli.main import cli, echo_json, friendly_errors, json_option
-from hashpa.cli.options import setting_options
+from hashpa.cli.options import setting_options, shown
 from hashpa.models.config import ModelConfig
 from hashpa.settings import SettingInfo
 from hashpa.training.config import PRESETS, TrainConfig
@@ -16,9 +16,10 @@ DATA_SETTINGS = {"dataset", "data", "root", "split", "train_dir", "test_dir", "t
 
 def default_with_presets(info: SettingInfo) -> str:
     """A setting's default, and the dataset kinds whose preset changes it."""
-    default = "runs/<dataset>-<bits>bit" if info.name == "out" else repr(info.default)
-    changed = [f"{kind}: {_preset_value(preset, info.name)!r}" for kind, preset in PRESETS.items() if _preset_value(preset, info.name) is not None]
-    return default + (f"; {', '.join(changed)}" if changed else "")
+    default = "runs/<dataset>-<bits>bit" if info.name == "out" else shown(info, info.default)
+    changed = [f"{kind}: {shown(info, _preset_value(preset, info.name))}" for kind, preset in PRESETS.items()
+               if _preset_value(preset, info.name) not in (None, info.default)]
+    return ", ".join(filter(None, [default, *changed]))
 
 
 def _preset_value(preset: dict, name: str):

@@ -85,29 +85,42 @@ def exact_knn(
     available = db.shape[0] - exclude_self
     if not 1 <= k <= available:
         raise HashpaError(f"k must be between 1 and {available} (the searchable database size), got {k}")
-    if metric == "hamming" and not device:
-        import faiss
-
-        distances, ids = faiss.knn_hamming(q, db, k + exclude_self)
-        return _without_own_rows(distances, ids, k) if exclude_self else (distances, ids)
+    if metric == "hamming" and not device:  # no distance matrix needed
+        ids = nearest(q, db, None, k, metric, device, np.arange(len(q)) if exclude_self else None)
+        return _hamming_of(q, db, ids), ids
     all_ids, all_scores = [], []
     for start, dist in distance_chunks(q, db, metric, device):
-        if exclude_self:
-            rows = np.arange(dist.shape[0])
-            dist[rows, start + rows] = excluded_distance(metric, db)
-        ids = top_k(dist, k)
+        own = start + np.arange(dist.shape[0]) if exclude_self else None
+        if own is not None:
+            dist[np.arange(len(own)), own] = excluded_distance(metric, db)
+        ids = nearest(q[start : start + len(dist)], db, dist, k, metric, device, own)
         scores = np.take_along_axis(dist, ids, axis=1)
         all_ids.append(ids)
         all_scores.append(-scores if metric == "cosine" else scores)
     return np.concatenate(all_scores), np.concatenate(all_ids).astype(np.int64)
 
 
-def _without_own_rows(distances: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rankings of k + 1 items per query [Nq, k + 1] with query i's own row i dropped (or, where it
-    is not among them, the last item): the query's ranking of the others."""
-    keep = ids != np.arange(len(ids))[:, None]
-    keep[keep.all(axis=1), -1] = False
-    return distances[keep].reshape(-1, k), ids[keep].reshape(-1, k)
+def nearest(queries: np.ndarray, database: np.ndarray, distances: np.ndarray | None, k: int, metric: str, device: str | None,
+            own: np.ndarray | None = None) -> np.ndarray:
+    """ids int64 [Nq, k] of each query's k nearest database rows by the ranking rule, without row
+    own[i] for query i when `own` is given. Hamming on the CPU comes from FAISS's knn_hamming (its
+    heap keeps (distance, id) order: tested against brute force); otherwise the top k of
+    `distances` [Nq, N], in which the own rows must already be excluded."""
+    if metric == "hamming" and not device:
+        import faiss
+
+        _, ids = faiss.knn_hamming(queries, database, k + (own is not None))
+        if own is None:
+            return ids
+        keep = ids != own[:, None]
+        keep[keep.all(axis=1), -1] = False  # the own row ranked beyond k: drop the last instead
+        return ids[keep].reshape(-1, k)
+    return top_k(distances, k).astype(np.int64)
+
+
+def _hamming_of(queries: np.ndarray, database: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """int32 [Nq, k]: the Hamming distance of each query to its rows `ids`."""
+    return np.bitwise_count(queries[:, None, :] ^ database[ids]).sum(axis=2, dtype=np.int32)
 
 
 def _cpu_distances(database: np.ndarray, metric: str):

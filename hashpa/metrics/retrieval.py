@@ -22,7 +22,7 @@ import numpy as np
 
 from hashpa.errors import HashpaError
 from hashpa.metrics import knn
-from hashpa.metrics.ranking import full_ranking, top_k
+from hashpa.metrics.ranking import full_ranking
 
 if TYPE_CHECKING:
     from hashpa.embed import Embedded
@@ -134,23 +134,30 @@ def evaluate_retrieval(
     for start, dist in knn.distance_chunks(q, db, metric, device, chunk_bytes):
         rows = np.arange(dist.shape[0])
         positive = q_labels[start : start + len(rows), None] == db_labels[None, :]
+        own = start + rows if exclude_self else None
         if exclude_self:
-            dist[rows, start + rows] = knn.excluded_distance(metric, db)
-            positive[rows, start + rows] = False
-        for name, value in _chunk_metrics(dist, positive, ks, tie_aware, with_map_at_r, map_at).items():
+            dist[rows, own] = knn.excluded_distance(metric, db)
+            positive[rows, own] = False
+
+        def ranking(depth: int, chunk=q[start : start + len(rows)], dist=dist, own=own) -> np.ndarray:
+            return knn.nearest(chunk, db, dist, min(depth, db.shape[0] - exclude_self), metric, device, own)
+
+        for name, value in _chunk_metrics(dist, positive, ranking, ks, tie_aware, with_map_at_r, map_at).items():
             parts.setdefault(name, []).append(value)
     merged = {name: np.concatenate(values) for name, values in parts.items()}
     return _summarise(merged, ks, map_at, started)
 
 
-def _chunk_metrics(dist, positive, ks, tie_aware, with_map_at_r, map_at) -> dict[str, np.ndarray]:
+def _chunk_metrics(dist, positive, ranking, ks, tie_aware, with_map_at_r, map_at) -> dict[str, np.ndarray]:
+    """Per-query metrics of one chunk: distances [rows, N], positive bool [rows, N] and ranking(depth)
+    -> ids [rows, depth] by the ranking rule."""
     n_positive = positive.sum(axis=1)
     depth = ks[-1]
     if with_map_at_r:
         depth = max(depth, int(n_positive.max()))
     int_cutoffs = [c for c in map_at if c != "all"]
     depth = min(max([depth, *int_cutoffs]), dist.shape[1])
-    ranked = top_k(dist, depth)
+    ranked = ranking(depth)
     relevant = np.take_along_axis(positive, ranked, axis=1)
     out = {"n_positive": n_positive, "hits": recall_hits(relevant, ks)}
     if tie_aware:

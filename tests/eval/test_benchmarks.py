@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from eval import bench_loss, bench_search, bench_train, flowers
+from hashpa.metrics import recall_at_k
 from tests.conftest import make_image_folder
 
 
@@ -14,8 +16,14 @@ def test_bench_search_tiny(tmp_path):
     report = json.loads((tmp_path / "search.json").read_text())
     methods = {r["method"] for r in report["rows"]}
     assert {"float Flat", "binary BFlat", "binary BHNSW32"} <= methods
-    flat = next(r for r in report["rows"] if r["method"] == "binary BFlat")
-    assert flat["recall_vs_exact"] == 1.0 and 0 < flat["fraction_of_popcount_limit"]
+    rows = {r["method"]: r for r in report["rows"]}
+    flat = rows["binary BFlat"]
+    assert flat["recall_vs_exact"] == 1.0 and rows["float Flat"]["recall_vs_exact"] == 1.0  # each exact search against itself
+    assert flat["hamming_per_second"] == pytest.approx(flat["queries_per_second"] * 3000)
+    assert flat["fraction_of_popcount_limit"] == pytest.approx(flat["hamming_per_second"] / report["popcount_per_second_one_core"]["cache"])
+    index_file = tmp_path / "index-64bit" / "binary-BFlat.faiss"
+    assert flat["bytes_per_vector"] == pytest.approx(index_file.stat().st_size / 3000)  # what hashpa compare counts
+    assert rows["rerank BFlat (shortlist 100)"]["bytes_per_vector"] == pytest.approx(index_file.stat().st_size / 3000 + 512 * 4)
     assert "| binary BFlat | 64 | 1 |" in (tmp_path / "search.md").read_text()
     asymmetric = next(r for r in report["rows"] if r["method"].startswith("asymmetric scan"))
     quantiser = (512 + 512 * 64) * 4  # float32 mean and projection
@@ -30,15 +38,23 @@ def test_bench_loss_tiny(tmp_path):
     bench_loss.main(["--device", "cpu", "--shapes", "16x10", "--repeats", "1", "--memory-batch", "8",
                      "--memory-classes", "2000", "--chunk", "500", "--dim", "16", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "loss.json").read_text())
-    assert report["timing"][0]["hashpa_ms"] > 0 and report["timing"][0]["pml_ms"] > 0
-    assert [m["proxy_chunk"] for m in report["memory"]] == [None, 500]
+    timing = report["timing"][0]
+    assert timing["speedup_vs_pml"] == pytest.approx(timing["pml_ms"] / timing["hashpa_ms"])
+    assert [m["proxy_chunk"] for m in report["memory"]] == [None, 500] and all(m["peak_bytes"] > 0 for m in report["memory"])
+    assert f"| 16 | 10 | {timing['hashpa_ms']:.2f} |" in (tmp_path / "loss.md").read_text()
 
 
 def test_bench_train_and_flowers_tiny(tmp_path):
     data = make_image_folder(tmp_path / "data", classes=4, per_class=12)
     bench_train.main(["--data", str(data), "--backbone", "smallcnn", "--batch-size", "8", "--image-size", "32",
                       "--steps", "2", "--warmup-steps", "1", "--workers", "0", "--out", str(tmp_path / "train")])
-    assert json.loads((tmp_path / "train" / "train.json").read_text())["hashpa_images_per_second"] > 0
+    speeds = json.loads((tmp_path / "train" / "train.json").read_text())
+    for run, key in (("hashpa", "hashpa_images_per_second"), ("reference", "reference_images_per_second")):  # the runs' own second epochs
+        history = [json.loads(line) for line in (tmp_path / "train" / run / "history.jsonl").read_text().splitlines()]
+        assert speeds[key] == history[1]["images_per_second"]
+    assert speeds["hashpa_over_reference"] == pytest.approx(speeds["hashpa_images_per_second"] / speeds["reference_images_per_second"])
+    reference = json.loads((tmp_path / "train" / "reference" / "config.json").read_text())
+    assert (reference["amp"], reference["data_path"], reference["channels_last"]) == (False, "files", False)
     bench = tmp_path / "BENCH.md"
     bench.write_text("# Benchmarks\n\n<!-- flowers:cpu:start -->\nold\n<!-- flowers:cpu:end -->\n\nkept\n")
     flowers.main(["--data", str(data), "--backbone", "smallcnn", "--weights", "none", "--image-size", "32", "--epochs", "1",
@@ -47,6 +63,12 @@ def test_bench_train_and_flowers_tiny(tmp_path):
     report = json.loads((tmp_path / "flowers" / "flowers.json").read_text())
     methods = [r["method"] for r in report["rows"]]
     assert "Proxy Anchor learned codes" in methods and "PCA-ITQ of the Proxy Anchor float embedding" in methods
+    history = [json.loads(line) for line in (tmp_path / "flowers" / "runs" / "proxy_anchor-16bit" / "history.jsonl").read_text().splitlines()]
+    learned = next(r for r in report["rows"] if r["key"] == "learned_codes")
+    assert learned["recall@1"] == history[-1]["codes"]["recall@1"]  # the run's own last evaluation
+    default_design = next(r for r in report["ablation"] if r["default"])
+    assert default_design["learned_codes"] == learned["recall@1"] and default_design["pca_itq"] == next(
+        r["recall@1"] for r in report["rows"] if r["key"] == "pca_itq" and r["method"].endswith("Proxy Anchor float embedding"))
     pca = next(r for r in report["rows"] if r.get("pca_dims"))
     assert pca["dim"] == 16 and 0 <= pca["recall@1"] <= 1 and "PCA float" in bench.read_text()
     assert set(report["convergence"]) == {"proxy_anchor", "ms"}
@@ -64,10 +86,20 @@ def test_bench_index_and_metrics_tiny(tmp_path, trained_run):
     bench_index.main(["--data", str(data), "--model", str(trained_run), "--workers", "0", "--batch-size", "4", "--decode", "pil", "device",
                       "--limit-batches", "2", "--out", str(tmp_path / "index")])
     report = json.loads((tmp_path / "index" / "index.json").read_text())
-    assert [r["decode"] for r in report["rows"]] == ["pil", "device"] and report["rows"][1]["images"] == 12 and report["model_images_per_second"] > 0
+    assert [r["decode"] for r in report["rows"]] == ["pil", "device"] and [r["images"] for r in report["rows"]] == [12, 12]
+    assert report["model_images_per_second"] == max(report["model_images_per_second_before_after"])
+    for row in report["rows"]:  # each run indexed the folder as hashpa index does
+        assert row["fraction_of_model_limit"] == pytest.approx(row["images_per_second"] / report["model_images_per_second"])
+        assert json.loads((tmp_path / "index" / f"index-{row['decode']}-0-workers" / "index.json").read_text())["rows"] == 12
     bench_metrics.main(["--n", "500", "--dim", "16", "--out", str(tmp_path / "metrics")])
     rows = json.loads((tmp_path / "metrics" / "metrics.json").read_text())["rows"]
-    assert [r["representation"] for r in rows] == ["float", "codes"] and 0 < rows[1]["recall@1"] <= rows[0]["recall@1"] <= 1
+    assert [r["representation"] for r in rows] == ["float", "codes"]
+    # the same synthetic data evaluated again: the figures are the evaluator's, for float and codes alike
+    labels = np.arange(500) // 5
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((labels[-1] + 1, 16), dtype=np.float32)
+    embeddings = centres[labels] + rng.standard_normal((500, 16), dtype=np.float32)
+    assert rows[0]["recall@1"] == recall_at_k(embeddings, labels, ks=(1,))[1]
 
 
 def test_flowers_protocol_line_names_the_split():

@@ -1,6 +1,7 @@
 """End-to-end training on a small generated folder: learning happens, runs resume exactly."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -131,10 +132,13 @@ def test_resume_needs_a_checkpoint(tmp_path):
         resume(tmp_path)
 
 
-def test_unreadable_training_images_are_skipped(image_folder, tmp_path):
+def test_unreadable_training_images_are_skipped_and_counted(image_folder, tmp_path):
     (image_folder / "class_00" / "broken.png").write_bytes(b"not a png")
-    result = train(config_for(image_folder, tmp_path / "run", epochs=1))
-    assert result.history[-1]["float"]["recall@1"] > 0
+    split = split_folder(image_folder, "seen", test_fraction=SETTINGS["test_fraction"])
+    in_training = any(s.path.name == "broken.png" for s in split.train)
+    result = train(config_for(image_folder, tmp_path / "run", epochs=2, code_epochs=0))
+    assert result.skipped_images == (2 if in_training else 0) == sum(r["skipped"] for r in result.history)  # once per epoch
+    assert result.history[-1]["float"]["recall@1"] > 0.5
 
 
 def test_the_decoded_cache_data_path_trains_too(image_folder, tmp_path):
@@ -156,3 +160,27 @@ def test_head_only_code_terms_never_change_the_float_sides_steps(image_folder, t
         backbones.append({k: v for k, v in trainer.model.state_dict().items() if not k.startswith("hash_head")})
     for name, value in backbones[0].items():
         torch.testing.assert_close(backbones[1][name], value, msg=name)
+
+
+def test_a_training_split_smaller_than_the_batch_trains_with_a_smaller_batch(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    folder = make_image_folder(tmp_path / "images", classes=12, per_class=10)
+    config = resolve_config({"data": str(folder), "split": "half", "epochs": 1, "workers": 0, "code_epochs": 0, "out": str(tmp_path / "run"),
+                             "model": dict(backbone="smallcnn", weights="none", dim=16, bits=16)})
+    assert config.batch_size == 180  # the default, more than the 60 training images of the first 6 classes
+    result = train(config)
+    assert "the training split has 60 images, fewer than --batch-size 180: training with batches of 60" in caplog.text
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 60
+    assert result.history[0]["images_per_second"] > 0 and "float" in result.history[0]
+    per_class = resolve_config({"data": str(folder), "split": "half", "per_class": 8, "out": str(tmp_path / "run2"),
+                                "model": dict(backbone="smallcnn", weights="none", dim=16, bits=16)})
+    assert Trainer(per_class).config.batch_size == 56  # a multiple of --per-class
+
+
+def test_best_pt_holds_the_model_and_last_pt_the_training_state(image_folder, tmp_path):
+    train(config_for(image_folder, tmp_path / "run", epochs=2))
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert {"optimizer", "objective"} <= set(last) and not {"optimizer", "objective"} & set(best)
+    assert {"model", "config", "preprocessing", "epoch", "best"} <= set(best)
+    assert (tmp_path / "run" / "best.pt").stat().st_size < 0.7 * (tmp_path / "run" / "last.pt").stat().st_size
