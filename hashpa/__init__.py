@@ -18,18 +18,13 @@ __version__ = "0.1.0"
 from hashpa._lazy import lazy_exports  # noqa: E402
 from hashpa.errors import HashpaError  # noqa: E402
 
-_EXPORTS = {
-    "load": ".embed",
-    "Model": ".embed",
-    "open_index": ".search.index",
-    "Index": ".search.index",
-    "build_index": ".indexdir.build",
-    "train": ".training.trainer",
-    "resume": ".training.trainer",
-    "TrainConfig": ".training.config",
-    "resolve_config": ".training.config",
-    "recall_at_k": ".metrics.retrieval",
-    "evaluate_retrieval": ".metrics.retrieval",
+_MODULES = {
+    ".embed": "load Model",
+    ".search.index": "open_index Index",
+    ".indexdir.build": "build_index",
+    ".training.trainer": "train resume",
+    ".training.config": "TrainConfig resolve_config",
+    ".metrics.retrieval": "recall_at_k evaluate_retrieval",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = ["HashpaError", "__version__", *sorted(_EXPORTS)]
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = ["HashpaError", "__version__", *__dir__()]

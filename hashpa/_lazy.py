@@ -7,9 +7,10 @@ import importlib
 from typing import Callable
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """(``__getattr__``, ``__dir__``) for `package`, whose attribute NAME is NAME of module
-    ``exports[NAME]`` (a module path relative to the package, e.g. ".ranking")."""
+def lazy_exports(package: str, modules: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """(``__getattr__``, ``__dir__``) for `package`: `modules` maps a module path relative to the
+    package (e.g. ".ranking") to the names it exports, space-separated."""
+    exports = {name: module for module, names in modules.items() for name in names.split()}
 
     def __getattr__(name: str) -> object:
         if name not in exports:

@@ -3,24 +3,13 @@ transforms, samplers, decoding."""
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "IMAGE_EXTENSIONS": ".folder",
-    "Sample": ".folder",
-    "find_images": ".folder",
-    "is_image": ".folder",
-    "labelled_samples": ".folder",
-    "class_of": ".labels",
-    "label_paths": ".labels",
-    "DATASET_KINDS": ".splits",
-    "SPLITS": ".splits",
-    "RetrievalSplit": ".splits",
-    "build_split": ".splits",
-    "split_dirs": ".splits",
-    "split_folder": ".splits",
-    "DATASETS": ".splits",
-    "load_paper_dataset": ".paper_datasets",
-    "builtin_dataset": ".builtin",
-    "ImageDataset": ".loading",
+_MODULES = {
+    ".folder": "IMAGE_EXTENSIONS Sample find_images is_image labelled_samples",
+    ".labels": "class_of label_paths",
+    ".splits": "DATASET_KINDS SPLITS RetrievalSplit build_split split_dirs split_folder DATASETS",
+    ".paper_datasets": "load_paper_dataset",
+    ".builtin": "builtin_dataset",
+    ".loading": "ImageDataset",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

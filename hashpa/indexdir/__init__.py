@@ -2,24 +2,13 @@
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "CODE_SOURCES": ".layout",
-    "INDEX_JSON": ".layout",
-    "STORE_FILE": ".layout",
-    "IndexMeta": ".layout",
-    "index_key": ".layout",
-    "read_meta": ".layout",
-    "FittedCodes": ".store",
-    "Store": ".store",
-    "read_store": ".store",
-    "write_store": ".store",
-    "IndexSettings": ".settings",
-    "IndexSummary": ".build",
-    "build_index": ".build",
-    "fit_database_codes": ".build",
-    "write_index_dir": ".build",
-    "IndexDir": ".open",
-    "info": ".facts",
+_MODULES = {
+    ".layout": "CODE_SOURCES INDEX_JSON STORE_FILE IndexMeta index_key read_meta",
+    ".store": "FittedCodes Store read_store write_store",
+    ".settings": "IndexSettings",
+    ".build": "IndexSummary build_index fit_database_codes write_index_dir",
+    ".open": "IndexDir",
+    ".facts": "info",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

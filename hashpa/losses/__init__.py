@@ -2,17 +2,15 @@
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "LOSS_NAMES": ".registry",
-    "build_loss": ".registry",
-    "MetricLoss": ".base",
-    "ProxyLoss": ".base",
-    "DecorrelationLoss": ".decorrelation",
-    "SimilarityDistillationLoss": ".distillation",
-    "MultiSimilarityLoss": ".multi_similarity",
-    "ProxyAnchorLoss": ".proxy_anchor",
-    "ProxyNCALoss": ".proxy_nca",
-    "QuantizationLoss": ".quantization",
+_MODULES = {
+    ".registry": "LOSS_NAMES build_loss",
+    ".base": "MetricLoss ProxyLoss",
+    ".decorrelation": "DecorrelationLoss",
+    ".distillation": "SimilarityDistillationLoss",
+    ".multi_similarity": "MultiSimilarityLoss",
+    ".proxy_anchor": "ProxyAnchorLoss",
+    ".proxy_nca": "ProxyNCALoss",
+    ".quantization": "QuantizationLoss",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

@@ -2,15 +2,10 @@
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "RECALL_KS": ".retrieval",
-    "evaluate_retrieval": ".retrieval",
-    "model_scores": ".retrieval",
-    "recall_at_k": ".retrieval",
-    "retrieval_scores": ".retrieval",
-    "exact_knn": ".knn",
-    "merge_candidates": ".ranking",
-    "top_k": ".ranking",
+_MODULES = {
+    ".retrieval": "RECALL_KS evaluate_retrieval model_scores recall_at_k retrieval_scores",
+    ".knn": "exact_knn",
+    ".ranking": "merge_candidates top_k",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

@@ -2,17 +2,10 @@
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "HASH_SOURCES": ".config",
-    "POOLINGS": ".config",
-    "ModelConfig": ".config",
-    "Backbone": ".backbones",
-    "Preprocessing": ".backbones",
-    "backbone_names": ".backbones",
-    "build_backbone": ".backbones",
-    "register_backbone": ".backbones",
-    "HashingModel": ".hashing_model",
-    "ModelOutput": ".hashing_model",
+_MODULES = {
+    ".config": "HASH_SOURCES POOLINGS ModelConfig",
+    ".backbones": "Backbone Preprocessing backbone_names build_backbone register_backbone",
+    ".hashing_model": "HashingModel ModelOutput",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

@@ -3,17 +3,13 @@ timing every measurement carries."""
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "compare": ".comparison",
-    "evaluate": ".evaluation",
-    "baseline_rows": ".evaluation",
-    "compare_table": ".tables",
-    "eval_table": ".tables",
-    "train_summary": ".tables",
-    "result_grid": ".plots",
-    "machine_info": ".machine",
-    "describe_machine": ".machine",
-    "time_calls": ".timing",
+_MODULES = {
+    ".comparison": "compare",
+    ".evaluation": "evaluate baseline_rows",
+    ".tables": "compare_table eval_table train_summary",
+    ".plots": "result_grid",
+    ".machine": "machine_info describe_machine",
+    ".timing": "time_calls",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

@@ -3,15 +3,10 @@ public ``open_index`` and the query front end of ``hashpa search``."""
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "MODES": ".modes",
-    "SearchResult": ".modes",
-    "Index": ".index",
-    "open_index": ".index",
-    "Hit": ".queries",
-    "QueryResult": ".queries",
-    "expand_queries": ".queries",
-    "search": ".queries",
+_MODULES = {
+    ".modes": "MODES SearchResult",
+    ".index": "Index open_index",
+    ".queries": "Hit QueryResult expand_queries search",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()

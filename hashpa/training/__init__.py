@@ -2,17 +2,11 @@
 
 from hashpa._lazy import lazy_exports
 
-_EXPORTS = {
-    "PRESETS": ".config",
-    "TrainConfig": ".config",
-    "resolve_config": ".config",
-    "RunDir": ".rundir",
-    "load_checkpoint": ".checkpoints",
-    "load_trained_model": ".checkpoints",
-    "TrainResult": ".trainer",
-    "Trainer": ".trainer",
-    "resume": ".trainer",
-    "train": ".trainer",
+_MODULES = {
+    ".config": "PRESETS TrainConfig resolve_config",
+    ".rundir": "RunDir",
+    ".checkpoints": "load_checkpoint load_trained_model",
+    ".trainer": "TrainResult Trainer resume train",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = __dir__()
