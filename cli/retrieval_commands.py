@@ -26,14 +26,15 @@ DEFAULTS = IndexSettings()
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default=DEFAULTS.checkpoint, show_default=True)
 @click.option("--float16", is_flag=True, help="Store float embeddings as float16 (half the disk).")
 @click.option("--device", default=DEFAULTS.device, show_default=True)
-@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
-@click.option("--workers", type=int, default=DEFAULTS.workers, show_default=True, help="DataLoader processes decoding images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=DEFAULTS.workers, show_default=True, help="DataLoader processes decoding images.")
 @click.option("--decode", type=click.Choice(DECODERS), default=DEFAULTS.decode, show_default=True,
               help="device: read files in the workers, decode JPEGs and resize on --device (nvJPEG on a GPU).")
 @click.option("--codes", type=click.Choice(tuple(CODE_SOURCES)), default=DEFAULTS.codes, show_default=True,
               help="Codes of the binary indexes: the model's hash head, or PCA-ITQ fitted to this folder's float "
                    "embeddings (no labels; better on classes the model never saw, see BENCHMARKS.md).")
 @click.option("--code-bits", type=int, help="With --codes itq: length of the fitted codes (default: the model's bits).")
+@click.option("--replace", is_flag=True, help="Rebuild an index that another model built (its embeddings are discarded).")
 @json_option
 @friendly_errors
 def index(folder, model, out, as_json, **settings) -> None:
@@ -55,7 +56,7 @@ def index(folder, model, out, as_json, **settings) -> None:
 @cli.command()
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("queries", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--mode", type=click.Choice(MODES), default="float", show_default=True,
               help="asymmetric: the query's real-valued projection against the database's codes (indexes built with --codes itq).")
 @click.option("--shortlist", type=int, help="rerank: Hamming candidates re-ranked by cosine (default 10*k); asymmetric: "
@@ -66,8 +67,8 @@ def index(folder, model, out, as_json, **settings) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a PNG of each query and its results.")
 @click.option("--show-codes", is_flag=True, help="Show the query's hash code as bits.")
-@click.option("--nprobe", type=int, help="IVF indexes: lists visited per query.")
-@click.option("--ef-search", type=int, help="HNSW indexes: search beam width.")
+@click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
+@click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
 @friendly_errors
 def search(index_dir, queries, as_json, grid, show_codes, **options) -> None:
     """Search INDEX_DIR with query images (files or folders)."""
@@ -98,15 +99,15 @@ def search(index_dir, queries, as_json, grid, show_codes, **options) -> None:
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--queries", type=click.Path(exists=True, file_okay=False),
               help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
-@click.option("--shortlist", type=int, help="rerank and shortlisted asymmetric: Hamming candidates per query (default 100).")
-@click.option("--threads", type=int, help="FAISS threads (default: all cores).")
-@click.option("--repeats", type=int, default=3, show_default=True, help="Timed repeats of the batched search.")
-@click.option("--latency-queries", type=int, default=200, show_default=True, help="Single queries timed for p50/p99.")
+@click.option("--shortlist", type=click.IntRange(min=1), help="rerank and shortlisted asymmetric: Hamming candidates per query (default 100).")
+@click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: all cores).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats of the batched search.")
+@click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True, help="Single queries timed for p50/p99 (0: none).")
 @click.option("--model", type=click.Path(exists=True), help="Embed query images with this model (must be the index's).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Where compare.json/.md/.png go (default: INDEX_DIR).")
-@click.option("--nprobe", type=int, help="IVF indexes: lists visited per query.")
-@click.option("--ef-search", type=int, help="HNSW indexes: search beam width.")
+@click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
+@click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
 @json_option
 @friendly_errors
 def compare(index_dir, as_json, **options) -> None:

@@ -80,7 +80,7 @@ def load(source: str | Path, checkpoint: str = "best", device: str | torch.devic
 
     target = resolve_device(device)
     network, state = load_trained_model(source, checkpoint, target)
-    return Model(network, target, str(source), checkpoint, state)
+    return Model(network, target, str(source), state["loaded_from"], state)
 
 
 def _as_sequence(images) -> list:
@@ -213,6 +213,7 @@ class Embedded:
     embeddings: np.ndarray  # float32 [n, dim], L2-normalised
     codes: np.ndarray  # uint8 [n, bits/8]
     labels: np.ndarray  # int64 [n]
+    positions: np.ndarray | None = None  # int64 [n]: positions of these images in the sample list (unreadable ones are missing)
 
     def representation(self, name: str) -> np.ndarray:
         """"float" -> embeddings, "codes" -> codes."""
@@ -222,4 +223,4 @@ class Embedded:
 def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> Embedded:
     """embed_all over `samples`, with the labels of the images that could be read (kwargs as embed_batches')."""
     embeddings, codes, positions, _ = embed_all(model, samples, device, **kwargs)
-    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64))
+    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64), positions)

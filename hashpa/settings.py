@@ -42,10 +42,13 @@ def settings_of(cls) -> list[SettingInfo]:
         kind, optional = _plain_type(hints[f.name])
         if kind is None:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        else:
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # a required field
         meta = f.metadata
-        out.append(SettingInfo(f.name, kind, optional, default, meta.get("help", ""), meta.get("choices"),
-                               meta.get("flag") or "--" + f.name.replace("_", "-"), meta.get("command_line", True)))
+        flag = meta.get("flag") or ("--" + f.name.replace("_", "-") if "help" in meta else "")  # plain dataclass fields have none
+        out.append(SettingInfo(f.name, kind, optional, default, meta.get("help", ""), meta.get("choices"), flag, meta.get("command_line", True)))
     return out
 
 
@@ -58,17 +61,21 @@ def check_types(cls, values: dict, where: str) -> None:
         value = values[info.name]
         if value is None and info.optional:
             continue
-        ok = isinstance(value, bool) if info.type is bool else (
-            isinstance(value, info.type) and not isinstance(value, bool) or (info.type is float and isinstance(value, int) and not isinstance(value, bool)))
-        if not ok:
+        if not _has_type(value, info.type):
             expected = info.type.__name__ + (" or null" if info.optional else "")
-            raise HashpaError(f"{where}: {info.name} ({_option(info)}) must be {expected}, got {value!r}")
+            raise HashpaError(f"{where}: {_named(info)} must be {expected}, got {value!r}")
         if info.choices and value not in info.choices:
-            raise HashpaError(f"{where}: {info.name} ({_option(info)}) must be one of {', '.join(info.choices)}, got {value!r}")
+            raise HashpaError(f"{where}: {_named(info)} must be one of {', '.join(info.choices)}, got {value!r}")
 
 
-def _option(info: SettingInfo) -> str:
-    return info.flag.split("/")[0]
+def _has_type(value, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def _named(info: SettingInfo) -> str:
+    return f"{info.name} ({info.flag.split('/')[0]})" if info.flag else info.name
 
 
 def _plain_type(hint) -> tuple[type | None, bool]:

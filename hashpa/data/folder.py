@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hashpa.data.labels import class_of
 from hashpa.errors import HashpaError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -22,16 +25,25 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def find_images(root: str | Path) -> list[Path]:
+@dataclass
+class Listing:
+    """The image files below a folder, and those that cannot be used."""
+
+    images: list[Path]  # relative paths, sorted
+    unusable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why): links to nothing, names that are not UTF-8
+
+
+def list_images(root: str | Path) -> Listing:
     """Image files below `root` (any depth, links followed once), as sorted relative paths.
 
     Hidden files and folders (names starting with '.') are skipped; a link that leads back into
-    a folder already visited is not followed again, so link loops terminate.
+    a folder already visited is not followed again, so link loops terminate. Image names that
+    point nowhere or are not valid UTF-8 (the store keeps UTF-8 paths) are listed as unusable.
     """
     root = Path(root)
     if not root.is_dir():
         raise HashpaError(f"image folder not found: {root}")
-    found: list[Path] = []
+    listing = Listing([])
     visited: set[tuple[int, int]] = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         stat = os.stat(folder)
@@ -42,9 +54,34 @@ def find_images(root: str | Path) -> list[Path]:
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in files:
             path = Path(folder, name)
-            if not name.startswith(".") and is_image(path) and path.is_file():
-                found.append(path.relative_to(root))
-    return sorted(found, key=lambda p: p.as_posix())
+            if name.startswith(".") or not is_image(path):
+                continue
+            relative = path.relative_to(root)
+            if not _is_utf8(str(relative)):
+                listing.unusable.append((os.fsencode(relative).decode("utf-8", "backslashreplace"), "its name is not valid UTF-8: rename it"))
+            elif not path.is_file():
+                listing.unusable.append((relative.as_posix(), "a link to nothing" if path.is_symlink() else "not a regular file"))
+            else:
+                listing.images.append(relative)
+    listing.images.sort(key=lambda p: p.as_posix())
+    return listing
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """``list_images(root).images``, with a warning naming the unusable ones."""
+    listing = list_images(root)
+    if listing.unusable:
+        shown = "; ".join(f"{path} ({why})" for path, why in listing.unusable[:5])
+        log.warning("skipping %d unusable image files under %s: %s%s", len(listing.unusable), root, shown, " ..." if len(listing.unusable) > 5 else "")
+    return listing.images
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def labelled_samples(root: str | Path) -> tuple[list[Sample], list[str]]:

@@ -5,31 +5,18 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from hashpa.data.decode import read_rgb
 from hashpa.data.folder import Sample
 
 log = logging.getLogger(__name__)
 
-READ_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError)
-
-
-def read_rgb(path: Path) -> Image.Image | None:
-    """The image as RGB, or None (with a warning) when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except READ_ERRORS as error:
-        log.warning("skipping unreadable image %s (%s)", path, error)
-        return None
-
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Samples -> (image tensor, label, index); an unreadable image yields None instead."""
+    """Samples -> (image tensor, label, index); an unreadable image yields its index alone instead."""
 
     def __init__(self, samples: list[Sample], transform: Callable):
         self.samples = samples
@@ -42,7 +29,7 @@ class ImageDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         image = read_rgb(sample.path)
         if image is None:
-            return None
+            return index
         return self.transform(image), sample.label, index
 
 
@@ -50,9 +37,9 @@ class ImageDataset(torch.utils.data.Dataset):
 class Batch:
     images: torch.Tensor
     labels: torch.Tensor
-    indices: torch.Tensor
+    indices: torch.Tensor  # positions of the images in the sample list
     skipped: int
-
+    unreadable: tuple[int, ...] = ()  # positions of the samples that could not be read
 
 def usable_workers(requested: int) -> int:
     """DataLoader workers: no more than this machine's cores (more only adds processes)."""
@@ -60,10 +47,10 @@ def usable_workers(requested: int) -> int:
 
 
 def collate_skipping(items: list) -> Batch:
-    """Stack the readable items of a batch; count the unreadable ones."""
-    good = [item for item in items if item is not None]
-    skipped = len(items) - len(good)
+    """Stack the readable items of a batch; count the unreadable ones (which ImageDataset gives as their index)."""
+    good = [item for item in items if isinstance(item, tuple)]
+    unreadable = tuple(item for item in items if not isinstance(item, tuple))
     if not good:
-        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), skipped)
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), len(unreadable), unreadable)
     images, labels, indices = zip(*good)
-    return Batch(torch.stack(images), torch.tensor(labels), torch.tensor(indices), skipped)
+    return Batch(torch.stack(images), torch.tensor(labels), torch.tensor(indices), len(unreadable), unreadable)

@@ -20,15 +20,17 @@ from hashpa.codes import check_bits
 from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
 from hashpa.errors import HashpaError
+from hashpa.fileio import LOCK_FILE, TEMPORARY_MARK, checksum, folder_lock, remove_temporaries, verify
 from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, unchanged_rows
-from hashpa.indexdir.faiss_files import build_faiss_index, write_faiss
+from hashpa.indexdir.faiss_files import build_faiss_index, make_faiss_index, write_faiss
 from hashpa.indexdir.layout import (
     DEFAULT_INDEXES,
-    KINDS,
+    INDEX_JSON,
     STORE_FILE,
     IndexMeta,
     index_file_name,
     index_key,
+    read_meta,
     relative_folder,
     write_meta,
 )
@@ -66,18 +68,24 @@ def build_index(folder: str | Path, model: str | Path, out: str | Path, **settin
     this folder's float embeddings by PCA-ITQ (unsupervised, refitted on every run; queries are
     encoded with the stored quantiser), which rank better on classes the model never saw.
     """
-    from hashpa.embed import load
-
     started = time.perf_counter()
     options = IndexSettings(**settings).check()
     folder, out = Path(folder), Path(out)
+    check_output_folder(out)
+    with folder_lock(out, "hashpa index"):
+        remove_temporaries(out)
+        return _build(folder, model, out, options, started)
+
+
+def _build(folder: Path, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary:
+    from hashpa.embed import load
+
     files = scan_folder(folder)
     if not len(files):
-        raise HashpaError(f"no images found under {folder}")
+        raise HashpaError(f"no images found under {folder}" + (f" ({len(files.unusable)} unusable image files)" if files.unusable else ""))
     embedder = load(model, options.checkpoint, options.device)
-    out.mkdir(parents=True, exist_ok=True)
-
-    previous = _previous_rows(out, embedder.fingerprint, embedder.dim, embedder.bits // 8)
+    _check_before_embedding(options, embedder, len(files))
+    previous = _previous_rows(out, embedder, options.replace)
     partial = PartialBatches(out, embedder.fingerprint)
     from_store = unchanged_rows(files, previous.paths, previous.sizes, previous.mtimes)
     done = partial.read(embedder.dim, embedder.bits // 8)
@@ -90,7 +98,7 @@ def build_index(folder: str | Path, model: str | Path, out: str | Path, **settin
     embed_seconds = time.perf_counter() - started_embedding if len(todo) else 0.0
     from_partial = np.where(from_store < 0, unchanged_rows(files, done.paths, done.sizes, done.mtimes), -1)
     present = (from_store >= 0) | (from_partial >= 0)
-    skipped = [str(p) for p in files.paths[~present]]
+    skipped = [str(p) for p in files.paths[~present]] + [path for path, _ in files.unusable]
     if skipped:
         log.warning("skipped %d unreadable images: %s", len(skipped), ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
     if not present.any():
@@ -98,13 +106,13 @@ def build_index(folder: str | Path, model: str | Path, out: str | Path, **settin
 
     store = _assemble(files, present, from_store, previous, from_partial, done, embedder, folder, options.float16)
     if options.codes == "itq":
-        store.fitted = fit_database_codes(store.embeddings, options.code_bits or store.bits)
-    embedded = len(todo) - len(skipped)
+        store.fitted = fit_database_codes(store.embeddings, store.bits if options.code_bits is None else options.code_bits)
+    embedded = len(todo) - int(np.count_nonzero(~present))
     summary = IndexSummary(out=out, rows=len(store), embedded=embedded, reused=len(files) - len(todo),
                            removed=int(np.count_nonzero(~contained(files, previous.paths))),
                            skipped=skipped, images_per_second=round(embedded / embed_seconds, 2) if embed_seconds else 0.0)
     summary.indexes = write_index_dir(out, store, options.float_indexes, options.binary_indexes,
-                                      {"folder": folder, "model": Path(model).resolve(), "checkpoint": options.checkpoint})
+                                      {"folder": folder, "model": Path(model).resolve(), "checkpoint": embedder.checkpoint})
     summary.seconds = round(time.perf_counter() - started, 3)
     partial.remove()
     return summary
@@ -125,16 +133,61 @@ def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial
     return batches
 
 
-def _previous_rows(out: Path, fingerprint: str, dim: int, code_bytes: int) -> Rows:
-    """The rows of the store in `out` when the same model built it (else none: every image is embedded again)."""
+def check_output_folder(out: Path) -> None:
+    """--out must be a new or empty folder, or an index directory hashpa built (or began to build):
+    hashpa never overwrites or deletes files it did not write."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise HashpaError(f"--out {out} is a file, not a folder")
+    ours = (out / INDEX_JSON).is_file() or any(out.glob(".partial-*"))
+    foreign = [p.name for p in out.iterdir() if p.name != LOCK_FILE and TEMPORARY_MARK not in p.name]
+    if foreign and not ours:
+        raise HashpaError(f"--out {out} holds other files ({', '.join(sorted(foreign)[:3])}{' ...' if len(foreign) > 3 else ''}) and is not "
+                          "a hashpa index: choose a new or empty folder")
+
+
+def _check_before_embedding(options: IndexSettings, embedder, images: int) -> None:
+    """What would fail after the embedding fails now: the FAISS factory strings, the fitted code length."""
+    bits = embedder.bits if options.code_bits is None else options.code_bits
+    if options.codes == "itq":
+        check_bits(bits, "--code-bits", at_most=embedder.dim, why=f"the embedding dimension {embedder.dim}")
+    for spec in options.float_indexes:
+        make_faiss_index("float", spec, embedder.dim, images)
+    for spec in options.binary_indexes:
+        make_faiss_index("binary", spec, bits, images)
+
+
+def _previous_rows(out: Path, embedder, replace: bool) -> Rows:
+    """The rows of the store in `out` when the same model built it; none for a new index, a store
+    that cannot be read (rebuilt from the images), or, with `replace`, another model's store."""
+    nothing = Rows.concatenate([], embedder.dim, embedder.bits // 8)
     path = out / STORE_FILE
     if not path.is_file():
-        return Rows.concatenate([], dim, code_bytes)
-    store = read_store(path)
-    if store.attrs.get("model_fingerprint") != fingerprint:
-        log.warning("%s was built with another model: every image is embedded again", path)
-        return Rows.concatenate([], dim, code_bytes)
+        return nothing
+    try:
+        _check_recorded_checksum(out, path)
+        store = read_store(path)
+    except HashpaError as error:
+        log.warning("%s; every image is embedded again", error)
+        return nothing
+    built_by = store.attrs.get("model_fingerprint")
+    if built_by != embedder.fingerprint:
+        if not replace:
+            raise HashpaError(f"{out} was built by another model ({built_by}, {store.bits}-bit codes), not by {embedder.source} "
+                              f"({embedder.fingerprint}, {embedder.bits}-bit): pass --replace to rebuild it with this model, or choose another --out")
+        log.warning("--replace: %s was built by model %s; every image is embedded again with %s", out, built_by, embedder.fingerprint)
+        return nothing
     return Rows(np.array(store.paths, dtype=object), store.sizes, store.mtimes, store.embeddings, store.codes)
+
+
+def _check_recorded_checksum(out: Path, path: Path) -> None:
+    try:
+        recorded = read_meta(out).files.get(STORE_FILE)
+    except HashpaError:
+        return  # no (readable) index.json: an interrupted first run; the store is checked by reading it
+    if recorded:
+        verify(path, recorded, "it is rebuilt from the images")
 
 
 def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, previous: Rows, from_partial: np.ndarray, done: Rows,
@@ -179,35 +232,45 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
                     source: dict | None = None) -> dict:
     """Write `store`, its FAISS indexes and index.json (last) into `out`; returns the indexes built.
 
-    `store.attrs["model_fingerprint"]` names the model; `source` gives the indexed "folder", the
-    "model" and its "checkpoint" for index.json (defaults: the store's root, unknown).
+    Every FAISS index is built before anything is written, so a bad factory string leaves an
+    existing index as it was. `store.attrs["model_fingerprint"]` names the model; `source` gives
+    the indexed "folder", the "model" and its "checkpoint" for index.json (defaults: the store's
+    root, unknown). Index files of an earlier build that this one does not make again are deleted;
+    no other file is.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = {"float": store.embeddings.astype(np.float32), "binary": store.index_codes}
+    made = {(kind, spec): build_faiss_index(kind, data[kind], spec) for kind, specs in (("float", float_specs), ("binary", binary_specs))
+            for spec in dict.fromkeys(specs)}
+    build_seconds = round((time.perf_counter() - started) / max(len(made), 1), 3)
+    previous = _previous_index_files(out)
     store_id = write_store(out / STORE_FILE, store)
-    built = _build_indexes(store, out, {"float": float_specs, "binary": binary_specs})
+    files = {STORE_FILE: checksum(out / STORE_FILE)}
+    built = {}
+    for (kind, spec), faiss_index in made.items():
+        name = index_file_name(kind, spec)
+        write_faiss(faiss_index, out / name)
+        files[name] = checksum(out / name)
+        built[index_key(kind, spec)] = {"kind": kind, "spec": spec, "file": name, "ntotal": int(faiss_index.ntotal),
+                                        "bytes": files[name]["bytes"], "build_seconds": build_seconds}
     source = source or {}
     folder = Path(source.get("folder") or store.attrs.get("root") or out)
     write_meta(out, IndexMeta(
         model=str(source.get("model", "")), checkpoint=source.get("checkpoint", "best"), model_fingerprint=store.attrs.get("model_fingerprint", ""),
         folder=str(folder.resolve()), folder_from_index=relative_folder(folder, out), store_id=store_id, rows=len(store), bits=store.bits,
         code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
-        labels=store.has_labels, indexes=built, hashpa_version=__version__,
+        labels=store.has_labels, indexes=built, files=files, hashpa_version=__version__,
     ))
+    for stale in previous - set(files):
+        (out / stale).unlink(missing_ok=True)
     return built
 
 
-def _build_indexes(store: Store, out: Path, specs: dict[str, tuple[str, ...]]) -> dict:
-    built = {}
-    data = {"float": store.embeddings.astype(np.float32), "binary": store.index_codes}
-    for kind in KINDS:
-        for spec in dict.fromkeys(specs[kind]):
-            started = time.perf_counter()
-            faiss_index = build_faiss_index(kind, data[kind], spec)
-            name = index_file_name(kind, spec)
-            write_faiss(faiss_index, out / name)
-            built[index_key(kind, spec)] = {"kind": kind, "spec": spec, "file": name, "ntotal": int(faiss_index.ntotal),
-                                            "bytes": (out / name).stat().st_size, "build_seconds": round(time.perf_counter() - started, 3)}
-    for stale in set(p.name for p in out.glob("*.faiss")) - {b["file"] for b in built.values()}:
-        (out / stale).unlink()
-    return built
+def _previous_index_files(out: Path) -> set[str]:
+    """The FAISS files the index directory's current index.json lists (hashpa's own), if it has one."""
+    try:
+        return {entry["file"] for entry in read_meta(out).indexes.values()}
+    except HashpaError:
+        return set()

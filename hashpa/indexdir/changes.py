@@ -4,12 +4,12 @@ before (the previous store, or finished batches of an interrupted run)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hashpa.data.folder import find_images
+from hashpa.data.folder import list_images
 
 
 @dataclass
@@ -19,16 +19,18 @@ class FolderFiles:
     paths: np.ndarray  # object [N] of str: relative posix paths, sorted
     sizes: np.ndarray  # int64 [N]
     mtimes: np.ndarray  # int64 [N], nanoseconds
+    unusable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of image files that cannot be indexed
 
     def __len__(self) -> int:
         return len(self.paths)
 
 
 def scan_folder(folder: Path) -> FolderFiles:
-    paths = [p.as_posix() for p in find_images(folder)]
+    listing = list_images(folder)
+    paths = [p.as_posix() for p in listing.images]
     stats = [os.stat(folder / p) for p in paths]
     return FolderFiles(np.array(paths, dtype=object), np.array([s.st_size for s in stats], dtype=np.int64),
-                       np.array([s.st_mtime_ns for s in stats], dtype=np.int64))
+                       np.array([s.st_mtime_ns for s in stats], dtype=np.int64), listing.unusable)
 
 
 def unchanged_rows(files: FolderFiles, paths: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""The FAISS indexes of an index directory: built from factory strings, written atomically, read back."""
+"""The FAISS indexes of an index directory: made from factory strings, written atomically, read back
+and checked against the checksum recorded when they were written."""
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,32 +14,32 @@ from hashpa.fileio import atomic_path
 OPTIONS = {"float": "--float-index", "binary": "--binary-index"}
 
 
-def build_faiss_index(kind: str, data: np.ndarray, spec: str):
-    """A FAISS index of `kind` from a factory string, holding `data` with ids = rows.
-
-    kind "float": inner product (Flat, HNSW32, IVF256,Flat, ...) over float32 [N, dim] L2-normalised
-    rows (so inner product is cosine); "binary": Hamming (BFlat, BHNSW32, BIVF256, ...) over packed
-    uint8 codes [N, bits/8].
-    """
+def make_faiss_index(kind: str, spec: str, width: int, rows: int):
+    """An empty FAISS index of `kind` ("float": inner product over `width` dimensions; "binary":
+    Hamming over `width` bits) from a factory string, checked to be trainable on `rows` vectors."""
     import faiss
 
-    if kind == "float":
-        x = np.ascontiguousarray(data, dtype=np.float32)
-        make = lambda: faiss.index_factory(x.shape[1], spec, faiss.METRIC_INNER_PRODUCT)  # noqa: E731
-        hint = ""
-    else:
-        x = np.ascontiguousarray(data, dtype=np.uint8)
-        make = lambda: faiss.index_binary_factory(x.shape[1] * 8, spec)  # noqa: E731
-        hint = "; try BFlat, BHNSW32 or BIVF256"
     try:
-        index = make()
+        if kind == "float":
+            index = faiss.index_factory(width, spec, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.index_binary_factory(width, spec)
     except RuntimeError as error:
+        hint = "; try Flat, HNSW32 or IVF256,Flat" if kind == "float" else "; try BFlat, BHNSW32 or BIVF256"
         raise HashpaError(f"{OPTIONS[kind]} {spec!r} is not a FAISS {kind} factory string FAISS accepts ({_first_line(error)}){hint}") from None
+    nlist = getattr(index, "nlist", 0)
+    if not index.is_trained and nlist and rows < nlist:
+        raise HashpaError(f"{OPTIONS[kind]} {spec} needs at least {nlist} vectors to train its {nlist} lists, "
+                          f"the folder has {rows}: use fewer lists or Flat")
+    return index
+
+
+def build_faiss_index(kind: str, data: np.ndarray, spec: str):
+    """A FAISS index of `kind` holding `data` with ids = rows: float32 [N, dim] L2-normalised rows
+    (inner product is then cosine) or packed uint8 codes [N, bits/8]."""
+    x = np.ascontiguousarray(data, dtype=np.float32 if kind == "float" else np.uint8)
+    index = make_faiss_index(kind, spec, x.shape[1] * (8 if kind == "binary" else 1), len(x))
     if not index.is_trained:
-        nlist = getattr(index, "nlist", 0)
-        if nlist and len(x) < nlist:
-            raise HashpaError(f"{OPTIONS[kind]} {spec} needs at least {nlist} vectors to train its {nlist} lists, "
-                              f"the folder has {len(x)}: use fewer lists or Flat")
         index.train(x)
     index.add(x)
     return index
@@ -51,14 +53,21 @@ def write_faiss(index, path: Path) -> None:
         writer(index, str(tmp))
 
 
-def read_faiss(kind: str, path: Path):
+def read_faiss(kind: str, path: Path, recorded: dict | None, fix: str):
+    """The FAISS index in `path`, after checking its bytes against `recorded` ({"bytes", "crc32"}, when the index has one)."""
     import faiss
 
-    reader = faiss.read_index_binary if kind == "binary" else faiss.read_index
     try:
-        return reader(str(path))
+        data = path.read_bytes()
+    except OSError as error:
+        raise HashpaError(f"cannot read the FAISS index {path} ({error}); {fix}") from None
+    if recorded and (len(data) != recorded["bytes"] or f"{zlib.crc32(data):08x}" != recorded["crc32"]):
+        raise HashpaError(f"{path} does not match the checksum recorded when it was written (damaged or changed); {fix}")
+    reader = faiss.deserialize_index_binary if kind == "binary" else faiss.deserialize_index
+    try:
+        return reader(np.frombuffer(data, dtype=np.uint8))
     except RuntimeError as error:
-        raise HashpaError(f"cannot read the FAISS index {path} ({_first_line(error)}); rebuild it with hashpa index") from None
+        raise HashpaError(f"cannot read the FAISS index {path} ({_first_line(error)}); {fix}") from None
 
 
 def _first_line(error: Exception) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hashpa.errors import HashpaError
+from hashpa.settings import check_types
 
 STORE_FILE = "store.h5"
 INDEX_JSON = "index.json"
@@ -55,6 +56,7 @@ class IndexMeta:
     embeddings_dtype: str
     labels: bool
     indexes: dict = field(default_factory=dict)  # index_key -> {"kind", "spec", "file", "ntotal", "bytes", "build_seconds"}
+    files: dict = field(default_factory=dict)  # file name -> {"bytes", "crc32"}: every file the index wrote, checked on use
     store: str = STORE_FILE
     hashpa_version: str = ""
 
@@ -76,12 +78,24 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
     path = Path(index_dir) / INDEX_JSON
     if not path.is_file():
         raise HashpaError(f"{index_dir} is not a hashpa index (no {INDEX_JSON}); build it with hashpa index FOLDER --model RUN --out {index_dir}")
+    damaged = f"{path} is damaged"
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-        values.setdefault("folder_from_index", "")  # written before index directories recorded it
-        return IndexMeta(**values)
+        if not isinstance(values, dict):
+            raise TypeError(f"it holds a {type(values).__name__}, not an object")
+        values.setdefault("folder_from_index", "")  # written before index directories recorded these
+        values.setdefault("files", {})
+        check_types(IndexMeta, values, damaged)
+        meta = IndexMeta(**values)
+        for key, entry in meta.indexes.items():
+            well_formed = isinstance(entry, dict) and not {"kind", "spec", "file"} - set(entry) and entry["kind"] in KINDS
+            if not well_formed or key != index_key(entry["kind"], entry["spec"]):
+                raise TypeError(f"index entry {key!r} is not a hashpa index entry")
+        return meta
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
-        raise HashpaError(f"{path} is damaged ({error}); rebuild the index with hashpa index") from None
+        raise HashpaError(f"{damaged} ({error}); rebuild the index with hashpa index") from None
+    except HashpaError as error:
+        raise HashpaError(f"{error}; rebuild the index with hashpa index") from None
 
 
 def image_root(index_dir: str | Path, meta: IndexMeta) -> Path:
@@ -96,3 +110,8 @@ def image_root(index_dir: str | Path, meta: IndexMeta) -> Path:
 
 def relative_folder(folder: Path, index_dir: Path) -> str:
     return os.path.relpath(folder.resolve(), index_dir.resolve())
+
+
+def rebuild_hint(index_dir: str | Path) -> str:
+    """How to repair a damaged index directory: the same hashpa index command rewrites every file."""
+    return f"run the hashpa index command that built {index_dir} again to rebuild it (its embeddings are reused when store.h5 is intact)"

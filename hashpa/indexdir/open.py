@@ -7,24 +7,37 @@ from pathlib import Path
 import numpy as np
 
 from hashpa.errors import HashpaError, ModelMismatchError
+from hashpa.fileio import verify
 from hashpa.indexdir.faiss_files import OPTIONS, read_faiss
-from hashpa.indexdir.layout import INDEX_JSON, STORE_FILE, IndexMeta, image_root, read_meta
+from hashpa.indexdir.layout import INDEX_JSON, STORE_FILE, IndexMeta, image_root, read_meta, rebuild_hint
 from hashpa.indexdir.store import Store, read_store
 
 
 class IndexDir:
     """The files of an index directory, read-only. The store's float embeddings are memory-mapped
-    (read from disk as rows are used), FAISS indexes are read when first asked for."""
+    (read from disk as rows are used), FAISS indexes are read when first asked for; every file is
+    checked against the size and checksum index.json recorded for it, and index.json against the store."""
 
     def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None):
         """nprobe (IVF lists visited) and ef_search (HNSW beam width) tune approximate indexes."""
         self.path = Path(path)
+        for name, value in (("--nprobe", nprobe), ("--ef-search", ef_search)):
+            if value is not None and value < 1:
+                raise HashpaError(f"{name} must be at least 1, got {value}")
         self.nprobe, self.ef_search = nprobe, ef_search
         self.meta: IndexMeta = read_meta(self.path)
+        self.fix = rebuild_hint(self.path)
+        if STORE_FILE in self.meta.files:
+            verify(self.path / STORE_FILE, self.meta.files[STORE_FILE], self.fix)
         self.store: Store = read_store(self.path / STORE_FILE, map_embeddings=True)
         self._loaded: dict[tuple[str, str], object] = {}
         if self.store.attrs.get("store_id") != self.meta.store_id:
-            raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); run hashpa index again")
+            raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); {self.fix}")
+        recorded = {"rows": self.meta.rows, "bits": self.meta.bits, "dim": self.meta.dim, "code_source": self.meta.code_source}
+        actual = {"rows": len(self.store), "bits": self.store.bits, "dim": int(self.store.embeddings.shape[1]), "code_source": self.store.code_source}
+        if recorded != actual:
+            changed = ", ".join(f"{k} {recorded[k]!r} (the store: {actual[k]!r})" for k in recorded if recorded[k] != actual[k])
+            raise HashpaError(f"{self.path / INDEX_JSON} does not describe its store: {changed}; {self.fix}")
 
     def __len__(self) -> int:
         return len(self.store)
@@ -53,13 +66,13 @@ class IndexDir:
         if entry is None:
             built = ", ".join(self.specs(kind)) or "none"
             raise HashpaError(f"{self.path} has no {kind} index {spec!r} (built: {built}); add it with hashpa index ... {OPTIONS[kind]} {spec}")
-        index = read_faiss(kind, self.path / entry["file"])
+        index = read_faiss(kind, self.path / entry["file"], self.meta.files.get(entry["file"]), self.fix)
         if self.nprobe and hasattr(index, "nprobe"):
             index.nprobe = self.nprobe
         if self.ef_search and hasattr(index, "hnsw"):
             index.hnsw.efSearch = self.ef_search
         if index.ntotal != len(self.store):
-            raise HashpaError(f"{self.path / entry['file']} holds {index.ntotal} vectors, the store {len(self.store)}: run hashpa index again")
+            raise HashpaError(f"{self.path / entry['file']} holds {index.ntotal} vectors, the store {len(self.store)}; {self.fix}")
         return index
 
     def check_model(self, fingerprint: str) -> None:

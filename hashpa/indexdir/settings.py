@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hashpa.codes import check_bits
 from hashpa.errors import HashpaError
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 
@@ -25,6 +26,7 @@ class IndexSettings:
     batch_size: int = 128
     workers: int = 4
     decode: str = "pil"  # pil: decode in DataLoader workers; device: decode JPEGs on the device (nvJPEG on CUDA)
+    replace: bool = False  # rebuild an index that another model built (its embeddings are lost)
 
     def check(self) -> "IndexSettings":
         self.float_indexes, self.binary_indexes = tuple(dict.fromkeys(self.float_indexes)), tuple(dict.fromkeys(self.binary_indexes))
@@ -36,4 +38,10 @@ class IndexSettings:
             raise HashpaError("--code-bits sets the length of fitted codes: use it with --codes itq (the model's codes have the length it was trained with)")
         if self.decode not in DECODERS:
             raise HashpaError(f"--decode must be one of {', '.join(DECODERS)}, got {self.decode!r}")
+        if self.code_bits is not None:
+            check_bits(self.code_bits, "--code-bits")
+        if self.batch_size < 1 or self.workers < 0:
+            raise HashpaError(f"--batch-size must be >= 1 and --workers >= 0, got {self.batch_size} and {self.workers}")
+        if self.checkpoint not in ("best", "last"):
+            raise HashpaError(f"--checkpoint must be best or last, got {self.checkpoint!r}")
         return self

@@ -32,6 +32,7 @@ import numpy as np
 from hashpa import __version__
 from hashpa.errors import HashpaError
 from hashpa.fileio import atomic_path
+from hashpa.indexdir.layout import rebuild_hint
 from hashpa.quantizers import LinearHasher
 
 _STRINGS = h5py.string_dtype("utf-8")
@@ -132,8 +133,8 @@ def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
                 attrs=attrs,
                 fitted=_read_fitted(h5),
             )
-    except (OSError, KeyError) as error:
-        raise HashpaError(f"cannot read the index store {path} ({error}); rebuild it with hashpa index") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:  # h5py's errors for damaged or foreign files
+        raise HashpaError(f"cannot read the index store {path} ({error}); {rebuild_hint(path.parent)}") from None
 
 
 def _mapped(path: Path, dataset: h5py.Dataset) -> np.ndarray:

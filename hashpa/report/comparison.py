@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from hashpa.data.labels import label_paths
+from hashpa.errors import HashpaError
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
@@ -75,20 +76,22 @@ def compare(
     (default: the index directory) and return the report."""
     import faiss
 
+    _check_settings(threads, repeats, latency_queries, shortlist)
     if threads:
         faiss.omp_set_num_threads(threads)
     ix = open_index(index_dir, nprobe, ef_search, model, device)
     store = ix.store
+    speed_k = min(SPEED_K, len(store))
     q_emb, q_codes, q_labels, self_rows = _queries(ix, queries)
     labelled = q_labels >= 0
     if not labelled.any():
         log.warning("no labelled queries: only speed and memory are reported (labels come from class sub-folders)")
     n_positive = _positives(store.labels, q_labels, self_rows)
     depth = min(len(store), max(max(ks), int(n_positive.max(initial=0))) + (self_rows is not None))
-    shortlist = shortlist or SHORTLIST_PER_K * SPEED_K
+    shortlist = shortlist or SHORTLIST_PER_K * speed_k
     rows = []
     for method in methods_of(ix, shortlist):
-        def run(qe, qc, k=SPEED_K, method=method):
+        def run(qe, qc, k=speed_k, method=method):
             return ix.search(qe, k, method.mode, codes=qc, shortlist=method.shortlist and max(method.shortlist, k), index=method.spec)
 
         result = run(q_emb, q_codes, depth)
@@ -115,7 +118,7 @@ def compare(
         "code_source": store.code_source,
         "dim": int(store.embeddings.shape[1]),
         "ks": list(ks),
-        "speed_k": SPEED_K,
+        "speed_k": speed_k,
         "search_params": {"nprobe": nprobe, "ef_search": ef_search},
         "machine": machine_info(),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
@@ -126,6 +129,12 @@ def compare(
     write_text_atomic(out / "compare.md", compare_table(report) + "\n")
     plot_compare(report, out / "compare.png")
     return report
+
+
+def _check_settings(threads, repeats, latency_queries, shortlist) -> None:
+    for name, value, low in (("--threads", threads, 1), ("--repeats", repeats, 1), ("--latency-queries", latency_queries, 0), ("--shortlist", shortlist, 1)):
+        if value is not None and (not isinstance(value, int) or value < low):
+            raise HashpaError(f"{name} must be a whole number of at least {low}, got {value!r}")
 
 
 def _queries(ix: Index, queries):
@@ -141,7 +150,7 @@ def _queries(ix: Index, queries):
 
 
 def _positives(db_labels, q_labels, self_rows) -> np.ndarray:
-    counts = np.bincount(db_labels[db_labels >= 0], minlength=max(int(db_labels.max(initial=-1)), int(q_labels.max(initial=-1))) + 1)
+    counts = np.bincount(db_labels[db_labels >= 0], minlength=max(int(db_labels.max(initial=-1)), int(q_labels.max(initial=-1)), 0) + 1)
     n = np.where(q_labels >= 0, counts[np.maximum(q_labels, 0)], 0)
     return n - (self_rows is not None) * (q_labels >= 0)
 

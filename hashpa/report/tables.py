@@ -16,7 +16,7 @@ def compare_table(report: dict) -> str:
         recalls = [f"{row[f'recall@{k}']:.4f}" if f"recall@{k}" in row else "-" for k in ks]
         cells = [row["method"] + (f" (shortlist {row['shortlist']})" if row.get("shortlist") else ""), *recalls,
                  f"{row['map@r']:.4f}" if "map@r" in row else "-", f"{row['queries_per_second']:,.0f}",
-                 f"{row['latency_p50_ms']:.3f}", f"{row['latency_p99_ms']:.3f}", f"{row['bytes_per_image']:.1f}", size_text(row["index_bytes"])]
+                 _ms(row["latency_p50_ms"]), _ms(row["latency_p99_ms"]), f"{row['bytes_per_image']:.1f}", size_text(row["index_bytes"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
@@ -63,10 +63,14 @@ def train_summary(result) -> str:
         values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" if f"recall@{k}" in metrics else f"{'-':>10}" for k in RECALL_KS)
         lines.append(f"  {name:<14}{values}{metrics['map@r']:>10.4f}")
     if result.skipped_images:
-        lines.append(f"Skipped {result.skipped_images} unreadable images (see the warnings above).")
+        lines.append(f"{result.skipped_images} image files could not be read and were left out (see the warnings above).")
     lines.append(f"Files: config.json, history.jsonl, best.pt, last.pt in {result.run_dir}")
     lines.append(f"Next: hashpa index IMAGE_FOLDER --model {result.run_dir} --out INDEX_DIR")
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def size_text(n: float) -> str:

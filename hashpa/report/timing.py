@@ -20,8 +20,9 @@ def time_calls(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> l
     return times
 
 
-def percentiles_ms(seconds: list[float], points=(50, 99)) -> dict[str, float]:
-    return {f"p{p}_ms": float(np.percentile(np.asarray(seconds) * 1000, p)) for p in points}
+def percentiles_ms(seconds: list[float], points=(50, 99)) -> dict[str, float | None]:
+    """Milliseconds at the percentiles `points` of `seconds` (None for each when nothing was timed)."""
+    return {f"p{p}_ms": float(np.percentile(np.asarray(seconds) * 1000, p)) if seconds else None for p in points}
 
 
 def search_speed(search: Callable, queries: tuple, repeats: int, latency_queries: int) -> dict:

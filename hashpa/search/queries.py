@@ -57,8 +57,12 @@ def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mo
     ix = open_index(index_dir, nprobe, ef_search, model, device)
     found = expand_queries(queries)
     embeddings, codes, positions = ix.embed_files([path for path, _ in found])
+    named = {Path(q) for q in queries if not Path(q).is_dir()}
+    unread = [str(path) for i, (path, _) in enumerate(found) if path in named and i not in set(positions.tolist())]
+    if unread:
+        raise HashpaError(f"cannot read the query image {unread[0]}: it is not an image hashpa can decode (see the warning above)")
     if not len(positions):
-        raise HashpaError("none of the query images could be read")
+        raise HashpaError("none of the query images could be read (see the warnings above)")
     root = _resolved_root(ix)
     readable = [(found[i][0], found[i][1] or _label_inside(found[i][0], root)) for i in positions]
     result = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist, index=index)

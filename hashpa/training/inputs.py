@@ -16,7 +16,7 @@ from hashpa.data.transforms import test_resize, train_transform
 from hashpa.models.backbones import Preprocessing
 from hashpa.training.config import TrainConfig
 
-Batches = Iterator[tuple[torch.Tensor, torch.Tensor, int]]  # (images, labels, unreadable images) on the device
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]  # (images, labels on the device, positions of unreadable samples)
 
 
 def batch_sampler(config: TrainConfig, labels: list[int], epoch: int):
@@ -41,7 +41,7 @@ class FileBatches:
             collate_fn=collate_skipping, pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(c.seed * 1000 + epoch),
         )
         for batch in loader:
-            yield batch.images.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True), batch.skipped
+            yield batch.images.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True), batch.unreadable
 
 
 class CachedBatches:
@@ -58,11 +58,13 @@ class CachedBatches:
             self._decoded = decoded.to(self.device) if self.device.type == "cuda" and _fits_on_gpu(decoded.images) else decoded
         data = self._decoded
         generator = torch.Generator().manual_seed(c.seed * 1000 + epoch)
+        unreadable = tuple(sorted(set(range(len(self.samples))) - set(data.positions.tolist())))  # left out of the cache: once an epoch
         for indices in batch_sampler(c, data.labels.tolist(), epoch):
             index = torch.tensor(indices, device=data.images.device)
             images = data.images[index].to(self.device, non_blocking=True)
             inputs = augment_batch(images, pre.input_size, pre, (c.crop_scale_min, 1.0), c.hflip, generator)
-            yield inputs, data.labels[index].to(self.device, non_blocking=True), 0
+            yield inputs, data.labels[index].to(self.device, non_blocking=True), unreadable
+            unreadable = ()
 
 
 def training_batches(config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):

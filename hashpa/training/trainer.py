@@ -16,10 +16,11 @@ from hashpa.data.splits import RetrievalSplit, build_split
 from hashpa.devices import autocast, distance_device, resolve_device
 from hashpa.embed import embed_labelled
 from hashpa.errors import HashpaError
+from hashpa.fileio import folder_lock, remove_temporaries
 from hashpa.metrics.retrieval import RECALL_KS, model_scores
 from hashpa.models.hashing_model import HashingModel
 from hashpa.quantizers import enough_rows
-from hashpa.training.checkpoints import BestPolicy, load_checkpoint, save_checkpoints
+from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
 from hashpa.training.config import TrainConfig
 from hashpa.training.distributed import is_main_process
@@ -60,7 +61,7 @@ class Trainer:
         self.codes_fitted_at: int | None = None  # the epoch after which the code stage last ran
         self.best = BestPolicy(config.best_metric)
         self.history: list[dict] = []
-        self.skipped = 0
+        self.unreadable: set[str] = set()  # files that could not be read, in training or in evaluation
 
     def _fit_batch_to_data(self) -> None:
         """A training set smaller than the batch trains with the largest batch it fills (a multiple of --per-class)."""
@@ -111,12 +112,17 @@ class Trainer:
                 f"{self.run.path} already holds a training run: continue it with --resume {self.run.path}, "
                 "or choose another --out"
             )
+        if self.run.checkpoint_path("best").exists():  # a model, but nothing to resume from: never overwrite it
+            raise HashpaError(f"{self.run.path} holds best.pt of an earlier run but no last.pt to resume it from: "
+                              "choose another --out (or move best.pt away)")
         self.run.path.mkdir(parents=True, exist_ok=True)
         if is_main_process():
             self.run.write_config(self.config)
             self.run.keep_history_until(0)
 
     def restore(self) -> None:
+        remove_temporaries(self.run.path)
+        repair_best(self.run)
         state = load_checkpoint(self.run.checkpoint_path("last"), map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
@@ -157,7 +163,7 @@ class Trainer:
             record = self.fit_codes()
             if record is not None:
                 self._record(record, _code_stage_line(record))
-        return TrainResult(self.run.path, self.history, self.best.best, self.skipped)
+        return TrainResult(self.run.path, self.history, self.best.best, len(self.unreadable))
 
     def _record(self, record: dict, line: str) -> None:
         """Append `record` to the history, checkpoint (last, and best if it improved) and log `line`."""
@@ -214,7 +220,8 @@ class Trainer:
         started = time.perf_counter()
         bar = tqdm(self.inputs.epoch(epoch), desc=f"epoch {epoch + 1}/{c.epochs}", unit="batch", leave=False, disable=None if is_main_process() else True)
         for inputs, labels, unreadable in bar:
-            skipped += unreadable
+            skipped += len(unreadable)
+            self.unreadable.update(str(self.split.train[i].path) for i in unreadable)
             if len(labels) < 2:
                 continue
             if self.channels_last:
@@ -237,7 +244,6 @@ class Trainer:
             if steps % 10 == 0:
                 bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
         seconds = time.perf_counter() - started
-        self.skipped += skipped
         if skipped:
             log.warning("epoch %d: skipped %d unreadable images", epoch + 1, skipped)
         if steps == 0:
@@ -264,6 +270,9 @@ class Trainer:
         loader_args = dict(device=self.device, batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
         queries = embed_labelled(self.model, self.split.test, progress="evaluating" if is_main_process() else None, **loader_args)
         gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, **loader_args)
+        for samples, embedded in ((self.split.test, queries), (self.split.gallery, gallery)):
+            if embedded is not None:
+                self.unreadable.update(str(samples[i].path) for i in set(range(len(samples))) - set(embedded.positions.tolist()))
         results = model_scores(queries, gallery, distance_device(self.device))
         results["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.model.train()
@@ -299,8 +308,9 @@ def _recalls(metrics: dict) -> str:
 def train(config: TrainConfig) -> TrainResult:
     """Train from scratch into config.out (which must not hold a run yet)."""
     trainer = Trainer(config)
-    trainer.start()
-    return trainer.fit()
+    with folder_lock(trainer.run.path, "hashpa train"):
+        trainer.start()
+        return trainer.fit()
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult:
@@ -314,7 +324,8 @@ def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = 
         if value is not None:
             setattr(config, key, value)
     trainer = Trainer(config)
-    trainer.restore()
-    if is_main_process():
-        run.write_config(config)
-    return trainer.fit()
+    with folder_lock(run.path, "hashpa train"):
+        trainer.restore()
+        if is_main_process():
+            run.write_config(config)
+        return trainer.fit()

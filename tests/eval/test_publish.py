@@ -25,3 +25,30 @@ def test_machine_info_without_faiss(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
     info = report.machine_info()
     assert info["versions"]["faiss"] == "not installed" and "FAISS" not in report.describe_machine(info)
+
+
+def test_the_kill_and_resume_comparisons_see_a_changed_tensor_and_a_changed_row(trained_run, tmp_path):
+    import shutil
+
+    import h5py
+    import torch
+
+    from eval.kill_resume import same_index, same_training
+    from hashpa.indexdir import build_index
+    from tests.conftest import make_image_folder
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    assert same_training(trained_run, copy) == []
+    state = torch.load(copy / "last.pt", weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = state["model"][name] + 1e-6
+    torch.save(state, copy / "last.pt")
+    assert same_training(trained_run, copy) == ["last.pt model"]
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=3)
+    for out in ("a", "b"):
+        build_index(folder, trained_run, tmp_path / out, workers=0)
+    assert same_index(tmp_path / "a", tmp_path / "b") == []
+    with h5py.File(tmp_path / "b" / "store.h5", "r+") as h5:
+        h5["codes"][0, 0] ^= 1
+    assert same_index(tmp_path / "a", tmp_path / "b") == ["store.h5 codes"]

@@ -25,7 +25,7 @@ def test_index_writes_store_indexes_and_metadata(trained_run, tmp_path):
     summary = index(folder, trained_run, tmp_path / "idx", ("Flat", "HNSW32"), ("BFlat", "BHNSW32"), workers=0)
     assert summary.rows == 15 and summary.embedded == 15 and summary.reused == 0
     names = {p.name for p in (tmp_path / "idx").iterdir()}
-    assert names == {"store.h5", "index.json", "float-Flat.faiss", "float-HNSW32.faiss", "binary-BFlat.faiss", "binary-BHNSW32.faiss"}
+    assert names == {"store.h5", "index.json", "float-Flat.faiss", "float-HNSW32.faiss", "binary-BFlat.faiss", "binary-BHNSW32.faiss", ".hashpa.lock"}
     meta = json.loads((tmp_path / "idx" / "index.json").read_text())
     store = read_store(tmp_path / "idx" / "store.h5")
     assert meta["store_id"] == store.attrs["store_id"] and meta["bits"] == 16

@@ -130,7 +130,7 @@ def test_model_mismatch_and_missing_index_are_clear_errors(index_dir):
 def test_a_store_that_does_not_match_index_json_is_detected(index_dir):
     write_index_dir(index_dir / "other", random_store(seed=3))
     (index_dir / "store.h5").write_bytes((index_dir / "other" / "store.h5").read_bytes())
-    with pytest.raises(HashpaError, match="do not match"):
+    with pytest.raises(HashpaError, match="does not match the checksum"):
         IndexDir(index_dir)
 
 

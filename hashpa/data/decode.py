@@ -1,0 +1,69 @@
+"""Decoding an image file, the one way every path does it (training, indexing, queries, the device
+decoder's fall-back): the pixel limit, EXIF orientation, and 16-bit and float pixels brought to
+8-bit RGB."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # PIL's decompression-bomb limit (about 89 megapixels), on every path
+READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, UnidentifiedImageError, Image.DecompressionBombError)
+
+
+class ImageError(Exception):
+    """An image file that cannot be decoded, with the reason."""
+
+
+def decode_image(source: str | Path | bytes) -> Image.Image:
+    """The image in a file (or its bytes) as an 8-bit RGB PIL image, upright as its EXIF orientation
+    says. Raises ImageError (what is wrong) for anything that is not a readable image of at most
+    MAX_PIXELS pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                check_pixels(image.size)
+                image.load()
+                return to_rgb(ImageOps.exif_transpose(image))
+    except ImageError:
+        raise
+    except (*READ_ERRORS, Image.DecompressionBombWarning) as error:
+        raise ImageError(str(error) or type(error).__name__) from None
+
+
+def check_pixels(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{width} x {height} pixels is more than the {MAX_PIXELS:,}-pixel limit (a decompression bomb?)")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB: 16-bit and 32-bit integer pixels keep their top 8 bits (of their full range), float
+    pixels in [0, 1] are scaled by 255 (others by 255 / their maximum, when above 255)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        pixels = np.asarray(image, dtype=np.int64)
+        top = 65535 if image.mode != "I" or pixels.max(initial=0) > 255 else 255
+        image = Image.fromarray(np.clip(pixels * 255 // max(top, 1), 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        peak = pixels.max(initial=0.0)
+        scale = 255.0 if 0 <= pixels.min(initial=0.0) and peak <= 1 else (255.0 / peak if peak > 255 else 1.0)
+        image = Image.fromarray(np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def read_rgb(path: Path) -> Image.Image | None:
+    """The image as RGB, or None (with a warning naming the file and the reason) when it cannot be read."""
+    try:
+        return decode_image(path)
+    except ImageError as error:
+        log.warning("skipping unreadable image %s (%s)", path, error)
+        return None
