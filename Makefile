@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -27,11 +27,15 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The unseen-class protocol on the built-in digits: train on digits 0-4, index digits 5-9 (the run's
+# test split), then 4-byte codes against 256-byte floats; with codes fitted to the indexed digits too.
 demo: install
-	rm -rf $(DEMO_RUN) $(DEMO_INDEX)
-	$(HASHPA) train --bits 64 --out $(DEMO_RUN)
-	$(HASHPA) index "$$($(HASHPA) builtin-path)" --model $(DEMO_RUN) --out $(DEMO_INDEX)
+	rm -rf $(DEMO_RUN) $(DEMO_INDEX) $(DEMO_INDEX)-itq
+	$(HASHPA) train --split half --bits 32 --out $(DEMO_RUN)
+	$(HASHPA) index --split test --model $(DEMO_RUN) --out $(DEMO_INDEX)
 	$(HASHPA) compare $(DEMO_INDEX)
+	$(HASHPA) index --split test --model $(DEMO_RUN) --out $(DEMO_INDEX)-itq --codes itq
+	$(HASHPA) compare $(DEMO_INDEX)-itq
 
 # Benchmarks write bench-results/ and their section of BENCHMARKS.md (see that file for the figures).
 bench-flowers: install
@@ -61,17 +65,17 @@ bench-flowers-transfer: install
 # with the model's codes and with codes fitted to these photos (adding the asymmetric modes).
 UNSEEN := bench-results/flowers-unseen
 bench-flowers-compare: install
-	rm -rf $(UNSEEN) && mkdir -p $(UNSEEN)/images
-	$(PY) -c "import sys; from pathlib import Path; from hashpa.data.splits import split_folder; \
-	[Path(sys.argv[2], c).symlink_to(Path(sys.argv[1], c).resolve()) for c in split_folder(sys.argv[1], 'half').test_classes]" $(FLOWERS) $(UNSEEN)/images
-	$(HASHPA) index $(UNSEEN)/images --model $(RUN64) --out $(UNSEEN)/index \
-		--binary-index BFlat --binary-index BHNSW32
+	rm -rf $(UNSEEN)
+	$(HASHPA) index --split test --model $(RUN64) --out $(UNSEEN)/index --binary-index BFlat --binary-index BHNSW32
 	$(HASHPA) compare $(UNSEEN)/index --threads 1
 	# the same photos with codes fitted to them (PCA-ITQ, no labels) and the asymmetric scan
 	cp -r $(UNSEEN)/index $(UNSEEN)/index-itq
-	$(HASHPA) index $(UNSEEN)/images --model $(RUN64) --out $(UNSEEN)/index-itq \
-		--binary-index BFlat --binary-index BHNSW32 --codes itq
+	$(HASHPA) index --split test --model $(RUN64) --out $(UNSEEN)/index-itq --binary-index BFlat --binary-index BHNSW32 --codes itq
 	$(HASHPA) compare $(UNSEEN)/index-itq --threads 1
+
+# kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
+bench-reliability: install
+	$(PY) -m eval.kill_resume --points 20 --benchmarks BENCHMARKS.md --out bench-results/reliability
 
 bench-search: install
 	$(PY) -m eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu

@@ -15,10 +15,14 @@ from hashpa.errors import HashpaError
 log = logging.getLogger("hashpa")
 
 
+QUIET_LIBRARIES = ("PIL", "matplotlib", "h5py", "faiss", "urllib3", "filelock", "fsspec", "huggingface_hub", "timm")  # their debug lines flood -v
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def friendly_errors(command):

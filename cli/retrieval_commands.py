@@ -8,7 +8,7 @@ import click
 
 from hashpa.cli.main import cli, echo_json, friendly_errors, json_option
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
-from hashpa.indexdir.settings import DECODERS, IndexSettings
+from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
 from hashpa.search.modes import MODES
 from hashpa.training.rundir import CHECKPOINTS
 
@@ -16,8 +16,10 @@ DEFAULTS = IndexSettings()
 
 
 @cli.command()
-@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--model", required=True, type=click.Path(exists=True), help="Training run directory (or checkpoint file).")
+@click.option("--split", type=click.Choice(INDEX_SPLITS),
+              help="Index this split of the model run's own data instead of FOLDER (test: the images its evaluation searched).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to create or update.")
 @click.option("--float-index", "float_indexes", multiple=True, default=DEFAULT_INDEXES["float"], show_default=True,
               help="FAISS factory string, repeatable (Flat, HNSW32, IVF256,Flat ...).")
@@ -35,13 +37,15 @@ DEFAULTS = IndexSettings()
                    "embeddings (no labels; better on classes the model never saw, see BENCHMARKS.md).")
 @click.option("--code-bits", type=int, help="With --codes itq: length of the fitted codes (default: the model's bits).")
 @click.option("--replace", is_flag=True, help="Rebuild an index that another model built (its embeddings are discarded).")
+@click.option("--class-depth", type=click.IntRange(min=0), default=DEFAULTS.class_depth, show_default=True,
+              help="The class of an image: 0, the folder it is in (nested folders: 'group/class'); N, its first N folders.")
 @json_option
 @friendly_errors
-def index(folder, model, out, as_json, **settings) -> None:
-    """Embed the images under FOLDER and build float and binary FAISS indexes in --out."""
+def index(folder, model, out, split, as_json, **settings) -> None:
+    """Embed the images under FOLDER (or a split of the model's run) and build float and binary FAISS indexes in --out."""
     from hashpa.indexdir.build import build_index
 
-    summary = build_index(folder, model, out, **settings)
+    summary = build_index(folder, model, out, split, **settings)
     if as_json:
         echo_json(summary.to_dict())
         return

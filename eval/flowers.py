@@ -70,10 +70,10 @@ def metrics(x: np.ndarray, labels: np.ndarray, metric: str, device: str | None, 
 def frozen_features(split, args, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled ImageNet features (avg + max pooling, L2-normalised) of the train and test photos,
     and the labels of the test photos that could be read."""
-    config = ModelConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size, dim=16, bits=16, hash_source="features")
+    config = ModelConfig(backbone=args.backbone, weights=args.weights, image_size=args.image_size, dim=16, bits=16)
     model = HashingModel(config).to(device)
-    train = embed_all(model, split.train, device, workers=args.workers, hash_inputs=True)[0]
-    test = embed_labelled(model, split.test, device, workers=args.workers, hash_inputs=True)
+    train = embed_all(model, split.train, device, workers=args.workers, output="features")[0]
+    test = embed_labelled(model, split.test, device, workers=args.workers, output="features")
     return unit_rows(train), unit_rows(test.embeddings), test.labels
 
 

@@ -14,7 +14,7 @@ import torch
 
 from hashpa.data.folder import Sample
 from hashpa.data.loading import Batch, ImageDataset, collate_skipping, read_rgb, usable_workers
-from hashpa.data.transforms import test_transform
+from hashpa.data.preprocess import TestTransform
 from hashpa.devices import autocast, resolve_device
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import HashingModel
@@ -60,7 +60,7 @@ class Model:
         [N, H, W, 3] or a tensor [N, 3, H, W] is a batch. The model's own preprocessing (resize,
         centre crop, normalisation) is applied to each.
         """
-        transform = test_transform(self.preprocessing)
+        transform = TestTransform(self.preprocessing)
         pictures = [_as_rgb(image) for image in _as_sequence(images)]
         if not pictures:
             raise HashpaError("no images to embed")
@@ -126,9 +126,14 @@ def _as_rgb(image):
 @dataclass
 class EmbeddedBatch:
     positions: np.ndarray  # int64 [n]: positions in the input sequence of the images that were read
-    embeddings: np.ndarray  # float32 [n, dim]
-    codes: np.ndarray  # uint8 [n, bits/8]
+    embeddings: np.ndarray  # float32 [n, dim] (or what `output` asked for)
+    codes: np.ndarray  # uint8 [n, bits/8] (empty [n, 0] for outputs without codes)
     skipped: int  # unreadable images in this batch
+    features: np.ndarray | None = None  # float32 [n, C]: the pooled backbone features, with output "embed_and_features"
+
+
+# the model's embeddings and codes; what its hash head reads; its pooled backbone features; embeddings, codes and features
+OUTPUTS = ("embed", "hash_inputs", "features", "embed_and_features")
 
 
 def embed_batches(
@@ -138,39 +143,43 @@ def embed_batches(
     batch_size: int = 128,
     workers: int = 0,
     progress: str | None = None,
-    hash_inputs: bool = False,
+    output: str = "embed",
     decode: str = "pil",
 ) -> Iterator[EmbeddedBatch]:
     """Embed `samples` in order, `batch_size` at a time, with the model's test transform.
 
     decode "pil": images are decoded and transformed in `workers` DataLoader processes, overlapping
     the model; "device": workers only read the files, decoding and resizing run on `device`
-    (hashpa.data.device_decode). Unreadable images are skipped with a warning and counted. With
-    hash_inputs, ``embeddings`` holds what the hash head reads instead (and ``codes`` is empty).
+    (hashpa.data.device_decode). Unreadable images are skipped with a warning and counted.
+    `output` (one of OUTPUTS): "hash_inputs" and "features" put those in ``embeddings`` instead,
+    with ``codes`` empty.
     """
     from tqdm import tqdm
 
     batches = _device_decoded(model, samples, device, batch_size, workers) if decode == "device" else _pil_decoded(model, samples, device, batch_size, workers)
     model.eval()
+    run = {"embed": lambda x: (*model.embed(x), None), "hash_inputs": lambda x: (model.hash_inputs(x), None, None),
+           "features": lambda x: (model.pooled_features(x), None, None), "embed_and_features": model.embed_with_features}[output]
+    widths = {"embed": model.config.dim, "hash_inputs": model.hash_head.linear.in_features, "features": model.embedding.in_features,
+              "embed_and_features": model.config.dim}
     with tqdm(total=len(samples), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
         for batch in batches:
             if len(batch.indices):
                 with autocast(device):
-                    images = batch.images
-                    if hash_inputs:
-                        embeddings, codes = model.hash_inputs(images), torch.empty((len(images), 0), dtype=torch.uint8)
-                    else:
-                        embeddings, codes = model.embed(images)
-                embeddings, codes = embeddings.float().cpu().numpy(), codes.cpu().numpy()
-            else:
-                embeddings = np.empty((0, model.config.dim), np.float32)
-                codes = np.empty((0, model.config.bits // 8), np.uint8)
+                    embeddings, codes, features = run(batch.images)
+                embeddings = embeddings.float().cpu().numpy()
+                codes = codes.cpu().numpy() if codes is not None else np.empty((len(embeddings), 0), np.uint8)
+                features = None if features is None else features.float().cpu().numpy()
+            else:  # a batch of unreadable images only
+                embeddings = np.empty((0, widths[output]), np.float32)
+                codes = np.empty((0, model.config.bits // 8 if output.startswith("embed") else 0), np.uint8)
+                features = np.empty((0, model.embedding.in_features), np.float32) if output == "embed_and_features" else None
             bar.update(len(batch.indices) + batch.skipped)
-            yield EmbeddedBatch(batch.indices.numpy(), embeddings, codes, batch.skipped)
+            yield EmbeddedBatch(batch.indices.numpy(), embeddings, codes, batch.skipped, features)
 
 
 def _pil_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
-    dataset = ImageDataset(list(samples), test_transform(model.preprocessing))
+    dataset = ImageDataset(list(samples), TestTransform(model.preprocessing))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(workers), collate_fn=collate_skipping,
         pin_memory=device.type == "cuda",
@@ -195,15 +204,15 @@ def _device_decoded(model: HashingModel, samples: Sequence[Sample], device: torc
 
 def embed_all(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(embeddings [n, dim], codes [n, bits/8], positions [n] of the readable samples, skipped count)."""
-    parts = list(embed_batches(model, samples, device, **kwargs))
+    return _joined(list(embed_batches(model, samples, device, **kwargs)))[:4]
+
+
+def _joined(parts: list[EmbeddedBatch]) -> tuple:
     if not parts:
         raise HashpaError("no images to embed")
-    return (
-        np.concatenate([p.embeddings for p in parts]),
-        np.concatenate([p.codes for p in parts]),
-        np.concatenate([p.positions for p in parts]),
-        sum(p.skipped for p in parts),
-    )
+    features = None if parts[0].features is None else np.concatenate([p.features for p in parts])
+    return (np.concatenate([p.embeddings for p in parts]), np.concatenate([p.codes for p in parts]), np.concatenate([p.positions for p in parts]),
+            sum(p.skipped for p in parts), features)
 
 
 @dataclass
@@ -214,6 +223,7 @@ class Embedded:
     codes: np.ndarray  # uint8 [n, bits/8]
     labels: np.ndarray  # int64 [n]
     positions: np.ndarray | None = None  # int64 [n]: positions of these images in the sample list (unreadable ones are missing)
+    features: np.ndarray | None = None  # float32 [n, C]: the pooled backbone features (output "embed_and_features")
 
     def representation(self, name: str) -> np.ndarray:
         """"float" -> embeddings, "codes" -> codes."""
@@ -222,5 +232,5 @@ class Embedded:
 
 def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> Embedded:
     """embed_all over `samples`, with the labels of the images that could be read (kwargs as embed_batches')."""
-    embeddings, codes, positions, _ = embed_all(model, samples, device, **kwargs)
-    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64), positions)
+    embeddings, codes, positions, _, features = _joined(list(embed_batches(model, samples, device, **kwargs)))
+    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64), positions, features)

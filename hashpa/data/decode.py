@@ -60,6 +60,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def header_problem(path: str | Path) -> str | None:
+    """Why the file at `path` cannot be an image hashpa reads, from its header alone (fast: the
+    pixels are not decoded, so damage beyond the header shows only when they are); None when it can."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_pixels(image.size)
+        return None
+    except ImageError as error:
+        return str(error)
+    except (*READ_ERRORS, Image.DecompressionBombWarning) as error:
+        return str(error) or type(error).__name__
+
+
 def read_rgb(path: Path) -> Image.Image | None:
     """The image as RGB, or None (with a warning naming the file and the reason) when it cannot be read."""
     try:

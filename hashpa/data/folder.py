@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hashpa.data.labels import class_of
+from hashpa.data.labels import LEAF, class_of
 from hashpa.errors import HashpaError
 
 log = logging.getLogger(__name__)
@@ -84,16 +84,16 @@ def _is_utf8(name: str) -> bool:
         return False
 
 
-def labelled_samples(root: str | Path) -> tuple[list[Sample], list[str]]:
-    """Every image below `root` that has a class (``hashpa.data.labels.class_of``), labelled by its
-    class's index in the sorted class names; and those names."""
+def labelled_samples(root: str | Path, class_depth: int = LEAF) -> tuple[list[Sample], list[str]]:
+    """Every image below `root` that has a class (``hashpa.data.labels.class_of`` at `class_depth`),
+    labelled by its class's index in the sorted class names; and those names."""
     root = Path(root)
-    images = [p for p in find_images(root) if class_of(p) is not None]
-    classes = sorted({class_of(p) for p in images})
+    images = [p for p in find_images(root) if class_of(p, class_depth) is not None]
+    classes = sorted({class_of(p, class_depth) for p in images})
     if not classes:
         raise HashpaError(
             f"no class sub-folders with images in {root}: expected {root}/<class name>/<image files> "
             f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
     index = {name: i for i, name in enumerate(classes)}
-    return [Sample(root / p, index[class_of(p)]) for p in images], classes
+    return [Sample(root / p, index[class_of(p, class_depth)]) for p in images], classes

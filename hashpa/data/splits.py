@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hashpa.data.folder import Sample, labelled_samples
+from hashpa.data.labels import LEAF, check_depth
 from hashpa.errors import HashpaError
 
 SPLITS = ("half", "seen", "dirs")
@@ -49,9 +50,33 @@ class RetrievalSplit:
             raise HashpaError(f"{self.description}: the test split needs at least 2 images, found {len(self.test)}")
         return self
 
+    def without_unreadable(self) -> tuple["RetrievalSplit", list[tuple[str, str]]]:
+        """The split without the images whose headers show they cannot be read, and those (path, why)."""
+        from tqdm import tqdm
 
-def split_folder(root: str | Path, mode: str = "half", test_fraction: float = 0.2, seed: int = 0) -> RetrievalSplit:
-    samples, classes = labelled_samples(root)
+        from hashpa.data.decode import header_problem
+
+        every = [*self.train, *self.test, *(self.gallery or [])]
+        problems = {str(s.path): why for s in tqdm(every, desc="checking image headers", unit="img", leave=False, disable=None)
+                    if (why := header_problem(s.path)) is not None}
+        if not problems:
+            return self, []
+        keep = lambda samples: None if samples is None else [s for s in samples if str(s.path) not in problems]  # noqa: E731
+        clean = RetrievalSplit(keep(self.train), keep(self.test), self.train_classes, self.test_classes, keep(self.gallery), self.description,
+                               self.notes)
+        return clean.check(), sorted(problems.items())
+
+    def summary(self) -> str:
+        """Images and classes of each part, in words."""
+        parts = [f"{len(self.train):,} training images of {len(self.train_classes):,} classes",
+                 f"{len(self.test):,} test {'queries' if self.gallery is not None else 'images'} of {len(self.test_classes):,} classes"]
+        if self.gallery is not None:
+            parts.append(f"{len(self.gallery):,} gallery images")
+        return ", ".join(parts)
+
+
+def split_folder(root: str | Path, mode: str = "half", test_fraction: float = 0.2, seed: int = 0, class_depth: int = LEAF) -> RetrievalSplit:
+    samples, classes = labelled_samples(root, check_depth(class_depth))
     if mode == "half":
         return _split_classes(samples, classes, len(classes) // 2, f"{root} (first {len(classes) // 2} of {len(classes)} classes train)")
     if mode == "seen":
@@ -59,9 +84,9 @@ def split_folder(root: str | Path, mode: str = "half", test_fraction: float = 0.
     raise HashpaError(f"unknown split {mode!r}; choose half or seen, or give --train-dir and --test-dir")
 
 
-def split_dirs(train_dir: str | Path, test_dir: str | Path) -> RetrievalSplit:
-    train, train_classes = labelled_samples(train_dir)
-    test, test_classes = labelled_samples(test_dir)
+def split_dirs(train_dir: str | Path, test_dir: str | Path, class_depth: int = LEAF) -> RetrievalSplit:
+    train, train_classes = labelled_samples(train_dir, check_depth(class_depth))
+    test, test_classes = labelled_samples(test_dir, class_depth)
     return RetrievalSplit(train, test, train_classes, test_classes, description=f"train {train_dir}, test {test_dir}").check()
 
 
@@ -90,22 +115,23 @@ def _split_within_classes(samples, classes, test_fraction: float, seed: int, des
 
 def build_split(dataset: str = "builtin", data: str | Path | None = None, root: str | Path | None = None, split: str = "half",
                 train_dir: str | Path | None = None, test_dir: str | Path | None = None, test_fraction: float = 0.2,
-                seed: int = 0) -> RetrievalSplit:
+                seed: int = 0, class_depth: int = LEAF) -> RetrievalSplit:
     """The train/test split of `dataset` (one of DATASET_KINDS): the built-in set or an image folder
-    `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, or a paper dataset under `root`."""
+    `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, or a paper dataset under
+    `root`. Folders are labelled by ``hashpa.data.labels.class_of`` at `class_depth`."""
     from hashpa.data.builtin import builtin_dataset
     from hashpa.data.paper_datasets import load_paper_dataset
 
     if dataset == "builtin":
-        return split_folder(builtin_dataset(), split, test_fraction, seed)
+        return split_folder(builtin_dataset(), split, test_fraction, seed, class_depth)
     if dataset == "folder":
         if split == "dirs" or train_dir or test_dir:
             if not (train_dir and test_dir):
                 raise HashpaError("give both --train-dir and --test-dir")
-            return split_dirs(train_dir, test_dir)
+            return split_dirs(train_dir, test_dir, class_depth)
         if not data:
             raise HashpaError("no image folder given: pass --data DIR (or leave it out to train on the built-in dataset)")
-        return split_folder(data, split, test_fraction, seed)
+        return split_folder(data, split, test_fraction, seed, class_depth)
     if not root:
         raise HashpaError(f"--dataset {dataset} needs --root, the folder holding the dataset")
     return load_paper_dataset(dataset, root)

@@ -1,5 +1,6 @@
-"""Image transforms: the paper's train and test transforms, sized and resampled as the backbone's
-preprocessing says (for timm backbones, timm's own configuration: e.g. bicubic, crop_pct)."""
+"""The paper's training transform (random resized crop and flip), sized and resampled as the
+backbone's preprocessing says (for timm backbones, timm's own configuration: e.g. bicubic). The test
+transform is ``hashpa.data.preprocess``'s."""
 
 from __future__ import annotations
 
@@ -24,11 +25,6 @@ class ToBackboneRange(torch.nn.Module):
         return self.normalize(x * self.scale)
 
 
-def test_resize(preprocessing: Preprocessing) -> int:
-    """The short side before the centre crop: input_size / crop_pct (256 for a 224 crop at 0.875)."""
-    return round(preprocessing.input_size / preprocessing.crop_pct)
-
-
 def interpolation(preprocessing: Preprocessing) -> T.InterpolationMode:
     return T.InterpolationMode(preprocessing.interpolation)
 
@@ -38,8 +34,3 @@ def train_transform(preprocessing: Preprocessing, crop_scale: tuple[float, float
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     return T.Compose([*steps, T.ToTensor(), ToBackboneRange(preprocessing)])
-
-
-def test_transform(preprocessing: Preprocessing) -> T.Compose:
-    return T.Compose([T.Resize(test_resize(preprocessing), interpolation=interpolation(preprocessing)), T.CenterCrop(preprocessing.input_size),
-                      T.ToTensor(), ToBackboneRange(preprocessing)])

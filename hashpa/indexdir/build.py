@@ -21,7 +21,7 @@ from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
 from hashpa.errors import HashpaError
 from hashpa.fileio import LOCK_FILE, TEMPORARY_MARK, checksum, folder_lock, remove_temporaries, verify
-from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, unchanged_rows
+from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, scan_samples, unchanged_rows
 from hashpa.indexdir.faiss_files import build_faiss_index, make_faiss_index, write_faiss
 from hashpa.indexdir.layout import (
     DEFAULT_INDEXES,
@@ -35,7 +35,7 @@ from hashpa.indexdir.layout import (
     write_meta,
 )
 from hashpa.indexdir.partial import PartialBatches, Rows
-from hashpa.indexdir.settings import IndexSettings
+from hashpa.indexdir.settings import INDEX_SPLITS, IndexSettings
 from hashpa.indexdir.store import FittedCodes, Store, read_store, write_store
 from hashpa.quantizers import LOW_DATA_ROWS_PER_BIT, enough_rows, fit_itq
 
@@ -60,27 +60,68 @@ class IndexSummary:
         return {**asdict(self), "out": str(self.out)}
 
 
-def build_index(folder: str | Path, model: str | Path, out: str | Path, **settings) -> IndexSummary:
+def build_index(folder: str | Path | None, model: str | Path, out: str | Path, split: str | None = None, **settings) -> IndexSummary:
     """Embed the images under `folder` with the trained model `model` (run directory or checkpoint
     file) into the index directory `out`, creating or updating it; `settings` are IndexSettings' fields.
 
-    codes "itq" fills the binary indexes with codes of the same length (or `code_bits`) fitted to
-    this folder's float embeddings by PCA-ITQ (unsupervised, refitted on every run; queries are
-    encoded with the stored quantiser), which rank better on classes the model never saw.
+    `split` ("train", "test" or, for In-Shop, "gallery") indexes that split of the run's own data
+    instead of a folder (`folder` None), labelled as the run labels it. codes "itq" fills the
+    binary indexes with codes of the same length (or `code_bits`) fitted to the indexed float
+    embeddings by PCA-ITQ (unsupervised, refitted on every run; queries are encoded with the
+    stored quantiser), which rank better on classes the model never saw.
     """
     started = time.perf_counter()
     options = IndexSettings(**settings).check()
-    folder, out = Path(folder), Path(out)
+    folder, files = _files_to_index(folder, model, split, options.class_depth)
+    out = Path(out)
     check_output_folder(out)
     with folder_lock(out, "hashpa index"):
         remove_temporaries(out)
-        return _build(folder, model, out, options, started)
+        return _build(folder, files, model, out, options, started)
 
 
-def _build(folder: Path, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary:
+def _files_to_index(folder: str | Path | None, model: str | Path, split: str | None, class_depth: int) -> tuple[Path, FolderFiles]:
+    """(the folder the paths are relative to, its files): a folder's images, or a run's split."""
+    if split is None:
+        if folder is None:
+            raise HashpaError("give an image folder to index, or --split test (or train) to index the model run's own split")
+        return Path(folder), scan_folder(Path(folder))
+    from hashpa.data.splits import build_split
+    from hashpa.training.rundir import RunDir
+
+    if split not in INDEX_SPLITS:
+        raise HashpaError(f"--split must be one of {', '.join(INDEX_SPLITS)}, got {split!r}")
+    if folder is not None:
+        raise HashpaError("--split indexes the model run's own data: give it without an image folder")
+    if not Path(model).is_dir():
+        raise HashpaError(f"--split needs --model to be a run directory (it reads the run's data settings), got {model}")
+    config = RunDir(model).read_config()
+    chosen = build_split(**config.data_settings()).check()
+    samples = {"train": chosen.train, "test": chosen.test, "gallery": chosen.gallery}[split]
+    if samples is None:
+        raise HashpaError(f"{chosen.description} has no gallery split (only In-Shop does): use --split test")
+    root = Path(_split_root(config, split))
+    classes = chosen.train_classes if split == "train" else chosen.test_classes
+    log.info("indexing the %s split of %s: %d images of %d classes under %s", split, model, len(samples), len(classes), root)
+    return root, scan_samples(root, samples, classes)
+
+
+def _split_root(config, split: str) -> str:
+    """The folder a run's split lives under: the one its paths are stored relative to."""
+    from hashpa.data.builtin import builtin_dataset
+
+    if config.dataset == "builtin":
+        return builtin_dataset()
+    if config.dataset == "folder":
+        if config.train_dir or config.test_dir:
+            return config.train_dir if split == "train" else config.test_dir
+        return config.data
+    return config.root
+
+
+def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary:
     from hashpa.embed import load
 
-    files = scan_folder(folder)
     if not len(files):
         raise HashpaError(f"no images found under {folder}" + (f" ({len(files.unusable)} unusable image files)" if files.unusable else ""))
     embedder = load(model, options.checkpoint, options.device)
@@ -104,7 +145,7 @@ def _build(folder: Path, model: str | Path, out: Path, options: IndexSettings, s
     if not present.any():
         raise HashpaError(f"none of the {len(files)} images under {folder} could be read")
 
-    store = _assemble(files, present, from_store, previous, from_partial, done, embedder, folder, options.float16)
+    store = _assemble(files, present, from_store, previous, from_partial, done, embedder, folder, options)
     if options.codes == "itq":
         store.fitted = fit_database_codes(store.embeddings, store.bits if options.code_bits is None else options.code_bits)
     embedded = len(todo) - int(np.count_nonzero(~present))
@@ -191,22 +232,27 @@ def _check_recorded_checksum(out: Path, path: Path) -> None:
 
 
 def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, previous: Rows, from_partial: np.ndarray, done: Rows,
-              embedder, folder: Path, float16: bool) -> Store:
+              embedder, folder: Path, options: IndexSettings) -> Store:
     """The store of the readable files, in path order, each row taken from where it was embedded."""
     rows = np.flatnonzero(present)
     in_store = from_store[rows] >= 0
-    embeddings = np.empty((len(rows), embedder.dim), np.float16 if float16 else np.float32)
+    embeddings = np.empty((len(rows), embedder.dim), np.float16 if options.float16 else np.float32)
     codes = np.empty((len(rows), embedder.bits // 8), np.uint8)
     embeddings[in_store], codes[in_store] = previous.embeddings[from_store[rows[in_store]]], previous.codes[from_store[rows[in_store]]]
     embeddings[~in_store], codes[~in_store] = done.embeddings[from_partial[rows[~in_store]]], done.codes[from_partial[rows[~in_store]]]
     paths = [str(p) for p in files.paths[rows]]
-    labels, class_names = label_paths(paths)
+    if files.classes is not None:  # a dataset split, labelled as it labels its images
+        class_names = sorted(set(files.classes[rows]))
+        position = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([position[c] for c in files.classes[rows]], dtype=np.int32)
+    else:
+        labels, class_names = label_paths(paths, depth=options.class_depth)
     model_config = embedder.state["config"]["model"]
     return Store(
         paths=paths, labels=labels, class_names=class_names, embeddings=embeddings, codes=codes,
         sizes=files.sizes[rows], mtimes=files.mtimes[rows],
         attrs={"backbone": model_config["backbone"], "model_config": model_config, "preprocessing": embedder.preprocessing.to_dict(),
-               "model_fingerprint": embedder.fingerprint, "root": str(folder.resolve())},
+               "model_fingerprint": embedder.fingerprint, "root": str(folder.resolve()), "class_depth": options.class_depth},
     )
 
 
@@ -261,7 +307,7 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
         model=str(source.get("model", "")), checkpoint=source.get("checkpoint", "best"), model_fingerprint=store.attrs.get("model_fingerprint", ""),
         folder=str(folder.resolve()), folder_from_index=relative_folder(folder, out), store_id=store_id, rows=len(store), bits=store.bits,
         code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
-        labels=store.has_labels, indexes=built, files=files, hashpa_version=__version__,
+        labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), indexes=built, files=files, hashpa_version=__version__,
     ))
     for stale in previous - set(files):
         (out / stale).unlink(missing_ok=True)

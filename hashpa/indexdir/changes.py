@@ -20,6 +20,7 @@ class FolderFiles:
     sizes: np.ndarray  # int64 [N]
     mtimes: np.ndarray  # int64 [N], nanoseconds
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of image files that cannot be indexed
+    classes: np.ndarray | None = None  # object [N]: each file's class name, when a dataset gives them (else the path's)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -31,6 +32,18 @@ def scan_folder(folder: Path) -> FolderFiles:
     stats = [os.stat(folder / p) for p in paths]
     return FolderFiles(np.array(paths, dtype=object), np.array([s.st_size for s in stats], dtype=np.int64),
                        np.array([s.st_mtime_ns for s in stats], dtype=np.int64), listing.unusable)
+
+
+def scan_samples(root: Path, samples: list, class_names: list[str]) -> FolderFiles:
+    """The files of a dataset split (``hashpa.data.Sample`` list, labels indexing `class_names`), as
+    paths relative to `root`, with their classes."""
+    root = root.absolute()
+    relative = [Path(s.path).absolute().relative_to(root).as_posix() for s in samples]
+    order = np.argsort(np.array(relative, dtype=object), kind="stable")
+    stats = [os.stat(samples[i].path) for i in order]
+    return FolderFiles(np.array(relative, dtype=object)[order], np.array([s.st_size for s in stats], dtype=np.int64),
+                       np.array([s.st_mtime_ns for s in stats], dtype=np.int64),
+                       classes=np.array([class_names[samples[i].label] for i in order], dtype=object))
 
 
 def unchanged_rows(files: FolderFiles, paths: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:

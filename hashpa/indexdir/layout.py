@@ -55,6 +55,7 @@ class IndexMeta:
     dim: int
     embeddings_dtype: str
     labels: bool
+    class_depth: int = 0  # how labels come from paths (hashpa.data.labels.class_of)
     indexes: dict = field(default_factory=dict)  # index_key -> {"kind", "spec", "file", "ntotal", "bytes", "build_seconds"}
     files: dict = field(default_factory=dict)  # file name -> {"bytes", "crc32"}: every file the index wrote, checked on use
     store: str = STORE_FILE
@@ -85,6 +86,7 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
             raise TypeError(f"it holds a {type(values).__name__}, not an object")
         values.setdefault("folder_from_index", "")  # written before index directories recorded these
         values.setdefault("files", {})
+        values.setdefault("class_depth", 1)  # the rule before class depths: the top-level folder
         check_types(IndexMeta, values, damaged)
         meta = IndexMeta(**values)
         for key, entry in meta.indexes.items():

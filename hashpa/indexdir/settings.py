@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hashpa.codes import check_bits
+from hashpa.data.labels import LEAF, check_depth
 from hashpa.errors import HashpaError
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 
 DECODERS = ("pil", "device")
+INDEX_SPLITS = ("train", "test", "gallery")  # the splits of a run's own data hashpa index can index
 
 
 @dataclass
@@ -27,6 +29,7 @@ class IndexSettings:
     workers: int = 4
     decode: str = "pil"  # pil: decode in DataLoader workers; device: decode JPEGs on the device (nvJPEG on CUDA)
     replace: bool = False  # rebuild an index that another model built (its embeddings are lost)
+    class_depth: int = LEAF  # the class of an image from its path (hashpa.data.labels)
 
     def check(self) -> "IndexSettings":
         self.float_indexes, self.binary_indexes = tuple(dict.fromkeys(self.float_indexes)), tuple(dict.fromkeys(self.binary_indexes))
@@ -42,6 +45,7 @@ class IndexSettings:
             check_bits(self.code_bits, "--code-bits")
         if self.batch_size < 1 or self.workers < 0:
             raise HashpaError(f"--batch-size must be >= 1 and --workers >= 0, got {self.batch_size} and {self.workers}")
+        check_depth(self.class_depth)
         if self.checkpoint not in ("best", "last"):
             raise HashpaError(f"--checkpoint must be best or last, got {self.checkpoint!r}")
         return self

@@ -54,6 +54,11 @@ class HashingModel(nn.Module):
         return self.hash_inputs_and_embeddings(images)[0]
 
     @torch.no_grad()
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled features [B, C] (before the heads): what an untrained model offers."""
+        return self.pool(self.backbone(images)).float()
+
+    @torch.no_grad()
     def hash_inputs_and_embeddings(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(what the hash head reads, the L2-normalised float embeddings) for these images."""
         features = self.pool(self.backbone(images))
@@ -69,13 +74,20 @@ class HashingModel(nn.Module):
 
         Runs in eval mode (restoring the previous mode), on the images' device.
         """
+        return self.embed_with_features(images)[:2]
+
+    @torch.no_grad()
+    def embed_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``embed``'s (embeddings, codes) and the pooled backbone features they came from, in one pass."""
         was_training = self.training
         self.eval()
         try:
-            out = self(images)
+            features = self.pool(self.backbone(images))
+            raw = self.embedding(features)
+            logits = self.hash_head(self._hash_input(features, raw))
         finally:
             self.train(was_training)
-        return out.embeddings, pack_codes(out.hash_logits)
+        return F.normalize(raw.float(), dim=1), pack_codes(logits.float()), features.float()
 
     def train(self, mode: bool = True) -> "HashingModel":
         super().train(mode)

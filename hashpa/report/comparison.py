@@ -10,6 +10,7 @@ image queries the rest (itself excluded).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from typing import Sequence
 
 import numpy as np
 
-from hashpa.data.labels import label_paths
 from hashpa.errors import HashpaError
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.indexdir.layout import EXACT_INDEXES
@@ -26,7 +26,7 @@ from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_h
 from hashpa.report.machine import machine_info
 from hashpa.report.plots import plot_compare
 from hashpa.report.tables import compare_table
-from hashpa.report.timing import search_speed
+from hashpa.report.timing import busy_cores, search_speed
 from hashpa.search.index import Index, open_index
 from hashpa.search.modes import SHORTLIST_PER_K
 from hashpa.search.queries import expand_queries
@@ -89,6 +89,10 @@ def compare(
     n_positive = _positives(store.labels, q_labels, self_rows)
     depth = min(len(store), max(max(ks), int(n_positive.max(initial=0))) + (self_rows is not None))
     shortlist = shortlist or SHORTLIST_PER_K * speed_k
+    load_before = busy_cores()
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        log.warning("the machine is busy (load average %.1f on %d cores): the speed figures will be slower and more erratic than on a quiet one",
+                    load_before, os.cpu_count() or 1)
     rows = []
     for method in methods_of(ix, shortlist):
         def run(qe, qc, k=speed_k, method=method):
@@ -121,6 +125,8 @@ def compare(
         "speed_k": speed_k,
         "search_params": {"nprobe": nprobe, "ef_search": ef_search},
         "machine": machine_info(),
+        "load_average": {"before": load_before, "after": busy_cores()},
+        "latency_threads": 1,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "methods": rows,
     }
@@ -143,10 +149,11 @@ def _queries(ix: Index, queries):
     if queries is None:
         rows = np.flatnonzero(store.labels >= 0) if store.has_labels else np.arange(len(store))
         return ix.files.float_rows(rows), store.index_codes[rows], store.labels[rows].astype(np.int64), rows
-    found = expand_queries([queries])
-    labels, _ = label_paths([Path(p).relative_to(queries) for p, _ in found], store.class_names)
+    found = expand_queries([queries], ix.meta.class_depth)
+    index = {name: i for i, name in enumerate(store.class_names)}
+    labels = np.array([index.get(name, -1) for _, name in found], dtype=np.int64)  # classes the index does not hold: unlabelled
     embeddings, codes, positions = ix.embed_files([p for p, _ in found])
-    return embeddings, codes, labels.astype(np.int64)[positions], None
+    return embeddings, codes, labels[positions], None
 
 
 def _positives(db_labels, q_labels, self_rows) -> np.ndarray:

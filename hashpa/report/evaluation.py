@@ -18,6 +18,7 @@ from hashpa.codes import codes_to_signs
 from hashpa.data.splits import build_split
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled, load
+from hashpa.errors import HashpaError
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.metrics.retrieval import RECALL_KS, model_scores, retrieval_scores
 from hashpa.quantizers import enough_rows, fit_itq, fit_lsh
@@ -31,32 +32,19 @@ TRAIN_FITTED = {"lsh": ("LSH", fit_lsh), "pca_itq": ("PCA-ITQ", fit_itq)}  # row
 DATABASE_ITQ = "PCA-ITQ fitted to the test photos"
 
 
-def evaluate(
-    run: str | Path,
-    checkpoint: str = "best",
-    data: str | Path | None = None,
-    dataset: str | None = None,
-    root: str | Path | None = None,
-    split: str | None = None,
-    train_dir: str | Path | None = None,
-    test_dir: str | Path | None = None,
-    test_fraction: float | None = None,
-    baselines: bool = False,
-    device: str = "auto",
-    batch_size: int = 128,
-    workers: int | None = None,
-    out: str | Path | None = None,
-) -> dict:
+def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False, device: str = "auto", batch_size: int = 128,
+             workers: int | None = None, out: str | Path | None = None, **data) -> dict:
     """Evaluate checkpoint `checkpoint` ("best" or "last") of the run directory `run`.
 
-    The test split is the run's own unless data settings are given (as ``hashpa train`` takes them:
-    an image folder `data` with `split` half|seen, `train_dir` + `test_dir`, or `dataset` under
-    `root`). Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with
-    `out`, writes it there as eval.json and eval.md.
+    The test split is the run's own unless `data` gives data settings as ``hashpa train`` takes
+    them (data, dataset, root, split, train_dir, test_dir, test_fraction, class_depth): an image
+    folder `data` with `split` half|seen, `train_dir` + `test_dir`, or `dataset` under `root`.
+    Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with `out`,
+    writes it there as eval.json and eval.md.
     """
     started = time.perf_counter()
     config = RunDir(run).read_config()
-    _use_data(config, data, dataset, root, split, train_dir, test_dir, test_fraction)
+    _use_data(config, {k: v for k, v in data.items() if v is not None})
     model = load(run, checkpoint, device)
     state = model.state
     chosen = build_split(**config.data_settings()).check()
@@ -74,7 +62,7 @@ def evaluate(
         rows += baseline_rows(train.embeddings, queries.embeddings, queries.labels, model.bits, "the float embedding", distances_on,
                               *(() if gallery is None else (gallery.embeddings, gallery.labels)))
     report = {
-        "run": str(run), "checkpoint": checkpoint, "epoch": state["epoch"],
+        "run": str(run), "checkpoint": model.checkpoint, "epoch": state["epoch"],
         "after_code_stage": state.get("codes_fitted_at") == state["epoch"],
         "split": chosen.description, "queries": len(queries.labels),
         "database": len(queries.labels) - 1 if gallery is None else len(gallery.labels),
@@ -86,20 +74,16 @@ def evaluate(
     return report
 
 
-def _use_data(config, data, dataset, root, split, train_dir, test_dir, test_fraction) -> None:
+def _use_data(config, data: dict) -> None:
     """Point the run's config at other data, when any is given."""
-    if data or dataset or root or train_dir or test_dir:
-        config.dataset = dataset or "folder"
-        config.data, config.root = _text(data), _text(root)
-        config.train_dir, config.test_dir = _text(train_dir), _text(test_dir)
-    if split:
-        config.split = split
-    if test_fraction is not None:
-        config.test_fraction = test_fraction
-
-
-def _text(path: str | Path | None) -> str | None:
-    return None if path is None else str(path)
+    unknown = set(data) - set(config.data_settings())
+    if unknown:
+        raise HashpaError(f"unknown data settings: {', '.join(sorted(unknown))}")
+    if {"data", "dataset", "root", "train_dir", "test_dir"} & set(data):
+        config.dataset, config.data, config.root, config.train_dir, config.test_dir = "folder", None, None, None, None
+    for name, value in data.items():
+        setattr(config, name, str(value) if isinstance(value, Path) else value)
+    config.check()
 
 
 def baseline_rows(train: np.ndarray, queries: np.ndarray, query_labels: np.ndarray, bits: int, source: str, device: str | None = None,

@@ -29,18 +29,20 @@ def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 9
 
 
 def plot_compare(report: dict, path: Path) -> None:
-    """Recall@1 against batched queries/s (log scale), one point per method of a compare report."""
+    """Two panels of a compare report, one point per method: Recall@1 against bytes per image and
+    against batched queries/s (both log scale)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in report["methods"]:
-        y = row.get("recall@1", 0.0)  # without labels only the speed is known: the points sit on the axis
-        ax.scatter(row["queries_per_second"], y, s=40)
-        ax.annotate(row["method"], (row["queries_per_second"], y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("queries per second (batched, log scale)")
-    ax.set_ylabel("Recall@1")
-    ax.set_title(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, label in zip(axes, ("bytes_per_image", "queries_per_second"), ("bytes per image (log scale)", "queries per second (batched, log scale)")):
+        for row in report["methods"]:
+            y = row.get("recall@1", 0.0)  # without labels only the cost is known: the points sit on the axis
+            ax.scatter(row[key], y, s=40)
+            ax.annotate(row["method"], (row[key], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("Recall@1")
+    fig.suptitle(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats", fontsize=9)
     _save(fig, path, dpi=120)
 
 

@@ -23,6 +23,12 @@ def compare_table(report: dict) -> str:
                  f"{report['bits']}-bit codes ({CODE_SOURCES[report.get('code_source', 'model')]}), "
                  f"{report['dim']}-d floats; speed at k={report['speed_k']}.")
     lines.append(f"Machine: {describe_machine(report['machine'])}")
+    load = report.get("load_average")
+    if load:
+        spread = max((row.get("batched_spread", 0.0) for row in report["methods"]), default=0.0)
+        lines.append(f"Batched: the median of the timed repeats (largest spread {spread:.0%}); single queries on {report.get('latency_threads', 1)} "
+                     f"FAISS thread; load average {load['before']:.1f} before, {load['after']:.1f} after"
+                     + (" (a busy machine: slower and erratic figures)." if load["before"] > 0.5 * (report["machine"]["cpu_cores"] or 1) else "."))
     return "\n".join(lines)
 
 
@@ -55,13 +61,14 @@ def train_summary(result) -> str:
     record = next((r for r in result.history if r["epoch"] == best.get("epoch") and r.get("stage") == best.get("stage")), None)
     if record is None:
         return "\n".join(lines + ["No evaluation ran yet."])
-    after = " after the code stage" if best.get("stage") == "codes" else ""
+    after = {"codes": " after the code stage", "start": " (the starting model, before any training)"}.get(best.get("stage"), "")
     lines.append(f"Best: epoch {best['epoch']}{after} (by {best['metric']}):")
     lines.append("  " + " " * 14 + "".join(f"{'Recall@' + str(k):>10}" for k in RECALL_KS) + f"{'MAP@R':>10}")
     for name in ("float", "codes"):
-        metrics = record[name]
-        values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" if f"recall@{k}" in metrics else f"{'-':>10}" for k in RECALL_KS)
-        lines.append(f"  {name:<14}{values}{metrics['map@r']:>10.4f}")
+        lines.append(f"  {name:<14}{_recall_cells(record[name])}")
+    start = next((r for r in result.history if r.get("stage") == "start"), None)
+    if start is not None:
+        lines += _baseline_lines(start, record, trained=any("stage" not in r for r in result.history))
     if result.skipped_images:
         lines.append(f"{result.skipped_images} image files could not be read and were left out (see the warnings above).")
     lines.append(f"Files: config.json, history.jsonl, best.pt, last.pt in {result.run_dir}")
@@ -71,6 +78,31 @@ def train_summary(result) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _baseline_lines(start: dict, best: dict, trained: bool) -> list[str]:
+    """The start beside the best record, and whether training beat it."""
+    lines = [f"  {'start features':<14}{_recall_cells(start['features'])}    (the backbone's pooled features, before any training)"]
+    if "features_itq" in start:
+        lines.append(f"  {'start PCA-ITQ':<14}{_recall_cells(start['features_itq'])}    (PCA-ITQ codes of those features)")
+    float_start = max(start["float"]["recall@1"], start["features"]["recall@1"])
+    codes_start = max(start["codes"]["recall@1"], start.get("features_itq", {}).get("recall@1", 0.0))
+    beaten = [name for name, now, then in (("float", best["float"]["recall@1"], float_start), ("codes", best["codes"]["recall@1"], codes_start))
+              if now <= then]
+    if not trained:
+        lines.append("No training epoch ran (--epochs 0): these are the starting model's figures.")
+    elif beaten:
+        lines.append(f"Training did NOT beat the start for the {' and the '.join(beaten)} (Recall@1): the untrained model is as good or "
+                     "better; try more epochs, a lower --lr, or index with --codes itq")
+    else:
+        lines.append(f"Training beat the start: float Recall@1 {best['float']['recall@1']:.4f} against {float_start:.4f}, "
+                     f"codes {best['codes']['recall@1']:.4f} against {codes_start:.4f}.")
+    return lines
+
+
+def _recall_cells(metrics: dict) -> str:
+    values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" if f"recall@{k}" in metrics else f"{'-':>10}" for k in RECALL_KS)
+    return values + f"{metrics['map@r']:>10.4f}"
 
 
 def size_text(n: float) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hashpa.data.folder import find_images, is_image
-from hashpa.data.labels import class_of
+from hashpa.data.labels import LEAF, class_of
 from hashpa.errors import HashpaError
 
 
@@ -29,13 +29,13 @@ class QueryResult:
     code: str | None = None  # the query's code as a bit string, when asked for
 
 
-def expand_queries(queries: Sequence[str | Path]) -> list[tuple[Path, str | None]]:
+def expand_queries(queries: Sequence[str | Path], class_depth: int = LEAF) -> list[tuple[Path, str | None]]:
     """(image file, its class) for image files and the images inside folders, in the order given; a
-    folder's images are labelled by their path inside it."""
+    folder's images are labelled by their path inside it (``hashpa.data.labels.class_of``)."""
     found: list[tuple[Path, str | None]] = []
     for query in map(Path, queries):
         if query.is_dir():
-            found += [(query / p, class_of(p)) for p in find_images(query)]
+            found += [(query / p, class_of(p, class_depth)) for p in find_images(query)]
         elif query.is_file() and is_image(query):
             found.append((query, None))
         else:
@@ -55,16 +55,16 @@ def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mo
     from hashpa.search.index import open_index
 
     ix = open_index(index_dir, nprobe, ef_search, model, device)
-    found = expand_queries(queries)
+    found = expand_queries(queries, ix.meta.class_depth)
     embeddings, codes, positions = ix.embed_files([path for path, _ in found])
-    named = {Path(q) for q in queries if not Path(q).is_dir()}
-    unread = [str(path) for i, (path, _) in enumerate(found) if path in named and i not in set(positions.tolist())]
+    named, read = {Path(q) for q in queries if not Path(q).is_dir()}, set(positions.tolist())
+    unread = [str(path) for i, (path, _) in enumerate(found) if path in named and i not in read]
     if unread:
         raise HashpaError(f"cannot read the query image {unread[0]}: it is not an image hashpa can decode (see the warning above)")
     if not len(positions):
         raise HashpaError("none of the query images could be read (see the warnings above)")
     root = _resolved_root(ix)
-    readable = [(found[i][0], found[i][1] or _label_inside(found[i][0], root)) for i in positions]
+    readable = [(found[i][0], found[i][1] or _label_inside(found[i][0], root, ix.meta.class_depth)) for i in positions]
     result = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist, index=index)
     store = ix.store
     strings = code_strings(codes) if with_codes else [None] * len(readable)
@@ -84,12 +84,12 @@ def _resolved_root(ix) -> Path | None:
         return None
 
 
-def _label_inside(path: Path, root: Path | None) -> str | None:
+def _label_inside(path: Path, root: Path | None, class_depth: int) -> str | None:
     """The class of a query inside the indexed folder (its path there gives it)."""
     if root is None:
         return None
     try:
-        return class_of(path.resolve().relative_to(root))
+        return class_of(path.resolve().relative_to(root), class_depth)
     except ValueError:
         return None
 

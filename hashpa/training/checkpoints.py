@@ -69,8 +69,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
 
 
 def _which_state(state: dict) -> tuple:
-    """(epoch, stage) of the model a checkpoint holds: stage "codes" after the code stage."""
-    return state["epoch"], "codes" if state.get("codes_fitted_at") == state["epoch"] else None
+    """(epoch, stage) of the model a checkpoint holds: stage "codes" after the code stage, "start" before any training."""
+    stage = "codes" if state.get("codes_fitted_at") == state["epoch"] else "start" if state["epoch"] == 0 else None
+    return state["epoch"], stage
 
 
 def _best_record(record: dict) -> tuple:

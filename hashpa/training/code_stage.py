@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from hashpa.codes import pack_codes
 from hashpa.data.folder import Sample
 from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
-from hashpa.data.transforms import test_transform, train_transform
+from hashpa.data.preprocess import TestTransform
+from hashpa.data.transforms import train_transform
 from hashpa.devices import autocast
 from hashpa.losses.distillation import SimilarityDistillationLoss
 from hashpa.losses.proxy_anchor import ProxyAnchorLoss
@@ -69,18 +70,21 @@ def code_features(model: HashingModel, samples: Sequence[Sample], views: int, cr
                   device: torch.device, batch_size: int, workers: int, seed: int) -> CodeFeatures:
     """Run the frozen model over `samples` once with the test transform and `views` times with the
     training augmentation (seeded)."""
-    transforms = [test_transform(model.preprocessing)]
+    from tqdm import tqdm
+
+    transforms = [TestTransform(model.preprocessing)]
     transforms += [train_transform(model.preprocessing, crop_scale, hflip)] * views
     model.eval()
     reads_embedding = model.config.hash_source == "embedding"
     parts, plain_rows = [], 0
+    log.info("code stage: the frozen model over the %d training images, plain and in %d augmented views", len(samples), views)
     for view, transform in enumerate(transforms):
         torch.manual_seed(seed + view)
         loader = torch.utils.data.DataLoader(
             ImageDataset(list(samples), transform), batch_size=batch_size, num_workers=usable_workers(workers),
             collate_fn=collate_skipping, generator=torch.Generator().manual_seed(seed + view),
         )
-        for batch in loader:
+        for batch in tqdm(loader, desc=f"code stage, view {view + 1} of {len(transforms)}", unit="batch", leave=False, disable=None):
             with autocast(device):
                 hash_inputs, embeddings = model.hash_inputs_and_embeddings(batch.images.to(device))
             parts.append((hash_inputs.float().cpu(), None if reads_embedding else embeddings.float().cpu(), batch.labels))
@@ -101,7 +105,7 @@ def start_head_from_itq(model: HashingModel, samples: Sequence[Sample], device: 
     from hashpa.embed import embed_all
 
     was_training = model.training
-    x = embed_all(model, samples, device, workers=workers, hash_inputs=True, progress="hash head start (PCA-ITQ)")[0]
+    x = embed_all(model, samples, device, workers=workers, output="hash_inputs", progress="hash head start (PCA-ITQ)")[0]
     model.train(was_training)
     if not enough_rows(len(x), model.config.bits):
         return False

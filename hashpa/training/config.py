@@ -22,11 +22,28 @@ DATA_PATHS = ("auto", "files", "cache")
 HASH_INITS = ("itq", "random")
 # Settings added after run directories were first written: a saved config without one gets the value
 # that reproduces what its run did, not today's default.
-LEGACY_DEFAULTS = {"code_validation": 0.0}
+LEGACY_DEFAULTS = {"code_validation": 0.0, "class_depth": 1, "baseline": False, "preset": "none"}
+
+
+# Named recipes: what fits a machine, layered over the dataset kind's preset (hashpa train --preset).
+RECIPES: dict[str, dict] = {
+    # The Flowers-102 CPU recipe of BENCHMARKS.md: 112-px crops, 6 epochs, batch 120, frozen BatchNorm
+    # (about 10 minutes for 3,500 training images on the 2-core development CPU).
+    "cpu-quick": dict(image_size=112, epochs=6, batch_size=120, freeze_bn=True, workers=2),
+    # The paper's: 224-px crops, batch 180, frozen BatchNorm, 40 epochs (not timed here: no GPU has been lent to this project).
+    "gpu-paper": dict(image_size=224, epochs=40, batch_size=180, freeze_bn=True, workers=8),
+}
+RECIPE_TIMES = {"cpu-quick": "about 10 min for 3,500 training images on the 2-core development CPU",
+                "gpu-paper": "not timed: no GPU has been lent to this project yet"}
+PRESET_CHOICES = ("auto", "none", *RECIPES)
 
 
 @dataclass
 class TrainConfig:
+    # the recipe: auto picks cpu-quick for an image folder on a machine without a GPU (with the default backbone)
+    preset: str = setting("auto", "A named recipe layered over the dataset kind's defaults: cpu-quick (112 px, 6 epochs: about 10 min "
+                                  "for 3,500 images on 2 CPU cores), gpu-paper (224 px, batch 180, 40 epochs), none; auto: cpu-quick "
+                                  "for an image folder when there is no GPU, else none.", PRESET_CHOICES)
     # data: an image folder (--data), the built-in set, or a paper dataset under --root
     dataset: str = setting("builtin", "Where the images come from (inferred from --data / --root when not given).", DATASET_KINDS)
     data: str | None = setting(None, "Image folder, one sub-folder per class (default: the built-in dataset).")
@@ -36,6 +53,7 @@ class TrainConfig:
     train_dir: str | None = setting(None, "Explicit training folder (with --test-dir).")
     test_dir: str | None = setting(None, "Explicit test folder (with --train-dir).")
     test_fraction: float = setting(0.2, "With --split seen: the fraction of every class held out for testing.")
+    class_depth: int = setting(0, "The class of an image: 0, the folder it is in (nested folders: 'group/class'); N, its first N folders.")
     # model
     model: ModelConfig = setting(ModelConfig(), "The model (its fields are options of their own).")
     # losses: the float embedding's metric loss, and Proxy Anchor on the relaxed codes tanh(h)
@@ -61,7 +79,8 @@ class TrainConfig:
     code_validation: float = setting(0.2, "Fraction of training images (classes, for distill) held out to choose the code stage's "
                                           "number of epochs (0: all epochs).")
     # optimisation (the paper's recipe)
-    epochs: int = setting(60, "Training epochs.")
+    baseline: bool = setting(True, "First evaluate the starting model and its backbone's features, as epoch 0 of the history: the baseline to beat.")
+    epochs: int = setting(60, "Training epochs (0: evaluate the starting model, and run the code stage, only).")
     batch_size: int = setting(180, "Images per batch (a smaller training set trains with a smaller batch).")
     per_class: int = setting(0, "Class-balanced batches with this many images per class (0: plain shuffling).")
     lr: float = setting(1e-4, "Base learning rate (the proxies get --proxy-lr-mult times it).")
@@ -93,7 +112,7 @@ class TrainConfig:
 
     def data_settings(self) -> dict:
         """The fields that choose the images: hashpa.data.splits.build_split's arguments."""
-        return {name: getattr(self, name) for name in ("dataset", "data", "root", "split", "train_dir", "test_dir", "test_fraction", "seed")}
+        return {name: getattr(self, name) for name in ("dataset", "data", "root", "split", "train_dir", "test_dir", "test_fraction", "seed", "class_depth")}
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "training settings") -> "TrainConfig":
@@ -116,7 +135,7 @@ class TrainConfig:
     def check(self) -> "TrainConfig":
         self.model.check()
         checks = [
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.epochs >= 0, f"--epochs must be >= 0, got {self.epochs}"),
             (self.batch_size >= 2, f"--batch-size must be >= 2, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 < self.crop_scale_min <= 1, f"--crop-scale-min must be in (0, 1], got {self.crop_scale_min}"),
@@ -129,6 +148,7 @@ class TrainConfig:
             (0 < self.test_fraction < 1, f"--test-fraction must be between 0 and 1, got {self.test_fraction}"),
             (self.per_class >= 0, f"--per-class must be >= 0, got {self.per_class}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.class_depth >= 0, f"--class-depth must be >= 0, got {self.class_depth}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -173,12 +193,14 @@ def resolve_config(overrides: dict | None = None, config_file: str | Path | None
     runs/<dataset>-<bits>bit.
     """
     layers = [read_config_file(config_file) if config_file else {}, _given(overrides or {})]
-    dataset = dataset_of({k: v for layer in layers for k, v in layer.items()})
+    given = {k: v for layer in layers for k, v in layer.items()}
+    dataset = dataset_of(given)
     if dataset not in PRESETS:
         raise HashpaError(f"unknown dataset kind {dataset!r}; choose one of {', '.join(PRESETS)}")
+    recipe = chosen_recipe(given.get("preset", "auto"), dataset, given)
     values = TrainConfig().to_dict()
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    for layer in (PRESETS[dataset], {"dataset": dataset}, *layers):
+    for layer in (PRESETS[dataset], {"dataset": dataset}, RECIPES.get(recipe, {}), *layers, {"preset": recipe}):
         for key, value in layer.items():
             if key == "model" and isinstance(value, dict):
                 values["model"].update(_given(value))
@@ -189,6 +211,22 @@ def resolve_config(overrides: dict | None = None, config_file: str | Path | None
     if not values["out"]:
         values["out"] = f"runs/{dataset}-{values['model']['bits']}bit"
     return TrainConfig.from_dict(values).check()
+
+
+def chosen_recipe(preset: str, dataset: str, given: dict) -> str:
+    """The recipe `preset` names; "auto": cpu-quick for an image folder with the default backbone on a
+    machine without a GPU, "none" otherwise."""
+    if preset not in PRESET_CHOICES:
+        raise HashpaError(f"--preset must be one of {', '.join(PRESET_CHOICES)}, got {preset!r}")
+    if preset != "auto":
+        return preset
+    default_backbone = "backbone" not in given and "backbone" not in given.get("model", {})
+    if dataset == "folder" and default_backbone:
+        import torch
+
+        if not torch.cuda.is_available() and given.get("device", "auto") in ("auto", "cpu"):
+            return "cpu-quick"
+    return "none"
 
 
 def read_config_file(path: str | Path) -> dict:

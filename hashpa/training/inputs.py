@@ -11,8 +11,9 @@ from hashpa.data.augment import augment_batch
 from hashpa.data.cache import decoded_images
 from hashpa.data.folder import Sample
 from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
+from hashpa.data.preprocess import test_resize
 from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
-from hashpa.data.transforms import test_resize, train_transform
+from hashpa.data.transforms import train_transform
 from hashpa.models.backbones import Preprocessing
 from hashpa.training.config import TrainConfig
 

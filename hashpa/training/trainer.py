@@ -14,7 +14,7 @@ from tqdm import tqdm
 from hashpa import __version__
 from hashpa.data.splits import RetrievalSplit, build_split
 from hashpa.devices import autocast, distance_device, resolve_device
-from hashpa.embed import embed_labelled
+from hashpa.embed import embed_all, embed_labelled
 from hashpa.errors import HashpaError
 from hashpa.fileio import folder_lock, remove_temporaries
 from hashpa.metrics.retrieval import RECALL_KS, model_scores
@@ -22,11 +22,12 @@ from hashpa.models.hashing_model import HashingModel
 from hashpa.quantizers import enough_rows
 from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
-from hashpa.training.config import TrainConfig
+from hashpa.training.config import RECIPE_TIMES, TrainConfig
 from hashpa.training.distributed import is_main_process
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
 from hashpa.training.rundir import RunDir
+from hashpa.training.start import start_scores
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, split: RetrievalSplit | None = None):
         self.config = config.check()
         self.device = resolve_device(config.device)
-        self.split = split or build_split(**config.data_settings())
+        self.split, self.unusable = (split or build_split(**config.data_settings())).without_unreadable()
         self._fit_batch_to_data()
         self.run = RunDir(config.out)
         torch.manual_seed(config.seed)
@@ -61,7 +62,7 @@ class Trainer:
         self.codes_fitted_at: int | None = None  # the epoch after which the code stage last ran
         self.best = BestPolicy(config.best_metric)
         self.history: list[dict] = []
-        self.unreadable: set[str] = set()  # files that could not be read, in training or in evaluation
+        self.unreadable: set[str] = {path for path, _ in self.unusable}  # files that could not be read, in training or in evaluation
 
     def _fit_batch_to_data(self) -> None:
         """A training set smaller than the batch trains with the largest batch it fills (a multiple of --per-class)."""
@@ -148,8 +149,25 @@ class Trainer:
 
     # ---- loop ----------------------------------------------------------------------------
 
+    def announce(self) -> None:
+        """The run's first lines: the data, the split and the settings."""
+        c, model = self.config, self.config.model
+        if self.unusable:
+            shown = "; ".join(f"{path} ({why})" for path, why in self.unusable[:3])
+            log.warning("%d image files cannot be read and are left out: %s%s", len(self.unusable), shown, " ..." if len(self.unusable) > 3 else "")
+        log.info("data: %s: %s", self.split.description, self.split.summary())
+        recipe = f"preset {c.preset} ({RECIPE_TIMES[c.preset]})" if c.preset in RECIPE_TIMES else "no preset"
+        log.info("settings: %s; %s (%s weights) at %d px, %d epochs, batch %d, %d-bit codes, %d-d embedding, on %s",
+                 recipe, model.backbone, model.weights, self.model.preprocessing.input_size, c.epochs, c.batch_size, model.bits, model.dim,
+                 self.device)
+
     def fit(self) -> TrainResult:
         c = self.config
+        if is_main_process():
+            self.announce()
+        if c.baseline and self.epoch == 0 and not any(r.get("stage") == "start" for r in self.history):
+            record = self.evaluate_start()
+            self._record(record, _start_line(record, c.model.bits))
         while self.epoch < c.epochs:
             if c.hash_init == "itq" and self.epoch == c.warmup_epochs:
                 self.init_hash_head_from_itq()
@@ -176,6 +194,7 @@ class Trainer:
 
     def init_hash_head_from_itq(self) -> None:
         started = time.perf_counter()
+        log.info("hash head start: PCA-ITQ of what it reads for the %d training images", len(self.split.train))
         self.model.eval()
         started_from_itq = start_head_from_itq(self.model, self.split.train, self.device, self.config.workers, self.config.seed)
         self.model.train()
@@ -267,16 +286,39 @@ class Trainer:
     def evaluate(self) -> dict:
         """Recall@K, tie-aware Recall@K (codes) and MAP@R of the float embeddings and the codes on the test split."""
         started = time.perf_counter()
-        loader_args = dict(device=self.device, batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
-        queries = embed_labelled(self.model, self.split.test, progress="evaluating" if is_main_process() else None, **loader_args)
-        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, **loader_args)
+        queries, gallery = self._embed_test("embed")
+        results = model_scores(queries, gallery, distance_device(self.device))
+        results["eval_seconds"] = round(time.perf_counter() - started, 3)
+        return results
+
+    def evaluate_start(self) -> dict:
+        """Epoch 0, the starting model before any training: its float embeddings and codes, and the
+        backbone's own pooled features with PCA-ITQ codes of them (``start_scores``): the baseline
+        training must beat."""
+        started = time.perf_counter()
+        log.info("epoch 0: evaluating the starting model and its backbone's features (the baseline)")
+        queries, gallery = self._embed_test("embed_and_features")
+        train = embed_all(self.model, self.split.train, self.device, output="features", progress="training images' features",
+                          **self._loader())[0]
+        self.model.train()
+        record = {"epoch": 0, "stage": "start", **model_scores(queries, gallery, distance_device(self.device)),
+                  **start_scores(train, queries, gallery, self.config.model.bits, distance_device(self.device))}
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        return record
+
+    def _loader(self) -> dict:
+        return dict(batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
+
+    def _embed_test(self, output: str):
+        """(queries, gallery or None) of the test split embedded as `output` says; unreadable files are noted."""
+        queries = embed_labelled(self.model, self.split.test, self.device, progress="evaluating" if is_main_process() else None, output=output,
+                                 **self._loader())
+        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, self.device, output=output, **self._loader())
         for samples, embedded in ((self.split.test, queries), (self.split.gallery, gallery)):
             if embedded is not None:
                 self.unreadable.update(str(samples[i].path) for i in set(range(len(samples))) - set(embedded.positions.tolist()))
-        results = model_scores(queries, gallery, distance_device(self.device))
-        results["eval_seconds"] = round(time.perf_counter() - started, 3)
         self.model.train()
-        return results
+        return queries, gallery
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -287,6 +329,12 @@ def _epoch_line(record: dict, epochs: int) -> str:
             f" | codes {_recalls(record['codes'])}"
         )
     return line
+
+
+def _start_line(record: dict, bits: int) -> str:
+    itq = f", PCA-ITQ of them ({bits} bits) {_recalls(record['features_itq'])}" if "features_itq" in record else ""
+    return (f"epoch 0 (the start, {record['seconds']:.0f} s): Recall@1/2/4/8 float {_recalls(record['float'])} | codes {_recalls(record['codes'])}"
+            f" | the backbone's pooled features {_recalls(record['features'])}{itq}")
 
 
 def _skip_code_stage(bits: int, images: int) -> None:

@@ -8,6 +8,7 @@ from torchvision.transforms import functional as TF
 from hashpa.data import labelled_samples
 from hashpa.data.augment import augment_batch, center_crop_batch, random_crop_boxes, resized_crops
 from hashpa.data.cache import decoded_images
+from hashpa.data.transforms import ToBackboneRange
 from hashpa.models.backbones import Preprocessing
 from tests.conftest import make_image_folder
 
@@ -66,3 +67,16 @@ def test_decoded_cache_is_built_once_and_keyed_by_the_files(tmp_path):
     make_image_folder(root, classes=2, per_class=4, seed=3)  # files change: new cache
     decoded_images(labelled_samples(root)[0], 24, workers=0, folder=tmp_path / "cache")
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize("pre", [Preprocessing(input_size=112, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic"),
+                                 Preprocessing(input_size=32),
+                                 Preprocessing(input_size=40, mean=(104.0, 117.0, 128.0), std=(1.0, 1.0, 1.0), input_range=255.0, bgr=True)])
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (46, 46), (20, 90), (40, 40)])
+def test_the_test_transform_equals_torchvisions(pre, size):
+    from hashpa.data.preprocess import TestTransform, test_resize
+
+    image = Image.fromarray(np.random.default_rng(size[0]).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    reference = T.Compose([T.Resize(test_resize(pre), interpolation=T.InterpolationMode(pre.interpolation)), T.CenterCrop(pre.input_size),
+                           T.ToTensor(), ToBackboneRange(pre)])
+    assert torch.equal(TestTransform(pre)(image), reference(image))

@@ -30,7 +30,7 @@ def test_a_saved_config_without_a_later_setting_keeps_what_its_run_did(tmp_path)
 
 
 @pytest.mark.parametrize("overrides,match", [
-    ({"epochs": 0}, "--epochs"), ({"schedule": "linear"}, "--schedule"),
+    ({"epochs": -1}, "--epochs"), ({"schedule": "linear"}, "--schedule"),
     ({"bits": 512}, "from 16 to 256"), ({"bits": 12}, "from 16 to 256"), ({"bits": 20}, "multiple of 8")])
 def test_invalid_settings(overrides, match):
     with pytest.raises(HashpaError, match=match):

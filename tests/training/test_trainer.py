@@ -38,10 +38,11 @@ def test_run_directory_contents(image_folder, tmp_path):
     result = train(config_for(image_folder, run, epochs=2))
     assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "last.pt", "best.pt", ".hashpa.lock"}
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r.get("stage")) for r in history] == [(1, None), (2, None), (2, "codes")]
-    assert {"loss", "lr", "seconds", "images_per_second"} <= set(history[0])
-    assert "float" not in history[0] and "expected_recall@1" in history[1]["codes"]
-    assert history[2]["code_stage"]["objective"] == "proxy_anchor" and "float" in history[2]
+    assert [(r["epoch"], r.get("stage")) for r in history] == [(0, "start"), (1, None), (2, None), (2, "codes")]
+    assert {"float", "codes", "features", "features_itq"} <= set(history[0])  # the baseline: the start and its backbone's features
+    assert {"loss", "lr", "seconds", "images_per_second"} <= set(history[1])
+    assert "float" not in history[1] and "expected_recall@1" in history[2]["codes"]
+    assert history[3]["code_stage"]["objective"] == "proxy_anchor" and "float" in history[3]
     state = torch.load(run / "last.pt", weights_only=True)  # plain tensors and containers only
     assert state["epoch"] == 2 and state["codes_fitted_at"] == 2 and state["config"]["model"]["bits"] == 32
     model, _ = load_trained_model(run)
@@ -65,7 +66,7 @@ def test_interrupted_run_resumes_to_the_same_result(image_folder, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         train(config_for(image_folder, tmp_path / "interrupted"))
     monkeypatch.setattr(Trainer, "train_epoch", original)
-    assert len(RunDir(tmp_path / "interrupted").read_history()) == 2
+    assert len(RunDir(tmp_path / "interrupted").read_history()) == 3  # the start and two epochs
     resumed = resume(tmp_path / "interrupted")
     assert_same_run(tmp_path / "straight", reference, tmp_path / "interrupted", resumed)
 
@@ -83,7 +84,7 @@ def test_a_run_interrupted_in_the_code_stage_resumes_to_the_same_result(image_fo
     monkeypatch.setattr(Trainer, "fit_codes", original)
     assert torch.load(tmp_path / "interrupted" / "last.pt", weights_only=True)["codes_fitted_at"] is None
     resumed = resume(tmp_path / "interrupted")
-    assert [r.get("stage") for r in resumed.history] == [None, None, "codes"]
+    assert [r.get("stage") for r in resumed.history] == ["start", None, None, "codes"]
     assert_same_run(tmp_path / "straight", reference, tmp_path / "interrupted", resumed)
     assert resume(tmp_path / "interrupted").history == resumed.history  # a finished run has nothing left to do
 
@@ -112,7 +113,7 @@ def test_too_few_training_images_skip_the_code_stage_with_a_warning(image_folder
 
     monkeypatch.setattr("hashpa.training.trainer.code_features", embedding_is_not_needed)
     result = train(config_for(image_folder, tmp_path / "run", epochs=1, eval_every=1, model=dict(SETTINGS["model"], dim=128, bits=128)))
-    assert [r.get("stage") for r in result.history] == [None]
+    assert [r.get("stage") for r in result.history] == ["start", None]
     assert "code stage skipped" in caplog.text
 
 
@@ -123,7 +124,7 @@ def test_too_few_readable_training_images_skip_the_code_stage(tmp_path, caplog):
     for sample in train_samples[: len(train_samples) - 30]:
         Path(sample.path).write_bytes(b"not an image")
     result = train(config_for(folder, tmp_path / "run", epochs=1, eval_every=1))
-    assert [r.get("stage") for r in result.history] == [None]
+    assert [r.get("stage") for r in result.history] == ["start", None]
     assert "found 30" in caplog.text
 
 
@@ -137,7 +138,7 @@ def test_unreadable_training_images_are_skipped_and_counted(image_folder, tmp_pa
     split = split_folder(image_folder, "seen", test_fraction=SETTINGS["test_fraction"])
     in_training = any(s.path.name == "broken.png" for s in split.train)
     result = train(config_for(image_folder, tmp_path / "run", epochs=2, code_epochs=0))
-    assert sum(r["skipped"] for r in result.history) == (2 if in_training else 0)  # in every training epoch
+    assert sum(r.get("skipped", 0) for r in result.history) == (2 if in_training else 0)  # in every training epoch
     assert result.skipped_images == 1  # one file, wherever it was found
     assert result.history[-1]["float"]["recall@1"] > 0.5
 
@@ -172,7 +173,7 @@ def test_a_training_split_smaller_than_the_batch_trains_with_a_smaller_batch(tmp
     result = train(config)
     assert "the training split has 60 images, fewer than --batch-size 180: training with batches of 60" in caplog.text
     assert json.loads((tmp_path / "run" / "config.json").read_text())["batch_size"] == 60
-    assert result.history[0]["images_per_second"] > 0 and "float" in result.history[0]
+    assert result.history[1]["images_per_second"] > 0 and "float" in result.history[1]
     per_class = resolve_config({"data": str(folder), "split": "half", "per_class": 8, "out": str(tmp_path / "run2"),
                                 "model": dict(backbone="smallcnn", weights="none", dim=16, bits=16)})
     assert Trainer(per_class).config.batch_size == 56  # a multiple of --per-class
@@ -185,3 +186,18 @@ def test_best_pt_holds_the_model_and_last_pt_the_training_state(image_folder, tm
     assert {"optimizer", "objective"} <= set(last) and not {"optimizer", "objective"} & set(best)
     assert {"model", "config", "preprocessing", "epoch", "best"} <= set(best)
     assert (tmp_path / "run" / "best.pt").stat().st_size < 0.7 * (tmp_path / "run" / "last.pt").stat().st_size
+
+
+def test_the_start_is_epoch_0_and_the_summary_says_whether_training_beat_it(image_folder, tmp_path):
+    from hashpa.report.tables import train_summary
+
+    result = train(config_for(image_folder, tmp_path / "run", epochs=0, code_epochs=0))  # --epochs 0: the baseline alone
+    start = result.history[0]
+    assert [(r["epoch"], r["stage"]) for r in result.history] == [(0, "start")] and result.best["stage"] == "start"
+    assert start["features"]["recall@1"] > start["float"]["recall@1"] - 0.5 and 0 <= start["features_itq"]["recall@1"] <= 1
+    text = train_summary(result)
+    assert "Best: epoch 0 (the starting model, before any training)" in text and "No training epoch ran (--epochs 0)" in text
+    model, state = load_trained_model(tmp_path / "run")  # the starting model is a model like any other
+    assert state["epoch"] == 0 and state["loaded_from"] == "best"
+    trained = train(config_for(image_folder, tmp_path / "trained", epochs=4))
+    assert trained.history[0]["stage"] == "start" and "Training beat the start" in train_summary(trained)
