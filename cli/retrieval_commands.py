@@ -46,6 +46,8 @@ def index(folder, model, out, split, as_json, **settings) -> None:
     from hashpa.indexdir.build import build_index
 
     summary = build_index(folder, model, out, split, **settings)
+    if summary is None:  # another rank of torchrun's: rank 0 reports
+        return
     if as_json:
         echo_json(summary.to_dict())
         return

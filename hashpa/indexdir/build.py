@@ -8,6 +8,7 @@ from (``layout``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +20,7 @@ from hashpa import __version__
 from hashpa.codes import check_bits
 from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
+from hashpa.distributed import barrier, is_main_process, process_group, rank, rank_device, world_size
 from hashpa.errors import HashpaError
 from hashpa.fileio import LOCK_FILE, TEMPORARY_MARK, checksum, folder_lock, remove_temporaries, verify
 from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, scan_samples, unchanged_rows
@@ -74,10 +76,15 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
     options = IndexSettings(**settings).check()
     folder, files = _files_to_index(folder, model, split, options.class_depth)
     out = Path(out)
-    check_output_folder(out)
-    with folder_lock(out, "hashpa index"):
-        remove_temporaries(out)
-        return _build(folder, files, model, out, options, started)
+    with process_group(options.device):
+        main = is_main_process()
+        if main:
+            check_output_folder(out)
+        with folder_lock(out, "hashpa index") if main else contextlib.nullcontext():  # rank 0 holds it for all
+            if main:
+                remove_temporaries(out)
+            barrier()
+            return _build(folder, files, model, out, options, started)
 
 
 def _files_to_index(folder: str | Path | None, model: str | Path, split: str | None, class_depth: int) -> tuple[Path, FolderFiles]:
@@ -119,12 +126,15 @@ def _split_root(config, split: str) -> str:
     return config.root
 
 
-def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary:
+def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary | None:
+    """Under torchrun every rank embeds its share of the batches; rank 0 then assembles and writes
+    the index (the other ranks return None)."""
+    from hashpa.devices import resolve_device
     from hashpa.embed import load
 
     if not len(files):
         raise HashpaError(f"no images found under {folder}" + (f" ({len(files.unusable)} unusable image files)" if files.unusable else ""))
-    embedder = load(model, options.checkpoint, options.device)
+    embedder = load(model, options.checkpoint, rank_device(resolve_device(options.device)))
     _check_before_embedding(options, embedder, len(files))
     previous = _previous_rows(out, embedder, options.replace)
     partial = PartialBatches(out, embedder.fingerprint)
@@ -135,7 +145,14 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
     log.info("%d images: %d to embed, %d unchanged", len(files), len(todo), len(files) - len(todo))
 
     started_embedding = time.perf_counter()
-    done = Rows.concatenate([done, *_embed(embedder, folder, files, todo, partial, options)], embedder.dim, embedder.bits // 8)
+    mine = _embed(embedder, folder, files, todo, partial, options)
+    if world_size() > 1:  # every rank's batches are on disk: rank 0 reads them all
+        barrier()
+        if not is_main_process():
+            return None
+        done = partial.read(embedder.dim, embedder.bits // 8)
+    else:
+        done = Rows.concatenate([done, *mine], embedder.dim, embedder.bits // 8)
     embed_seconds = time.perf_counter() - started_embedding if len(todo) else 0.0
     from_partial = np.where(from_store < 0, unchanged_rows(files, done.paths, done.sizes, done.mtimes), -1)
     present = (from_store >= 0) | (from_partial >= 0)
@@ -160,9 +177,13 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
 
 
 def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial: PartialBatches, options: IndexSettings) -> list[Rows]:
-    """Embed the files at positions `todo`, keeping every finished batch in `partial`; returns the batches."""
+    """Embed this process's batches of the files at positions `todo` (every one, or under torchrun
+    every world_size-th batch of batch_size files: each image in the same batch as in one process),
+    keeping every finished batch in `partial`; returns them."""
     from hashpa.embed import embed_batches
 
+    batches = [todo[start : start + options.batch_size] for start in range(0, len(todo), options.batch_size)]
+    todo = np.concatenate(batches[rank()::world_size()]) if batches[rank()::world_size()] else todo[:0]
     samples = [Sample(folder / files.paths[i], -1) for i in todo]
     batches = []
     for batch in embed_batches(embedder.network, samples, embedder.device, options.batch_size, options.workers, progress="embedding",

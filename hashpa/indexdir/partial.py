@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hashpa.distributed import rank
 from hashpa.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,12 @@ class PartialBatches:
         return rows
 
     def write(self, rows: Rows) -> None:
-        """Keep one finished batch (written atomically, numbered after those already kept)."""
+        """Keep one finished batch (written atomically, numbered after those this process already kept:
+        under torchrun every rank numbers its own)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        number = len(list(self.folder.glob("batch-*.npz")))
-        with atomic_path(self.folder / f"batch-{number:06d}.npz") as tmp:
+        mine = f"batch-r{rank():03d}-"
+        number = len(list(self.folder.glob(f"{mine}*.npz")))
+        with atomic_path(self.folder / f"{mine}{number:06d}.npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, paths=rows.paths.astype(str), sizes=rows.sizes, mtimes=rows.mtimes, embeddings=rows.embeddings, codes=rows.codes)
 

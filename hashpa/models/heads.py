@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hashpa.distributed import global_sum, world_size
 from hashpa.errors import HashpaError
 from hashpa.models.config import POOLINGS
 
@@ -47,6 +48,28 @@ class HashHead(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_features, bits)
         self.norm = nn.BatchNorm1d(bits, affine=False)
+        self.across_ranks = False  # set by the training step under torchrun: every rank's batch is one batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.linear(x))
+        h = self.linear(x)
+        if self.training and self.across_ranks and world_size() > 1:
+            return _normalised_over_ranks(h, self.norm)
+        return self.norm(h)
+
+
+def _normalised_over_ranks(h: torch.Tensor, norm: nn.BatchNorm1d) -> torch.Tensor:
+    """BatchNorm1d's training step with the statistics of the whole batch across processes (torchrun),
+    so that each bit is centred as in one process: SyncBatchNorm does this on GPUs only. Updates
+    `norm`'s running statistics as BatchNorm1d does (momentum, unbiased variance)."""
+    wide = h.double()  # one pass over the batch: in float64, so that E[h^2] - E[h]^2 loses nothing float32 would keep
+    moments = global_sum(torch.cat([wide.sum(dim=0), (wide * wide).sum(dim=0), wide.new_full((1,), len(h))]))
+    bits = h.shape[1]
+    count = moments[-1]
+    mean = moments[:bits] / count
+    variance = (moments[bits : 2 * bits] / count - mean * mean).clamp(min=0)
+    mean, variance, count = mean.to(h.dtype), variance.to(h.dtype), count.item()
+    with torch.no_grad():
+        norm.num_batches_tracked += 1
+        norm.running_mean.mul_(1 - norm.momentum).add_(norm.momentum * mean.detach())
+        norm.running_var.mul_(1 - norm.momentum).add_(norm.momentum * variance.detach() * count / (count - 1))
+    return (h - mean) / torch.sqrt(variance + norm.eps)

@@ -14,18 +14,21 @@ from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.preprocess import test_resize
 from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.transforms import train_transform
+from hashpa.distributed import rank_share
 from hashpa.models.backbones import Preprocessing
 from hashpa.training.config import TrainConfig
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]  # (images, labels on the device, positions of unreadable samples)
 
 
-def batch_sampler(config: TrainConfig, labels: list[int], epoch: int):
-    """The epoch's batches of indices: class-balanced with --per-class, else shuffled; seeded by (seed, epoch)."""
+def batch_sampler(config: TrainConfig, labels: list[int], epoch: int) -> list[list[int]]:
+    """This process's part of the epoch's batches of indices: class-balanced with --per-class, else
+    shuffled; seeded by (seed, epoch), so that every rank draws the same global batches and takes its
+    own contiguous share of each (all of each in one process)."""
     sampler = (ClassBalancedBatches(labels, config.batch_size, config.per_class, config.seed) if config.per_class
                else ShuffledBatches(len(labels), config.batch_size, config.seed))
     sampler.set_epoch(epoch)
-    return sampler
+    return [rank_share(batch) for batch in sampler]
 
 
 class FileBatches:

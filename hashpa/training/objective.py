@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hashpa.distributed import gather_with_grad
 from hashpa.losses.decorrelation import DecorrelationLoss
 from hashpa.losses.distillation import SimilarityDistillationLoss
 from hashpa.losses.proxy_anchor import ProxyAnchorLoss
@@ -12,7 +13,6 @@ from hashpa.losses.quantization import QuantizationLoss
 from hashpa.losses.registry import build_loss
 from hashpa.models.hashing_model import ModelOutput
 from hashpa.training.config import TrainConfig
-from hashpa.training.distributed import gather_with_grad
 
 
 class HashingObjective(nn.Module):

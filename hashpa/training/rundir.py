@@ -46,6 +46,10 @@ class RunDir:
             raise HashpaError(f"{self.path} is not a hashpa run directory (no config.json)")
         return TrainConfig.load(self.config_path)
 
+    def start_history(self) -> None:
+        """An empty history, for a run that starts (a killed earlier start may have left records)."""
+        write_text_atomic(self.history_path, "")
+
     def append_history(self, record: dict) -> None:
         with open(self.history_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")

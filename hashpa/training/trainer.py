@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from hashpa import __version__
 from hashpa.data.splits import RetrievalSplit, build_split
 from hashpa.devices import autocast, distance_device, resolve_device
+from hashpa.distributed import barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
 from hashpa.embed import embed_all, embed_labelled
 from hashpa.errors import HashpaError
 from hashpa.fileio import folder_lock, remove_temporaries
@@ -23,7 +25,6 @@ from hashpa.quantizers import enough_rows
 from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
 from hashpa.training.config import RECIPE_TIMES, TrainConfig
-from hashpa.training.distributed import is_main_process
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
 from hashpa.training.rundir import RunDir
@@ -40,10 +41,29 @@ class TrainResult:
     skipped_images: int = 0
 
 
+class TrainingStep(torch.nn.Module):
+    """The model and the objective as one module: under torchrun, DistributedDataParallel wraps it,
+    so that the proxies are kept identical on every rank as the network is."""
+
+    def __init__(self, model: torch.nn.Module, forward, objective: HashingObjective):
+        super().__init__()
+        self.model, self.objective = model, objective
+        self._forward = forward  # the model, or torch.compile of it
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, freeze_backbone: bool, detach_hash_input: bool, amp: bool, device: torch.device):
+        self.model.hash_head.across_ranks = True  # its batch statistics over the global batch (only here: rank 0 alone runs the code stage)
+        try:
+            with autocast(device, amp):
+                output = self._forward(inputs, freeze_backbone=freeze_backbone, detach_hash_input=detach_hash_input)
+        finally:
+            self.model.hash_head.across_ranks = False
+        return self.objective(output, labels)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, split: RetrievalSplit | None = None):
         self.config = config.check()
-        self.device = resolve_device(config.device)
+        self.device = rank_device(resolve_device(config.device))
         self.split, self.unusable = (split or build_split(**config.data_settings())).without_unreadable()
         self._fit_batch_to_data()
         self.run = RunDir(config.out)
@@ -53,9 +73,13 @@ class Trainer:
         self.channels_last = config.channels_last and self.device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        forward = torch.compile(self.model) if config.compile else self.model
         self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device)
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
+        self.step = TrainingStep(self.model, forward, self.objective)
+        if world_size() > 1:  # gradients averaged over the ranks; the frozen backbone of the warm-up leaves some unused
+            self.step = torch.nn.parallel.DistributedDataParallel(
+                self.step, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=True)
         self.optimizer = self._optimizer()
         self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         self.epoch = 0
@@ -67,9 +91,12 @@ class Trainer:
     def _fit_batch_to_data(self) -> None:
         """A training set smaller than the batch trains with the largest batch it fills (a multiple of --per-class)."""
         c, images = self.config, len(self.split.train)
+        if c.batch_size % world_size():
+            raise HashpaError(f"--batch-size {c.batch_size} is the global batch of all {world_size()} processes: make it a multiple of {world_size()}")
         if images >= c.batch_size:
             return
-        fitted = images - images % c.per_class if c.per_class else images
+        step = c.per_class * world_size() // math.gcd(c.per_class, world_size()) if c.per_class else world_size()
+        fitted = images - images % step
         if fitted < 2:
             raise HashpaError(f"{self.split.description}: {images} training images cannot form a batch (--per-class {c.per_class})")
         log.info("the training split has %d images, fewer than --batch-size %d: training with batches of %d", images, c.batch_size, fitted)
@@ -116,21 +143,26 @@ class Trainer:
         if self.run.checkpoint_path("best").exists():  # a model, but nothing to resume from: never overwrite it
             raise HashpaError(f"{self.run.path} holds best.pt of an earlier run but no last.pt to resume it from: "
                               "choose another --out (or move best.pt away)")
-        self.run.path.mkdir(parents=True, exist_ok=True)
         if is_main_process():
+            self.run.path.mkdir(parents=True, exist_ok=True)
             self.run.write_config(self.config)
-            self.run.keep_history_until(0)
+            self.run.start_history()
+        barrier()
 
     def restore(self) -> None:
-        remove_temporaries(self.run.path)
-        repair_best(self.run)
+        if is_main_process():
+            remove_temporaries(self.run.path)
+            repair_best(self.run)
+        barrier()
         state = load_checkpoint(self.run.checkpoint_path("last"), map_location=self.device)
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best = state["epoch"], BestPolicy(self.config.best_metric, state["best"])
         self.codes_fitted_at = state.get("codes_fitted_at")
-        self.history = self.run.keep_history_until(self.epoch, code_stage_done=self.codes_fitted_at == self.epoch)
+        kept = self.run.keep_history_until(self.epoch, code_stage_done=self.codes_fitted_at == self.epoch) if is_main_process() else None
+        barrier()
+        self.history = kept if kept is not None else self.run.read_history()
         log.info("resuming %s after epoch %d", self.run.path, self.epoch)
 
     def _state(self) -> dict:
@@ -162,41 +194,57 @@ class Trainer:
                  self.device)
 
     def fit(self) -> TrainResult:
-        c = self.config
-        if is_main_process():
+        """Train to config.epochs, then the code stage. Under torchrun every rank trains its share of
+        each batch; rank 0 alone evaluates, runs the code stage and writes the run directory, while
+        the others wait."""
+        c, main = self.config, is_main_process()
+        if main:
             self.announce()
-        if c.baseline and self.epoch == 0 and not any(r.get("stage") == "start" for r in self.history):
-            record = self.evaluate_start()
-            self._record(record, _start_line(record, c.model.bits))
+        if c.baseline and self.epoch == 0 and not self.started:
+            if main:
+                record = self.evaluate_start()
+                self._record(record, _start_line(record, c.model.bits))
+            barrier()
         while self.epoch < c.epochs:
             if c.hash_init == "itq" and self.epoch == c.warmup_epochs:
                 self.init_hash_head_from_itq()
             record = self.train_epoch()
             if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
-                record.update(self.evaluate())
+                if main:
+                    record.update(self.evaluate())
+                barrier()
             self.epoch += 1
             record["epoch"] = self.epoch
             self._record(record, _epoch_line(record, c.epochs))
         if c.code_epochs and self.codes_fitted_at != self.epoch:
-            record = self.fit_codes()
+            record = self.fit_codes() if main else None
             if record is not None:
                 self._record(record, _code_stage_line(record))
+            barrier()
         return TrainResult(self.run.path, self.history, self.best.best, len(self.unreadable))
 
+    @property
+    def started(self) -> bool:
+        """Whether the run's history holds its start (epoch 0)."""
+        return any(r.get("stage") == "start" for r in self.history)
+
     def _record(self, record: dict, line: str) -> None:
-        """Append `record` to the history, checkpoint (last, and best if it improved) and log `line`."""
+        """Append `record` to the history, checkpoint (last, and best if it improved) and log `line` (rank 0 only)."""
+        if not is_main_process():
+            return
         improved = self.best.update(record)
-        if is_main_process():
-            self.run.append_history(record)
-            self.history.append(record)
-            save_checkpoints(self.run, self._state(), improved)
-            log.info(line)
+        self.run.append_history(record)
+        self.history.append(record)
+        save_checkpoints(self.run, self._state(), improved)
+        log.info(line)
 
     def init_hash_head_from_itq(self) -> None:
+        """The hash head set to PCA-ITQ of its inputs (computed by rank 0, given to every rank)."""
         started = time.perf_counter()
         log.info("hash head start: PCA-ITQ of what it reads for the %d training images", len(self.split.train))
         self.model.eval()
-        started_from_itq = start_head_from_itq(self.model, self.split.train, self.device, self.config.workers, self.config.seed)
+        started_from_itq = start_head_from_itq(self.model, self.split.train, self.device, self.config.workers, self.config.seed) if is_main_process() else True
+        broadcast_module(self.model.hash_head)
         self.model.train()
         if started_from_itq:
             log.info("hash head initialised from PCA-ITQ of the %d training images (%.1f s)", len(self.split.train), time.perf_counter() - started)
@@ -245,9 +293,7 @@ class Trainer:
                 continue
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, c.amp):
-                output = self.forward(inputs, freeze_backbone=frozen, detach_hash_input=not c.codes_train_backbone)
-            loss, parts = self.objective(output, labels)
+            loss, parts = self.step(inputs, labels, frozen, not c.codes_train_backbone, c.amp, self.device)
             if not torch.isfinite(loss):
                 raise HashpaError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}: lower --lr or --alpha")
             self.optimizer.zero_grad(set_to_none=True)
@@ -263,6 +309,7 @@ class Trainer:
             if steps % 10 == 0:
                 bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
         seconds = time.perf_counter() - started
+        skipped, images = (int(v) for v in global_total(torch.tensor([skipped, images])))  # every rank's share
         if skipped:
             log.warning("epoch %d: skipped %d unreadable images", epoch + 1, skipped)
         if steps == 0:
@@ -354,11 +401,12 @@ def _recalls(metrics: dict) -> str:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train from scratch into config.out (which must not hold a run yet)."""
-    trainer = Trainer(config)
-    with folder_lock(trainer.run.path, "hashpa train"):
-        trainer.start()
-        return trainer.fit()
+    """Train from scratch into config.out (which must not hold a run yet); under torchrun, with every process."""
+    with process_group(config.device):
+        trainer = Trainer(config)
+        with main_lock(trainer.run.path):
+            trainer.start()
+            return trainer.fit()
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult:
@@ -371,9 +419,17 @@ def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = 
     for key, value in (("epochs", epochs), ("device", device), ("workers", workers)):
         if value is not None:
             setattr(config, key, value)
-    trainer = Trainer(config)
-    with folder_lock(run.path, "hashpa train"):
-        trainer.restore()
-        if is_main_process():
-            run.write_config(config)
-        return trainer.fit()
+    with process_group(config.device):
+        trainer = Trainer(config)
+        with main_lock(run.path):
+            trainer.restore()
+            if is_main_process():
+                run.write_config(config)
+            return trainer.fit()
+
+
+@contextlib.contextmanager
+def main_lock(folder: Path):
+    """The run directory's lock, held by rank 0 for all (the other ranks never write in it)."""
+    with folder_lock(folder, "hashpa train") if is_main_process() else contextlib.nullcontext():
+        yield
