@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -76,6 +76,14 @@ bench-flowers-compare: install
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
 bench-reliability: install
 	$(PY) -m eval.kill_resume --points 20 --benchmarks BENCHMARKS.md --out bench-results/reliability
+
+bench-serve: install
+	$(PY) -m eval.bench_serve $(DEMO_INDEX) --clients 8 --seconds 30 --benchmarks BENCHMARKS.md
+	$(PY) -m eval.bench_serve $(DEMO_INDEX)-itq --clients 8 --seconds 30 --rows --benchmarks BENCHMARKS.md --tag rows-cpu --out bench-results/serve-rows
+
+# The browser test's screenshot of the demo index, for the README.
+serve-screenshot: install
+	$(PY) -m eval.browser $(DEMO_INDEX) --gallery 30 --screenshot docs/serve.png
 
 bench-search: install
 	$(PY) -m eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu

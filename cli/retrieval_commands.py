@@ -171,3 +171,18 @@ def export_codes(index_dir, output, fmt) -> None:
 def _echo_indexes(indexes: dict) -> None:
     for name, entry in indexes.items():
         click.echo(f"  {name:<18} {entry['file']:<26} {entry['bytes']:>12,} bytes")
+
+
+@cli.command()
+@click.argument("index_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface; mind who can reach it).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True, help="Larger uploads are refused (413).")
+@friendly_errors
+def serve(index_dirs, host, port, device, max_upload_mb) -> None:
+    """Serve a search page and a JSON API over INDEX_DIRS: float, binary, rerank and asymmetric side by side."""
+    from hashpa.serve.app import serve as run_server
+
+    click.echo(f"hashpa serve: http://{host}:{port}/ (Ctrl-C stops)")
+    run_server(index_dirs, host, port, device, max_upload_mb)

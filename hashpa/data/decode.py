@@ -4,10 +4,12 @@ decoder's fall-back): the pixel limit, EXIF orientation, and 16-bit and float pi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,16 +28,36 @@ def decode_image(source: str | Path | bytes) -> Image.Image:
     """The image in a file (or its bytes) as an 8-bit RGB PIL image, upright as its EXIF orientation
     says. Raises ImageError (what is wrong) for anything that is not a readable image of at most
     MAX_PIXELS pixels."""
+    with _opened(source) as image:
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+
+
+def header_problem(path: str | Path) -> str | None:
+    """Why the file at `path` cannot be an image hashpa reads, from its header alone (fast: the
+    pixels are not decoded, so damage beyond the header shows only when they are); None when it can."""
+    try:
+        with _opened(path):
+            return None
+    except ImageError as error:
+        return str(error)
+
+
+@contextlib.contextmanager
+def _opened(source: str | Path | bytes) -> Iterator[Image.Image]:
+    """The opened image, its size checked against MAX_PIXELS; every reading failure inside the
+    block raised as ImageError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 check_pixels(image.size)
-                image.load()
-                return to_rgb(ImageOps.exif_transpose(image))
+                yield image
     except ImageError:
         raise
-    except (*READ_ERRORS, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"more than the {MAX_PIXELS:,}-pixel limit (a decompression bomb?)") from None
+    except READ_ERRORS as error:
         raise ImageError(str(error) or type(error).__name__) from None
 
 
@@ -58,21 +80,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
         scale = 255.0 if 0 <= pixels.min(initial=0.0) and peak <= 1 else (255.0 / peak if peak > 255 else 1.0)
         image = Image.fromarray(np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8), mode="L")
     return image.convert("RGB")
-
-
-def header_problem(path: str | Path) -> str | None:
-    """Why the file at `path` cannot be an image hashpa reads, from its header alone (fast: the
-    pixels are not decoded, so damage beyond the header shows only when they are); None when it can."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                check_pixels(image.size)
-        return None
-    except ImageError as error:
-        return str(error)
-    except (*READ_ERRORS, Image.DecompressionBombWarning) as error:
-        return str(error) or type(error).__name__
 
 
 def read_rgb(path: Path) -> Image.Image | None:
