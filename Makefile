@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -84,6 +84,9 @@ bench-serve: install
 # The browser test's screenshot of the demo index, for the README.
 serve-screenshot: install
 	$(PY) -m eval.browser $(DEMO_INDEX) --gallery 30 --screenshot docs/serve.png
+
+bench-scale: install
+	$(PY) -m eval.bench_scale --benchmarks BENCHMARKS.md --out bench-results/scale
 
 bench-search: install
 	$(PY) -m eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu

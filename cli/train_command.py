@@ -53,7 +53,8 @@ def train(config_file, resume_dir, **options) -> None:
         result = resume(resume_dir, epochs=options["epochs"], device=options["device"], workers=options["workers"])
     else:
         result = train_model(resolve_config(options, config_file))
-    click.echo(train_summary(result))
+    if result is not None:  # None: another rank of torchrun's; rank 0 reports
+        click.echo(train_summary(result))
 
 
 @cli.command("eval")

@@ -5,7 +5,7 @@
 # Here, once:   make gpu-bundle     # wheels into .whl/{common,lite,faiss}, the 112-px Flowers copy into data/
 # There:        bash eval/gpu_checks.sh speed     carry .whl/common .whl/lite data/flowers102-112   (~4 min)
 #               bash eval/gpu_checks.sh flowers   carry .whl/common .whl/lite data/flowers102-112   (~4 min)
-#               bash eval/gpu_checks.sh index     carry .whl/common .whl/faiss data/flowers102-112  (~2 min)
+#               bash eval/gpu_checks.sh index     carry .whl/common .whl/faiss data/flowers102-112  (~4 min)
 # (faiss-cpu and the lite0 weights do not fit one 64 MiB carry together with the photos.)
 # Back here:    tar -xzf <files_at>/gpu-<phase>.tar.gz -C bench-results/
 #               python -m eval.publish BENCHMARKS.md bench-results/gpu   # the :gpu sections
@@ -15,7 +15,8 @@
 # flowers: the Flowers-102 benchmark at 224 px (upscaled from the 112-px copy: the 224-px copy does
 #          not fit a carry), lite0 ImageNet weights, 10 epochs; its convergence table is the
 #          time-to-accuracy figure.
-# index:   hashpa index images/s against the model alone, PIL and GPU JPEG decoding (ResNet-50, 224 px).
+# index:   hashpa index images/s against the model alone, PIL and GPU JPEG decoding (ResNet-50, 224 px);
+#          then torchrun --nproc_per_node 1 (nccl) hashpa train and hashpa index.
 set -uo pipefail
 phase=${1:?usage: bash eval/gpu_checks.sh speed|flowers|index}
 data=${HASHPA_GPU_DATA:-data/flowers102-112}
@@ -59,6 +60,12 @@ out='$results/resnet50-run', backbone='resnet50', weights='none', image_size=224
 workers=12, device='cuda', hash_init='random')))"
     step index 150 python3 -m eval.bench_index --data "$data" --model "$results/resnet50-run" --batch-size 256 \
         --workers 6 12 --decode pil device --device cuda --tag gpu --out "$results/index"
+    # torchrun with nccl (one rank on the one GPU): training and indexing as a user launches them.
+    step torchrun-train 120 python3 -m torch.distributed.run --nproc_per_node 1 -m hashpa.cli train --data "$data" \
+        --out "$results/torchrun-run" --backbone resnet50 --weights none --image-size 224 --epochs 1 --warmup-epochs 0 \
+        --batch-size 180 --workers 12 --device cuda --hash-init random
+    step torchrun-index 90 python3 -m torch.distributed.run --nproc_per_node 1 -m hashpa.cli index "$data" \
+        --model "$results/torchrun-run" --out "$results/torchrun-index" --device cuda --workers 12
     ;;
 *)
     echo "unknown phase $phase: speed, flowers or index" >&2

@@ -100,3 +100,37 @@ def test_two_ranks_index_bit_for_bit_as_one_process_and_update_it(trained, tmp_p
     out = hashpa("index", catalogue, "--out", tmp_path / "two", *common, "--json").stdout
     summary = json.loads(out[out.index("{"):])
     assert (summary["rows"], summary["embedded"]) == (33, 33)
+
+
+def test_a_killed_rank_leaves_finished_batches_that_a_rerun_reuses(trained, tmp_path):
+    """SIGKILL of rank 1 once it has kept a batch: torchrun stops the job; the rerun embeds only
+    what no rank finished and writes the index an uninterrupted run writes."""
+    import signal
+    import time
+
+    base, _ = trained
+    catalogue = make_image_folder(tmp_path / "catalogue", classes=4, per_class=40, seed=6)
+    common = ["--model", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-addr", "127.0.0.1", "--master-port",
+               str(free_port()), "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "killed"), *map(str, common)]
+    job = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "killed").glob(".partial-*/batch-r001-*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ranks = subprocess.run(["pgrep", "-f", "-P", str(job.pid), "hashpa.cli"], capture_output=True, text=True).stdout.split()
+    victim = next(pid for pid in map(int, ranks) if "LOCAL_RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").replace("\0", " "))
+    os.kill(victim, signal.SIGKILL)
+    assert job.wait(timeout=120) != 0 and not (tmp_path / "killed" / "index.json").exists()
+    kept = sum(len(np.load(p)["paths"]) for p in (tmp_path / "killed").glob(".partial-*/batch-*.npz"))
+    assert 0 < kept < 160
+    out = hashpa("index", catalogue, "--out", tmp_path / "killed", *common, "--json").stdout
+    summary = json.loads(out[out.index("{"):])
+    assert (summary["embedded"], summary["reused"]) == (160 - kept, kept)
+    subprocess.run([sys.executable, "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "whole"), *map(str, common)], cwd=ROOT,
+                   check=True, capture_output=True)
+    for name in ("store.h5", "float-Flat.faiss", "binary-BFlat.faiss"):
+        if name == "store.h5":
+            one, two = read_store(tmp_path / "whole" / name), read_store(tmp_path / "killed" / name)
+            assert one.paths == two.paths and np.array_equal(one.embeddings, two.embeddings) and np.array_equal(one.codes, two.codes)
+        else:
+            assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes(), name

@@ -21,15 +21,15 @@ class Sample:
     label: int  # index into the split's class list; -1 when unknown
 
 
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+def is_image(path: str | Path) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 @dataclass
 class Listing:
     """The image files below a folder, and those that cannot be used."""
 
-    images: list[Path]  # relative paths, sorted
+    images: list[str]  # relative posix paths, sorted (strings: a folder may hold millions)
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why): links to nothing, names that are not UTF-8
 
 
@@ -52,28 +52,29 @@ def list_images(root: str | Path) -> Listing:
             continue
         visited.add((stat.st_dev, stat.st_ino))
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        prefix = Path(folder).relative_to(root).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
         for name in files:
-            path = Path(folder, name)
-            if name.startswith(".") or not is_image(path):
+            if name.startswith(".") or not is_image(name):
                 continue
-            relative = path.relative_to(root)
-            if not _is_utf8(str(relative)):
+            relative, full = prefix + name, os.path.join(folder, name)
+            if not _is_utf8(relative):
                 listing.unusable.append((os.fsencode(relative).decode("utf-8", "backslashreplace"), "its name is not valid UTF-8: rename it"))
-            elif not path.is_file():
-                listing.unusable.append((relative.as_posix(), "a link to nothing" if path.is_symlink() else "not a regular file"))
+            elif not os.path.isfile(full):
+                listing.unusable.append((relative, "a link to nothing" if os.path.islink(full) else "not a regular file"))
             else:
                 listing.images.append(relative)
-    listing.images.sort(key=lambda p: p.as_posix())
+    listing.images.sort()
     return listing
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """``list_images(root).images``, with a warning naming the unusable ones."""
+    """``list_images(root).images`` as paths, with a warning naming the unusable ones."""
     listing = list_images(root)
     if listing.unusable:
         shown = "; ".join(f"{path} ({why})" for path, why in listing.unusable[:5])
         log.warning("skipping %d unusable image files under %s: %s%s", len(listing.unusable), root, shown, " ..." if len(listing.unusable) > 5 else "")
-    return listing.images
+    return [Path(p) for p in listing.images]
 
 
 def _is_utf8(name: str) -> bool:

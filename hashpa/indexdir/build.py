@@ -38,7 +38,7 @@ from hashpa.indexdir.layout import (
 )
 from hashpa.indexdir.partial import PartialBatches, Rows
 from hashpa.indexdir.settings import INDEX_SPLITS, IndexSettings
-from hashpa.indexdir.store import FittedCodes, Store, read_store, write_store
+from hashpa.indexdir.store import FittedCodes, Store, StoredRows, read_store_rows, write_store
 from hashpa.quantizers import LOW_DATA_ROWS_PER_BIT, enough_rows, fit_itq
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
     """
     started = time.perf_counter()
     options = IndexSettings(**settings).check()
-    folder, files = _files_to_index(folder, model, split, options.class_depth)
     out = Path(out)
     with process_group(options.device):
+        folder, files = _files_to_index(folder, model, split, options.class_depth)
         main = is_main_process()
         if main:
             check_output_folder(out)
@@ -139,20 +139,18 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
     previous = _previous_rows(out, embedder, options.replace)
     partial = PartialBatches(out, embedder.fingerprint)
     from_store = unchanged_rows(files, previous.paths, previous.sizes, previous.mtimes)
-    done = partial.read(embedder.dim, embedder.bits // 8)
+    done = partial.read(embedder.dim, embedder.bits // 8, announce=True)
     from_partial = np.where(from_store < 0, unchanged_rows(files, done.paths, done.sizes, done.mtimes), -1)
     todo = np.flatnonzero((from_store < 0) & (from_partial < 0))
     log.info("%d images: %d to embed, %d unchanged", len(files), len(todo), len(files) - len(todo))
+    del done
 
     started_embedding = time.perf_counter()
-    mine = _embed(embedder, folder, files, todo, partial, options)
-    if world_size() > 1:  # every rank's batches are on disk: rank 0 reads them all
-        barrier()
-        if not is_main_process():
-            return None
-        done = partial.read(embedder.dim, embedder.bits // 8)
-    else:
-        done = Rows.concatenate([done, *mine], embedder.dim, embedder.bits // 8)
+    _embed(embedder, folder, files, todo, partial, options)
+    barrier()  # every rank's batches are on disk: rank 0 reads them all
+    if not is_main_process():
+        return None
+    done = partial.read(embedder.dim, embedder.bits // 8)
     embed_seconds = time.perf_counter() - started_embedding if len(todo) else 0.0
     from_partial = np.where(from_store < 0, unchanged_rows(files, done.paths, done.sizes, done.mtimes), -1)
     present = (from_store >= 0) | (from_partial >= 0)
@@ -176,23 +174,20 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
     return summary
 
 
-def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial: PartialBatches, options: IndexSettings) -> list[Rows]:
+def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial: PartialBatches, options: IndexSettings) -> None:
     """Embed this process's batches of the files at positions `todo` (every one, or under torchrun
     every world_size-th batch of batch_size files: each image in the same batch as in one process),
-    keeping every finished batch in `partial`; returns them."""
+    keeping every finished batch in `partial`."""
     from hashpa.embed import embed_batches
 
     batches = [todo[start : start + options.batch_size] for start in range(0, len(todo), options.batch_size)]
     todo = np.concatenate(batches[rank()::world_size()]) if batches[rank()::world_size()] else todo[:0]
     samples = [Sample(folder / files.paths[i], -1) for i in todo]
-    batches = []
     for batch in embed_batches(embedder.network, samples, embedder.device, options.batch_size, options.workers, progress="embedding",
                                decode=options.decode):
         if len(batch.positions):
             rows = todo[batch.positions]
-            batches.append(Rows(files.paths[rows], files.sizes[rows], files.mtimes[rows], batch.embeddings, batch.codes))
-            partial.write(batches[-1])
-    return batches
+            partial.write(Rows(files.paths[rows], files.sizes[rows], files.mtimes[rows], batch.embeddings, batch.codes))
 
 
 def check_output_folder(out: Path) -> None:
@@ -220,27 +215,27 @@ def _check_before_embedding(options: IndexSettings, embedder, images: int) -> No
         make_faiss_index("binary", spec, bits, images)
 
 
-def _previous_rows(out: Path, embedder, replace: bool) -> Rows:
+def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:
     """The rows of the store in `out` when the same model built it; none for a new index, a store
     that cannot be read (rebuilt from the images), or, with `replace`, another model's store."""
-    nothing = Rows.concatenate([], embedder.dim, embedder.bits // 8)
     path = out / STORE_FILE
+    nothing = StoredRows(path, np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64), {})
     if not path.is_file():
         return nothing
     try:
         _check_recorded_checksum(out, path)
-        store = read_store(path)
+        store = read_store_rows(path)
     except HashpaError as error:
         log.warning("%s; every image is embedded again", error)
         return nothing
     built_by = store.attrs.get("model_fingerprint")
     if built_by != embedder.fingerprint:
         if not replace:
-            raise HashpaError(f"{out} was built by another model ({built_by}, {store.bits}-bit codes), not by {embedder.source} "
+            raise HashpaError(f"{out} was built by another model ({built_by}, {store.attrs.get('bits')}-bit codes), not by {embedder.source} "
                               f"({embedder.fingerprint}, {embedder.bits}-bit): pass --replace to rebuild it with this model, or choose another --out")
         log.warning("--replace: %s was built by model %s; every image is embedded again with %s", out, built_by, embedder.fingerprint)
         return nothing
-    return Rows(np.array(store.paths, dtype=object), store.sizes, store.mtimes, store.embeddings, store.codes)
+    return store
 
 
 def _check_recorded_checksum(out: Path, path: Path) -> None:
@@ -252,14 +247,15 @@ def _check_recorded_checksum(out: Path, path: Path) -> None:
         verify(path, recorded, "it is rebuilt from the images")
 
 
-def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, previous: Rows, from_partial: np.ndarray, done: Rows,
+def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, previous: StoredRows, from_partial: np.ndarray, done: Rows,
               embedder, folder: Path, options: IndexSettings) -> Store:
     """The store of the readable files, in path order, each row taken from where it was embedded."""
     rows = np.flatnonzero(present)
     in_store = from_store[rows] >= 0
     embeddings = np.empty((len(rows), embedder.dim), np.float16 if options.float16 else np.float32)
     codes = np.empty((len(rows), embedder.bits // 8), np.uint8)
-    embeddings[in_store], codes[in_store] = previous.embeddings[from_store[rows[in_store]]], previous.codes[from_store[rows[in_store]]]
+    previous.copy_into("embeddings", from_store[rows[in_store]], embeddings, np.flatnonzero(in_store))
+    previous.copy_into("codes", from_store[rows[in_store]], codes, np.flatnonzero(in_store))
     embeddings[~in_store], codes[~in_store] = done.embeddings[from_partial[rows[~in_store]]], done.codes[from_partial[rows[~in_store]]]
     paths = [str(p) for p in files.paths[rows]]
     if files.classes is not None:  # a dataset split, labelled as it labels its images
@@ -308,7 +304,7 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data = {"float": store.embeddings.astype(np.float32), "binary": store.index_codes}
+    data = {"float": store.embeddings, "binary": store.index_codes}
     made = {(kind, spec): build_faiss_index(kind, data[kind], spec) for kind, specs in (("float", float_specs), ("binary", binary_specs))
             for spec in dict.fromkeys(specs)}
     build_seconds = round((time.perf_counter() - started) / max(len(made), 1), 3)

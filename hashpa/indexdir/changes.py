@@ -28,10 +28,11 @@ class FolderFiles:
 
 def scan_folder(folder: Path) -> FolderFiles:
     listing = list_images(folder)
-    paths = [p.as_posix() for p in listing.images]
-    stats = [os.stat(folder / p) for p in paths]
-    return FolderFiles(np.array(paths, dtype=object), np.array([s.st_size for s in stats], dtype=np.int64),
-                       np.array([s.st_mtime_ns for s in stats], dtype=np.int64), listing.unusable)
+    sizes, mtimes = np.empty(len(listing.images), np.int64), np.empty(len(listing.images), np.int64)
+    for i, path in enumerate(listing.images):
+        stat = os.stat(os.path.join(folder, path))
+        sizes[i], mtimes[i] = stat.st_size, stat.st_mtime_ns
+    return FolderFiles(np.array(listing.images, dtype=object), sizes, mtimes, listing.unusable)
 
 
 def scan_samples(root: Path, samples: list, class_names: list[str]) -> FolderFiles:

@@ -34,14 +34,23 @@ def make_faiss_index(kind: str, spec: str, width: int, rows: int):
     return index
 
 
+ADD_ROWS = 65536  # rows converted and added at a time when the data is not already in FAISS's dtype
+
+
 def build_faiss_index(kind: str, data: np.ndarray, spec: str):
-    """A FAISS index of `kind` holding `data` with ids = rows: float32 [N, dim] L2-normalised rows
-    (inner product is then cosine) or packed uint8 codes [N, bits/8]."""
-    x = np.ascontiguousarray(data, dtype=np.float32 if kind == "float" else np.uint8)
-    index = make_faiss_index(kind, spec, x.shape[1] * (8 if kind == "binary" else 1), len(x))
+    """A FAISS index of `kind` holding `data` with ids = rows: L2-normalised float rows [N, dim]
+    (float32 or float16; inner product is then cosine) or packed uint8 codes [N, bits/8]. Data
+    not already contiguous in FAISS's dtype is converted ADD_ROWS at a time, never as a whole."""
+    dtype = np.float32 if kind == "float" else np.uint8
+    index = make_faiss_index(kind, spec, data.shape[1] * (8 if kind == "binary" else 1), len(data))
+    as_is = data.dtype == dtype and data.flags.c_contiguous
     if not index.is_trained:
-        index.train(x)
-    index.add(x)
+        index.train(data if as_is else np.ascontiguousarray(data, dtype=dtype))
+    if as_is:
+        index.add(data)
+    else:
+        for start in range(0, len(data), ADD_ROWS):
+            index.add(np.ascontiguousarray(data[start : start + ADD_ROWS], dtype=dtype))
     return index
 
 

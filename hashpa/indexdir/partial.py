@@ -45,7 +45,8 @@ class PartialBatches:
     def __init__(self, out: Path, fingerprint: str):
         self.folder = out / f".partial-{fingerprint}"
 
-    def read(self, dim: int, code_bytes: int) -> Rows:
+    def read(self, dim: int, code_bytes: int, announce: bool = False) -> Rows:
+        """Every batch kept so far (saying so, with `announce`, when there are some)."""
         parts = []
         for path in sorted(self.folder.glob("batch-*.npz")):
             try:
@@ -54,7 +55,7 @@ class PartialBatches:
             except (OSError, ValueError, KeyError):
                 log.warning("ignoring damaged partial results %s", path)
         rows = Rows.concatenate(parts, dim, code_bytes)
-        if len(rows):
+        if announce and len(rows):
             log.info("resuming: %d images already embedded by an interrupted run", len(rows))
         return rows
 

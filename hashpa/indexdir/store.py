@@ -20,11 +20,13 @@ Layout of ``store.h5`` (readable with plain h5py):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -112,29 +114,75 @@ def write_store(path: str | Path, store: Store) -> str:
     return store_id
 
 
+@dataclass
+class StoredRows:
+    """What a store says of its rows' files (paths, sizes, mtimes) and its attrs, with the vectors
+    left in the file until `copy_into` reads them in slabs: memory stays bounded at any store size."""
+
+    path: Path
+    paths: np.ndarray  # object [N] of str
+    sizes: np.ndarray  # int64 [N]
+    mtimes: np.ndarray  # int64 [N]
+    attrs: dict
+
+    SLAB_ROWS = 65536
+
+    def copy_into(self, dataset: str, source_rows: np.ndarray, target: np.ndarray, target_rows: np.ndarray) -> None:
+        """target[target_rows] = the store's `dataset` ("embeddings" or "codes") at source_rows."""
+        if not len(source_rows):
+            return
+        try:
+            with h5py.File(self.path, "r") as h5:
+                data = h5[dataset]
+                for start in range(int(source_rows.min()) // self.SLAB_ROWS * self.SLAB_ROWS, int(source_rows.max()) + 1, self.SLAB_ROWS):
+                    inside = (source_rows >= start) & (source_rows < start + self.SLAB_ROWS)
+                    if inside.any():
+                        slab = data[start : start + self.SLAB_ROWS]
+                        target[target_rows[inside]] = slab[source_rows[inside] - start]
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
+            raise HashpaError(f"cannot read the index store {self.path} ({error}); {rebuild_hint(self.path.parent)}") from None
+
+
+def read_store_rows(path: str | Path) -> StoredRows:
+    """The rows of the store at `path` without their vectors (see StoredRows)."""
+    with _opened_store(Path(path)) as h5:
+        return StoredRows(Path(path), np.array(_strings(h5["paths"]), dtype=object), h5["sizes"][()], h5["mtimes"][()],
+                          {k: _attr(v) for k, v in h5.attrs.items()})
+
+
 def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
     """The store at `path`; with `map_embeddings` the float embeddings are memory-mapped from the file
     (read from disk as rows are used) instead of loaded, when HDF5 keeps them contiguous, as
     write_store does."""
     path = Path(path)
+    with _opened_store(path) as h5:
+        return Store(
+            paths=_strings(h5["paths"]),
+            labels=h5["labels"][()],
+            class_names=_strings(h5["class_names"]),
+            embeddings=_mapped(path, h5["embeddings"]) if map_embeddings else h5["embeddings"][()],
+            codes=h5["codes"][()],
+            sizes=h5["sizes"][()],
+            mtimes=h5["mtimes"][()],
+            attrs={k: _attr(v) for k, v in h5.attrs.items()},
+            fitted=_read_fitted(h5),
+        )
+
+
+@contextlib.contextmanager
+def _opened_store(path: Path) -> Iterator[h5py.File]:
+    """The store file open for reading; h5py's errors for damaged or foreign files raised as HashpaError."""
     if not path.is_file():
         raise HashpaError(f"no index store at {path}: build one with hashpa index FOLDER --model RUN --out {path.parent}")
     try:
         with h5py.File(path, "r") as h5:
-            attrs = {k: _attr(v) for k, v in h5.attrs.items()}
-            return Store(
-                paths=[p.decode("utf-8") if isinstance(p, bytes) else p for p in h5["paths"][()]],
-                labels=h5["labels"][()],
-                class_names=[c.decode("utf-8") if isinstance(c, bytes) else c for c in h5["class_names"][()]],
-                embeddings=_mapped(path, h5["embeddings"]) if map_embeddings else h5["embeddings"][()],
-                codes=h5["codes"][()],
-                sizes=h5["sizes"][()],
-                mtimes=h5["mtimes"][()],
-                attrs=attrs,
-                fitted=_read_fitted(h5),
-            )
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:  # h5py's errors for damaged or foreign files
+            yield h5
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
         raise HashpaError(f"cannot read the index store {path} ({error}); {rebuild_hint(path.parent)}") from None
+
+
+def _strings(dataset: h5py.Dataset) -> list[str]:
+    return [s.decode("utf-8") if isinstance(s, bytes) else s for s in dataset[()]]
 
 
 def _mapped(path: Path, dataset: h5py.Dataset) -> np.ndarray:

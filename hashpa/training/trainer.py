@@ -79,7 +79,7 @@ class Trainer:
         self.step = TrainingStep(self.model, forward, self.objective)
         if world_size() > 1:  # gradients averaged over the ranks; the frozen backbone of the warm-up leaves some unused
             self.step = torch.nn.parallel.DistributedDataParallel(
-                self.step, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=True)
+                self.step, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=config.warmup_epochs > 0)
         self.optimizer = self._optimizer()
         self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         self.epoch = 0
@@ -400,17 +400,19 @@ def _recalls(metrics: dict) -> str:
     return "/".join(f"{metrics[f'recall@{k}']:.3f}" if f"recall@{k}" in metrics else "-" for k in RECALL_KS)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train from scratch into config.out (which must not hold a run yet); under torchrun, with every process."""
+def train(config: TrainConfig) -> TrainResult | None:
+    """Train from scratch into config.out (which must not hold a run yet); under torchrun, with every
+    process (rank 0 returns the result, the others None)."""
     with process_group(config.device):
         trainer = Trainer(config)
         with main_lock(trainer.run.path):
             trainer.start()
-            return trainer.fit()
+            return _on_main(trainer.fit())
 
 
-def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult:
-    """Continue the run in `run_dir` from its last checkpoint (optionally to more epochs)."""
+def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult | None:
+    """Continue the run in `run_dir` from its last checkpoint (optionally to more epochs); under
+    torchrun rank 0 returns the result, the others None."""
     run = RunDir(run_dir)
     config = run.read_config()
     if not run.has_checkpoint():
@@ -425,7 +427,11 @@ def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = 
             trainer.restore()
             if is_main_process():
                 run.write_config(config)
-            return trainer.fit()
+            return _on_main(trainer.fit())
+
+
+def _on_main(result: TrainResult) -> TrainResult | None:
+    return result if is_main_process() else None
 
 
 @contextlib.contextmanager
