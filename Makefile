@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare gpu-bundle clean
+.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -72,6 +72,10 @@ bench-flowers-compare: install
 	cp -r $(UNSEEN)/index $(UNSEEN)/index-itq
 	$(HASHPA) index --split test --model $(RUN64) --out $(UNSEEN)/index-itq --binary-index BFlat --binary-index BHNSW32 --codes itq
 	$(HASHPA) compare $(UNSEEN)/index-itq --threads 1
+
+# After bench-flowers-64: every representation of its embedding on the unseen classes (PQ, RaBitQ, float16, PCA, PCA-ITQ 32-256 bits)
+bench-flowers-frontier: install
+	$(PY) -m eval.frontier $(RUN64) --benchmarks BENCHMARKS.md --plot docs/frontier.png --out bench-results/frontier
 
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
 bench-reliability: install

@@ -114,6 +114,8 @@ def search(index_dir, queries, as_json, grid, show_codes, **options) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Where compare.json/.md/.png go (default: INDEX_DIR).")
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
+@click.option("--frontier", is_flag=True, help="Also float16, PCA-reduced floats, PQ8/16/32, RaBitQ and PCA-ITQ codes of 32-256 bits, "
+                                                "fitted to the indexed embeddings: quality against bytes per image.")
 @json_option
 @friendly_errors
 def compare(index_dir, as_json, **options) -> None:

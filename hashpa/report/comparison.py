@@ -15,7 +15,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from hashpa.errors import HashpaError
 from hashpa.fileio import write_json_atomic, write_text_atomic
 from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
+from hashpa.report.frontier import frontier_methods
 from hashpa.report.machine import machine_info
 from hashpa.report.plots import plot_compare
 from hashpa.report.tables import compare_table
@@ -71,9 +72,11 @@ def compare(
     out: str | Path | None = None,
     nprobe: int | None = None,
     ef_search: int | None = None,
+    frontier: bool = False,
 ) -> dict:
     """Evaluate every method of `index_dir`; write compare.json, compare.md and compare.png to `out`
-    (default: the index directory) and return the report."""
+    (default: the index directory) and return the report. `frontier` adds other representations
+    of the same embeddings fitted to the database (``hashpa.report.frontier``)."""
     import faiss
 
     _check_settings(threads, repeats, latency_queries, shortlist)
@@ -93,25 +96,20 @@ def compare(
     if load_before > 0.5 * (os.cpu_count() or 1):
         log.warning("the machine is busy (load average %.1f on %d cores): the speed figures will be slower and more erratic than on a quiet one",
                     load_before, os.cpu_count() or 1)
+    asked = _Asked(q_emb, q_codes, q_labels, store.labels, self_rows, depth, tuple(ks), speed_k, repeats, latency_queries)
     rows = []
     for method in methods_of(ix, shortlist):
-        def run(qe, qc, k=speed_k, method=method):
-            return ix.search(qe, k, method.mode, codes=qc, shortlist=method.shortlist and max(method.shortlist, k), index=method.spec)
+        def ids_of(qe, qc, k, method=method):
+            return ix.search(qe, k, method.mode, codes=qc, shortlist=method.shortlist and max(method.shortlist, k), index=method.spec).ids
 
-        result = run(q_emb, q_codes, depth)
-        relevant = _relevance(result.ids, store.labels, q_labels, self_rows, depth)
-        row = {"method": method.name, "mode": method.mode, "index": method.spec or "codes"}
-        if method.shortlist:
-            row["shortlist"] = method.shortlist
-        if labelled.any():
-            hits = recall_hits(relevant[labelled], ks)
-            row.update({f"recall@{k}": float(v) for k, v in zip(ks, hits.mean(axis=0))})
-            ap, _ = average_precision_at_r(relevant[labelled], n_positive[labelled])
-            row["map@r"] = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
-        row.update(search_speed(run, (q_emb, q_codes), repeats, latency_queries))
-        row.update(memory_of(ix, method))
-        rows.append(row)
-        log.debug("%s: %s", method.name, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
+        fields = {"method": method.name, "mode": method.mode, "index": method.spec or "codes"}
+        rows.append(_measured(asked, {**fields, **({"shortlist": method.shortlist} if method.shortlist else {})}, ids_of, memory_of(ix, method)))
+    if frontier:
+        log.info("frontier: fitting float16, PCA, PQ, RaBitQ and PCA-ITQ representations to the %d embeddings", len(store))
+        for extra in frontier_methods(ix.files.float_rows(np.arange(len(store)))):
+            memory = {"bytes_per_image": extra.code_bytes, "index_bytes": extra.index_bytes}
+            rows.append(_measured(asked, {"method": extra.name, "mode": "frontier", "index": extra.name},
+                                  lambda qe, qc, k, extra=extra: extra.search(qe, k), memory))
     report = {
         "index": str(ix.path),
         "database": len(store),
@@ -135,6 +133,38 @@ def compare(
     write_text_atomic(out / "compare.md", compare_table(report) + "\n")
     plot_compare(report, out / "compare.png")
     return report
+
+
+@dataclass
+class _Asked:
+    """The queries of a comparison and what judging their answers needs."""
+
+    embeddings: np.ndarray
+    codes: np.ndarray
+    labels: np.ndarray  # int64 [Q], -1: unlabelled
+    db_labels: np.ndarray
+    self_rows: np.ndarray | None  # leave-one-out: each query's own store row
+    depth: int
+    ks: tuple[int, ...]
+    speed_k: int
+    repeats: int
+    latency_queries: int
+
+
+def _measured(asked: _Asked, fields: dict, ids_of: Callable, memory: dict) -> dict:
+    """One method's row: `fields`, its recalls and MAP@R, speed and `memory`; ids_of(embeddings, codes, k) -> ids [Q, k]."""
+    row = dict(fields)
+    labelled = asked.labels >= 0
+    if labelled.any():
+        relevant = _relevance(ids_of(asked.embeddings, asked.codes, asked.depth), asked.db_labels, asked.labels, asked.self_rows, asked.depth)
+        row.update({f"recall@{k}": float(v) for k, v in zip(asked.ks, recall_hits(relevant[labelled], asked.ks).mean(axis=0))})
+        n_positive = _positives(asked.db_labels, asked.labels, asked.self_rows)
+        ap, _ = average_precision_at_r(relevant[labelled], n_positive[labelled])
+        row["map@r"] = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+    row.update(search_speed(lambda qe, qc: ids_of(qe, qc, asked.speed_k), (asked.embeddings, asked.codes), asked.repeats, asked.latency_queries))
+    row.update(memory)
+    log.debug("%s: %s", row["method"], ", ".join(f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float)))
+    return row
 
 
 def _check_settings(threads, repeats, latency_queries, shortlist) -> None:

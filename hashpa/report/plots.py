@@ -30,14 +30,15 @@ def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 9
 
 def plot_compare(report: dict, path: Path) -> None:
     """Two panels of a compare report, one point per method: Recall@1 against bytes per image and
-    against batched queries/s (both log scale)."""
+    against batched queries/s (both log scale), queries/s also in the labels of the first."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2 + 0.15 * len(report["methods"])), sharey=True)
     for ax, key, label in zip(axes, ("bytes_per_image", "queries_per_second"), ("bytes per image (log scale)", "queries per second (batched, log scale)")):
         for row in report["methods"]:
             y = row.get("recall@1", 0.0)  # without labels only the cost is known: the points sit on the axis
             ax.scatter(row[key], y, s=40)
-            ax.annotate(row["method"], (row[key], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            text = row["method"] + (f", {row['queries_per_second']:,.0f} q/s" if key == "bytes_per_image" else "")
+            ax.annotate(text, (row[key], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)

@@ -22,6 +22,10 @@ def compare_table(report: dict) -> str:
     lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
                  f"{report['bits']}-bit codes ({CODE_SOURCES[report.get('code_source', 'model')]}), "
                  f"{report['dim']}-d floats; speed at k={report['speed_k']}.")
+    if any(row["mode"] == "frontier" for row in report["methods"]):
+        lines.append("Frontier rows (float16 to PCA-ITQ): other representations of the same float embeddings, fitted to this database "
+                     "without labels and held in memory, not index files (hashpa compare --frontier); their bytes/image are each image's code, "
+                     "their size in all (codebooks and matrices included) is under on disk.")
     lines.append(f"Machine: {describe_machine(report['machine'])}")
     load = report.get("load_average")
     if load:
