@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import hashpa
-from eval.publish import add_output_options, command_line, data_missing, publish
+from eval.publish import command_line, data_missing, parse_benchmark_args, publish
 from hashpa.devices import autocast, synchronize
 
 log = logging.getLogger("eval.bench_index")
@@ -50,9 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--decode", nargs="+", choices=("pil", "device"), default=["pil"], help="JPEG decoding: PIL in workers, or on the model's device")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--limit-batches", type=int, default=20)
-    add_output_options(parser, "index")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_benchmark_args(parser, "index", argv)
     if data_missing(args.data, "indexing"):
         return
     model = hashpa.load(args.model, "best", args.device)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from hashpa.devices import synchronize
 from hashpa.losses import ProxyAnchorLoss
 
@@ -147,9 +147,7 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-batch", type=int, default=512)
     parser.add_argument("--memory-classes", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=65_536)
-    add_output_options(parser, "loss")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_benchmark_args(parser, "loss", argv)
     results = run(args)
     publish(args, "loss", command_line("eval.bench_loss", argv), results, markdown(results))
 

@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from hashpa.metrics import evaluate_retrieval
 
 log = logging.getLogger("eval.bench_metrics")
@@ -34,9 +34,7 @@ def main(argv=None) -> None:
     parser.add_argument("--per-class", type=int, default=5)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--bits", type=int, default=64)
-    add_output_options(parser, "metrics")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_benchmark_args(parser, "metrics", argv)
     rng = np.random.default_rng(0)
     labels = np.arange(args.n) // args.per_class
     centres = rng.standard_normal((labels[-1] + 1, args.dim), dtype=np.float32)

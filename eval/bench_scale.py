@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import hashpa
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from eval.synthetic import make_image_folder
 from hashpa.indexdir import Store, read_store, write_index_dir
 
@@ -157,10 +157,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--work", type=Path, default=Path("bench-results/scale-work"), help="scratch folder (kept: reruns reuse its folders)")
-    add_output_options(parser, "scale")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    args = parse_benchmark_args(parser, "scale", argv)
     results = run(args)
     publish(args, "scale", command_line("eval.bench_scale", argv), results, markdown(results))
 

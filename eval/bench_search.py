@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import hashpa
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from hashpa.indexdir import Store, fit_database_codes, write_index_dir
 from hashpa.quantizers import fit_lsh
 from hashpa.report.comparison import Method, memory_of
@@ -183,10 +183,7 @@ def main(argv=None) -> None:
     parser.add_argument("--latency-queries", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    add_output_options(parser, "search")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    args = parse_benchmark_args(parser, "search", argv)
     results = run(args)
     publish(args, "search", command_line("eval.bench_search", argv), results, markdown(results))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import logging
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import hashpa
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 
 
 def free_port() -> int:
@@ -122,10 +121,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--rows", action="store_true", help="query with indexed rows instead of uploads")
-    add_output_options(parser, "serve")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    args = parse_benchmark_args(parser, "serve", argv)
     results = run(args)
     publish(args, "serve", command_line("eval.bench_serve", argv), results, markdown(results))
     if results["errors"]:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import hashpa
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from hashpa.report import compare
 from hashpa.report.plots import plot_compare
 
@@ -73,10 +73,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-queries", type=int, default=200)
     parser.add_argument("--plot", type=Path, help="also write the plot here (e.g. docs/frontier.png)")
-    add_output_options(parser, "frontier")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    args = parse_benchmark_args(parser, "frontier", argv)
     report = run(args)
     for row in report["methods"]:
         row["threads"] = args.threads

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 import torch
 
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from eval.synthetic import make_image_folder
 from hashpa.fileio import TEMPORARY_MARK
 
@@ -192,10 +192,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=20, help="kills of each command")
     parser.add_argument("--seed", type=int, default=0)
-    add_output_options(parser, "reliability")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("faiss").setLevel(logging.WARNING)
+    args = parse_benchmark_args(parser, "reliability", argv)
     results = run(args)
     publish(args, "reliability", command_line("eval.kill_resume", argv), results, markdown(results, args.points))
     if results["train_identical"] < args.points or results["index_identical"] < args.points:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import shlex
 import sys
@@ -41,6 +42,16 @@ def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--out", type=Path, default=Path(f"bench-results/{name}"), help="folder for the JSON, Markdown and plots")
     parser.add_argument("--benchmarks", type=Path, help=f"Markdown file whose {name} section to replace (e.g. BENCHMARKS.md)")
     parser.add_argument("--tag", default="cpu", help="section name in --benchmarks (cpu, gpu, ...)")
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser, name: str, argv: list[str] | None) -> argparse.Namespace:
+    """A benchmark's options parsed, with the output options added, and its logging set up
+    (progress lines at INFO, FAISS's own loading messages quiet)."""
+    add_output_options(parser, name)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    return args
 
 
 def settings(args: argparse.Namespace) -> dict:
