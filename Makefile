@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
+.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,11 @@ bench-flowers-64: install
 
 # The default 64-bit run on the unseen classes, written by bench-flowers-64; the targets below read it.
 RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
+
+# After bench-flowers-64 (whose default run it reuses): the codes trained jointly with the backbone on the
+# signed codes (--code-relaxation ste) beside the default design, on the unseen classes.
+bench-flowers-ste: install
+	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head itq-backbone ste --benchmarks BENCHMARKS.md --tag unseen64-ste-cpu --out bench-results/flowers-64-cpu
 
 # After bench-flowers-64: which part of a linear code (centre, PCA subspace, rotation) fitted on the training
 # classes fails on the new ones, each part fitted to the test photos in turn.

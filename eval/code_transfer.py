@@ -9,7 +9,9 @@ photos or on the test photos (without their labels), one part at a time, and mea
 photos' Hamming retrieval; the float row keeps the training subspace unquantised. A row that moves
 far when one part is fitted to the test photos names the part that does not transfer to new classes.
 The learned hash head is a linear code of the same kind (of the embedding before its normalisation,
-centred by its BatchNorm).
+centred by its BatchNorm). A third table keeps the learned head and moves its thresholds to the test
+photos (index-time re-centring, no labels): each bit's threshold at the median (or mean) of its
+pre-activation over the photos, and ITQ's rotation of the re-centred pre-activations.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import hashpa
-from eval.publish import add_output_options, command_line, publish
+from eval.publish import command_line, parse_benchmark_args, publish
 from hashpa.codes import check_bits, codes_to_signs
 from hashpa.data.splits import build_split
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled
 from hashpa.errors import HashpaError
 from hashpa.metrics.retrieval import RECALL_KS, retrieval_scores
-from hashpa.quantizers import LinearHasher, enough_rows, fit_itq, fit_pca, itq_rotation, random_rotation
+from hashpa.quantizers import LinearHasher, enough_rows, fit_itq, fit_pca, itq_rotation, pack_signs, random_rotation
 from hashpa.training.rundir import RunDir
 
 log = logging.getLogger("eval.code_transfer")
@@ -79,9 +82,7 @@ def outside_queries(test: np.ndarray, labels: np.ndarray, bits: int, train: np.n
     searched by Hamming distance and asymmetrically; PCA-ITQ fitted on `train` (float [Nt, D]) if given.
     Returns {"database": photos, "queries": photos, "rows": [...]}."""
     test = np.asarray(test, np.float32)
-    in_database = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        in_database[np.flatnonzero(labels == label)[::2]] = True
+    in_database = _every_other_of_each_class(labels)
     database, queries = test[in_database], test[~in_database]
     if not enough_rows(len(database), bits):
         raise HashpaError(f"fitting {bits}-bit codes to half of the test photos needs more than {2 * bits} of them, got {len(test)}")
@@ -103,6 +104,46 @@ def outside_queries(test: np.ndarray, labels: np.ndarray, bits: int, train: np.n
     return {"database": len(database), "queries": len(queries), "rows": rows}
 
 
+def median_thresholds(logits: np.ndarray) -> np.ndarray:
+    """Each bit's median pre-activation over a folder: float [N, bits] -> float64 [bits], the threshold
+    that splits the folder's photos in half on every bit."""
+    return np.median(np.asarray(logits, np.float64), axis=0)
+
+
+def recentring_rows(logits: np.ndarray, labels: np.ndarray, device: str | None = None) -> list[dict]:
+    """The learned hash head's codes of the test photos (pre-activations float [N, bits], labels int [N])
+    with thresholds as trained (zero: its BatchNorm centre of the training photos), moved to the test
+    photos' per-bit median or mean, and with ITQ's rotation of the re-centred pre-activations; then
+    the median fitted to every other photo of each class (the database) and the rest querying it.
+    Leave-one-out Hamming retrieval scores."""
+    logits = np.asarray(logits, np.float64)
+    bits = logits.shape[1]
+    median = median_thresholds(logits)
+
+    def hamming(queries: np.ndarray, query_labels: np.ndarray, database: np.ndarray | None = None, database_labels=None) -> dict:
+        return {"bits": bits, **retrieval_scores(pack_signs(queries), query_labels, None if database is None else pack_signs(database),
+                                                 database_labels, metric="hamming", ks=RECALL_KS, device=device)}
+
+    rows = [{"thresholds": "as trained (BatchNorm centre of the training photos)", **hamming(logits, labels)},
+            {"thresholds": "median of the test photos", **hamming(logits - median, labels)},
+            {"thresholds": "mean of the test photos", **hamming(logits - logits.mean(axis=0), labels)},
+            {"thresholds": "median of the test photos, then ITQ's rotation of them", **hamming((logits - median) @ itq_rotation(logits - median), labels)}]
+    in_database = _every_other_of_each_class(labels)
+    database, queries = logits[in_database], logits[~in_database]
+    for name, centre in (("as trained, database half queried by the other half", 0.0),
+                         ("median of the database half, queried by the other half", median_thresholds(database))):
+        rows.append({"thresholds": name, **hamming(queries - centre, labels[~in_database], database - centre, labels[in_database])})
+    return rows
+
+
+def _every_other_of_each_class(labels: np.ndarray) -> np.ndarray:
+    """bool [N]: every other photo of each class (by position), the database of the outside-query tables."""
+    chosen = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        chosen[np.flatnonzero(labels == label)[::2]] = True
+    return chosen
+
+
 def _mean_row(rows: list[dict]) -> dict:
     """One row holding the mean of every score of `rows` (which differ only in their scores)."""
     return {key: (float(np.mean([r[key] for r in rows])) if isinstance(value, float) else value) for key, value in rows[0].items()}
@@ -113,13 +154,15 @@ def run(args) -> dict:
     split = build_split(**RunDir(args.run).read_config().data_settings()).check()
     loader = dict(device=model.device, workers=args.workers)
     train = embed_labelled(model.network, split.train, progress="training images", **loader)
-    test = embed_labelled(model.network, split.test, progress="test images", **loader)
+    test = embed_labelled(model.network, split.test, progress="test images", output="embed_and_features", **loader)
+    logits = model.network.hash_logits_of_features(torch.from_numpy(test.features).to(model.device)).cpu().numpy()
     distances_on = distance_device(model.device)
     bits = args.bits or model.bits
     return {"run": str(args.run), "checkpoint": args.checkpoint, "epoch": model.state["epoch"], "split": split.description,
             "train_images": len(train.labels), "test_images": len(test.labels),
             "rows": transfer_rows(train.embeddings, test.embeddings, test.labels, bits, distances_on),
-            "outside_queries": outside_queries(test.embeddings, test.labels, bits, train.embeddings, distances_on)}
+            "outside_queries": outside_queries(test.embeddings, test.labels, bits, train.embeddings, distances_on),
+            "recentring": recentring_rows(logits, test.labels, distances_on)}
 
 
 def markdown(report: dict) -> str:
@@ -143,6 +186,11 @@ def markdown(report: dict) -> str:
         size = f"{row['bits']} bits" if "bits" in row else f"{row['dim']}-d float"
         lines.append(f"| {row['method']} | {row['fitted to']} | {size} | " + " | ".join(f"{row[f'recall@{k}']:.4f}" for k in RECALL_KS)
                      + f" | {row['map@r']:.4f} |")
+    lines += ["", f"The learned {report['recentring'][0]['bits']}-bit hash head with its thresholds moved to the test photos (no labels):", "",
+              "| thresholds | R@1 | R@2 | R@4 | R@8 | expected R@1 (ties) | MAP@R |", "|---|---|---|---|---|---|---|"]
+    for row in report["recentring"]:
+        lines.append(f"| {row['thresholds']} | " + " | ".join(f"{row[f'recall@{k}']:.4f}" for k in RECALL_KS)
+                     + f" | {row['expected_recall@1']:.4f} | {row['map@r']:.4f} |")
     return "\n".join(lines)
 
 
@@ -153,9 +201,7 @@ def main(argv=None) -> None:
     parser.add_argument("--bits", type=int, help="code length (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=4)
-    add_output_options(parser, "transfer")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_benchmark_args(parser, "transfer", argv)
     if not (args.run / "config.json").is_file():
         parser.error(f"{args.run} is not a run directory (no config.json): train one first, e.g. make bench-flowers-64")
     try:

@@ -50,15 +50,17 @@ ABLATION_COLUMNS = {"float": "float", "pca_float": "PCA float (as many dims as b
                     "joint_codes": "before the code stage", "pca_itq": "PCA-ITQ", "lsh": "LSH",
                     "database_itq": "PCA-ITQ fitted to the test photos", "database_itq_asymmetric": "same, asymmetric"}
 
-# Where the hash head starts, what its losses may train, and whether it needs Proxy Anchor on the codes:
-# the design choices measured by --ablation.
+# Where the hash head starts, what its losses may train, whether it needs Proxy Anchor on the codes and
+# what those losses see of the codes: the design choices measured by --ablation (key -> row, settings).
 ABLATION = {
-    "random init, codes train the head only": {"hash_init": "random", "codes_train_backbone": False},
-    "random init, codes train the backbone too": {"hash_init": "random", "codes_train_backbone": True},
-    "ITQ init, codes train the head only": {"hash_init": "itq", "codes_train_backbone": False},
-    "ITQ init, codes train the backbone too": {"hash_init": "itq", "codes_train_backbone": True},
-    "ITQ init, head only, no Proxy Anchor on the codes (distillation and code terms only)":
-        {"hash_init": "itq", "codes_train_backbone": False, "code_weight": 0.0},
+    "random-head": ("random init, codes train the head only", {"hash_init": "random", "codes_train_backbone": False}),
+    "random-backbone": ("random init, codes train the backbone too", {"hash_init": "random", "codes_train_backbone": True}),
+    "itq-head": ("ITQ init, codes train the head only", {"hash_init": "itq", "codes_train_backbone": False}),
+    "itq-backbone": ("ITQ init, codes train the backbone too", {"hash_init": "itq", "codes_train_backbone": True}),
+    "no-code-proxies": ("ITQ init, head only, no Proxy Anchor on the codes (distillation and code terms only)",
+                        {"hash_init": "itq", "codes_train_backbone": False, "code_weight": 0.0}),
+    "ste": ("ITQ init, codes train the backbone too, on the signed codes (straight-through, tanh to signs over the epochs)",
+            {"hash_init": "itq", "codes_train_backbone": True, "code_relaxation": "ste"}),
 }
 
 
@@ -128,7 +130,7 @@ def run(args) -> dict:
             default_rows = rows
 
     default = {"hash_init": TrainConfig.hash_init, "codes_train_backbone": TrainConfig.codes_train_backbone}
-    for name, variant in ABLATION.items() if args.ablation else ():
+    for name, variant in (ABLATION[key] for key in (args.ablation or ABLATION) if args.ablation is not None):
         if variant == default:
             rows = default_rows
         else:
@@ -293,7 +295,8 @@ def main(argv=None) -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--convergence-bits", type=int, default=64)
     parser.add_argument("--losses", nargs="+", default=["proxy_anchor", "proxy_nca", "ms"])
-    parser.add_argument("--ablation", action="store_true", help="also train the other hash-head designs at --convergence-bits")
+    parser.add_argument("--ablation", nargs="*", choices=list(ABLATION), metavar="DESIGN",
+                        help=f"also train hash-head designs at --convergence-bits: all, or those named ({', '.join(ABLATION)})")
     parser.add_argument("--sensitivity", action="store_true", help="also run the alpha x delta grid")
     parser.add_argument("--sensitivity-alpha", type=float, nargs="+", default=[16, 32, 64])
     parser.add_argument("--sensitivity-delta", type=float, nargs="+", default=[0.0, 0.1, 0.2])

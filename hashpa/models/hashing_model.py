@@ -65,6 +65,18 @@ class HashingModel(nn.Module):
         raw = self.embedding(features)
         return self._hash_input(features, raw), F.normalize(raw.float(), dim=1)
 
+    @torch.no_grad()
+    def hash_logits_of_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The hash head's pre-activations float [B, bits] (eval mode) of pooled backbone features [B, C],
+        e.g. those ``embed_with_features`` gave: the real values whose signs are the codes."""
+        was_training = self.training
+        self.eval()
+        try:
+            raw = self.embedding(features)
+            return self.hash_head(self._hash_input(features, raw)).float()
+        finally:
+            self.train(was_training)
+
     def _hash_input(self, features: torch.Tensor, raw_embedding: torch.Tensor) -> torch.Tensor:
         return raw_embedding if self.config.hash_source == "embedding" else features
 

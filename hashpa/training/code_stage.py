@@ -41,6 +41,7 @@ from hashpa.metrics.retrieval import evaluate_retrieval
 from hashpa.models.hashing_model import HashingModel
 from hashpa.models.heads import HashHead
 from hashpa.quantizers import LinearHasher, enough_rows, fit_itq
+from hashpa.training.relaxation import relaxed_codes
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +121,6 @@ def set_head_to_hasher(head: HashHead, hasher: LinearHasher, inputs: np.ndarray)
         head.linear.bias.copy_(torch.from_numpy(-hasher.mean @ hasher.projection))
         head.norm.reset_running_stats()
         head.norm.running_var.copy_(torch.from_numpy(hasher.project(inputs).var(axis=0)))
-
-
-def straight_through_codes(logits: torch.Tensor) -> torch.Tensor:
-    """The +-1 codes sign(logits) (bit 1 where logits > 0) in the forward pass, tanh's gradient backward."""
-    relaxed = torch.tanh(logits)
-    hard = torch.where(logits > 0, 1.0, -1.0).to(relaxed.dtype)
-    return relaxed + (hard - relaxed).detach()
 
 
 def choose_objective(objective: str, train_classes: Sequence[str], test_classes: Sequence[str]) -> str:
@@ -217,7 +211,7 @@ def _train(head: HashHead, features: CodeFeatures, num_classes: int, settings: C
         total, batches = 0.0, 0
         for start in range(0, n - s.batch_size + 1, s.batch_size):
             rows = order[start : start + s.batch_size]
-            codes = straight_through_codes(head(features.hash_inputs[rows].to(device)))
+            codes = relaxed_codes(head(features.hash_inputs[rows].to(device)), "ste")
             if s.objective == "proxy_anchor":
                 loss = loss_fn(codes, features.labels[rows].to(device))
             else:

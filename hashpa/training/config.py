@@ -20,6 +20,7 @@ SCHEDULES = ("step", "cosine")
 BEST_METRICS = ("codes", "float")
 DATA_PATHS = ("auto", "files", "cache")
 HASH_INITS = ("itq", "random")
+CODE_RELAXATIONS = ("tanh", "ste")  # hashpa.training.relaxation
 # Settings added after run directories were first written: a saved config without one gets the value
 # that reproduces what its run did, not today's default.
 LEGACY_DEFAULTS = {"code_validation": 0.0, "class_depth": 1, "baseline": False, "preset": "none"}
@@ -62,6 +63,9 @@ class TrainConfig:
     margin: float = setting(0.1, "Proxy Anchor delta (margin).")
     code_alpha: float = setting(32.0, "Proxy Anchor alpha on the relaxed codes.")
     code_weight: float = setting(1.0, "Weight of Proxy Anchor on the relaxed codes.")
+    code_relaxation: str = setting("tanh", "What Proxy Anchor and distillation on the codes see: tanh(h), or ste: the signed codes "
+                                           "(straight-through gradient), moved from tanh in the first epoch to the signs in the last.",
+                                   CODE_RELAXATIONS)
     quantization_weight: float = setting(0.1, "Weight of the quantisation penalty (1 - |tanh h|)^2.")
     distill_weight: float = setting(1.0, "Weight of similarity distillation from the float embedding into the codes.")
     distill_temperature: float = setting(0.1, "Temperature of the similarity distillation.")

@@ -13,6 +13,7 @@ from hashpa.losses.quantization import QuantizationLoss
 from hashpa.losses.registry import build_loss
 from hashpa.models.hashing_model import ModelOutput
 from hashpa.training.config import TrainConfig
+from hashpa.training.relaxation import relaxed_codes
 
 
 class HashingObjective(nn.Module):
@@ -28,17 +29,19 @@ class HashingObjective(nn.Module):
         self.quantization = QuantizationLoss()
         self.distillation = SimilarityDistillationLoss(config.distill_temperature)
         self.decorrelation = DecorrelationLoss()
+        self.binary_fraction = 1.0
 
     def forward(self, output: ModelOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns the loss to minimise and each weighted term's unweighted value (detached)."""
         embeddings = gather_with_grad(output.embeddings)
-        relaxed = torch.tanh(gather_with_grad(output.hash_logits))
+        logits = gather_with_grad(output.hash_logits)
+        relaxed, c = torch.tanh(logits), self.config
+        codes = relaxed_codes(logits, c.code_relaxation, self.binary_fraction)
         labels = gather_with_grad(labels)
-        c = self.config
         terms = {"float": (1.0, lambda: self.metric(embeddings, labels))}
-        terms["codes"] = (c.code_weight, lambda: self.code_metric(relaxed, labels))
+        terms["codes"] = (c.code_weight, lambda: self.code_metric(codes, labels))
         terms["quantization"] = (c.quantization_weight, lambda: self.quantization(relaxed))
-        terms["distillation"] = (c.distill_weight, lambda: self.distillation(relaxed, embeddings))
+        terms["distillation"] = (c.distill_weight, lambda: self.distillation(codes, embeddings))
         terms["decorrelation"] = (c.decorrelation_weight, lambda: self.decorrelation(relaxed))
         total, parts = embeddings.new_zeros(()), {}
         for name, (weight, compute) in terms.items():

@@ -27,6 +27,7 @@ from hashpa.training.code_stage import CodeStageSettings, choose_objective, code
 from hashpa.training.config import RECIPE_TIMES, TrainConfig
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
+from hashpa.training.relaxation import binary_fraction
 from hashpa.training.rundir import RunDir
 from hashpa.training.start import start_scores
 
@@ -281,6 +282,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         frozen = epoch < c.warmup_epochs
+        self.objective.binary_fraction = binary_fraction(epoch, c.epochs)
         self.model.train()
         sums: dict[str, torch.Tensor] = {}
         steps = images = skipped = 0

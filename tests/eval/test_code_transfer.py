@@ -59,11 +59,12 @@ def test_main_on_a_trained_run(tmp_path):
                                            out=str(tmp_path / "run"), model=dict(backbone="smallcnn", weights="none", dim=16, bits=16)))
     train(config)
     bench = tmp_path / "BENCH.md"
-    bench.write_text("<!-- transfer:cpu:start -->\nold\n<!-- transfer:cpu:end -->\n")
+    bench.write_text("<!-- transfer:cpu:start -->\nstale body\n<!-- transfer:cpu:end -->\n")
     code_transfer.main([str(tmp_path / "run"), "--workers", "0", "--out", str(tmp_path / "out"), "--benchmarks", str(bench)])
     report = json.loads((tmp_path / "out" / "transfer.json").read_text())
     assert report["test_images"] == 40 and len(report["rows"]) == 7 and len(report["outside_queries"]["rows"]) == 6
-    assert "| test | test | test (ITQ) | 16 bits |" in bench.read_text() and "old" not in bench.read_text()
+    assert len(report["recentring"]) == 6 and "| median of the test photos |" in bench.read_text()
+    assert "| test | test | test (ITQ) | 16 bits |" in bench.read_text() and "stale body" not in bench.read_text()
 
 
 def test_main_refuses_a_folder_that_is_no_run(tmp_path, capsys):
@@ -90,3 +91,26 @@ def test_codes_fitted_to_a_database_queried_from_outside_the_fit():
     assert rows["float embedding", "-"]["recall@1"] > 0.9  # well-separated clusters
     with pytest.raises(HashpaError, match="half of the test photos"):
         code_transfer.outside_queries(x[:30], labels[:30], 16)
+
+
+def test_median_thresholds_against_a_brute_force_median():
+    rng = np.random.default_rng(5)
+    for rows in (7, 8):  # odd: the middle value; even: halfway between the two middle ones
+        logits = rng.standard_normal((rows, 16)).astype(np.float32)
+        middle = np.sort(logits.astype(np.float64), axis=0)
+        expected = middle[rows // 2] if rows % 2 else (middle[rows // 2 - 1] + middle[rows // 2]) / 2
+        np.testing.assert_array_equal(code_transfer.median_thresholds(logits), expected)
+        below = (logits < code_transfer.median_thresholds(logits)).sum(axis=0)
+        assert (below == rows // 2).all()  # every bit splits the folder in half
+
+
+def test_recentring_moves_thresholds_of_shifted_bits_back_to_the_middle():
+    x, labels = clusters(6, classes=6, per_class=20, dim=16)
+    shifted = x + 50.0  # every bit fires for every photo: one code for all
+    rows = {r["thresholds"]: r for r in code_transfer.recentring_rows(shifted, labels)}
+    assert list(rows)[:2] == ["as trained (BatchNorm centre of the training photos)", "median of the test photos"]
+    as_trained = rows["as trained (BatchNorm centre of the training photos)"]
+    assert as_trained["expected_recall@1"] == pytest.approx(19 / 119)  # one code for all: 19 of the 119 others share the class
+    recentred = retrieval_scores(np.packbits(x > np.median(x, axis=0), axis=1), labels, metric="hamming")
+    assert rows["median of the test photos"]["recall@1"] == recentred["recall@1"] > 0.9
+    assert len(rows) == 6 and all(r["bits"] == 16 for r in rows.values())

@@ -18,6 +18,16 @@ def test_embed_gives_normalised_floats_and_packed_codes():
     assert model.training is False
 
 
+@pytest.mark.parametrize("source", ["embedding", "features"])
+def test_hash_logits_of_features_are_the_forward_logits_whose_signs_are_the_codes(source):
+    model = HashingModel(ModelConfig(backbone="smallcnn", dim=16, bits=16, hash_source=source)).train()
+    images = torch.randn(4, 3, 32, 32)
+    embeddings, codes, features = model.embed_with_features(images)
+    logits = model.hash_logits_of_features(features)
+    torch.testing.assert_close(logits, model.eval()(images).hash_logits)
+    np.testing.assert_array_equal(codes.numpy(), np.packbits(logits.numpy() > 0, axis=1))
+
+
 def test_embed_does_not_depend_on_the_batch():
     model = HashingModel(ModelConfig(backbone="smallcnn", dim=16, bits=16))
     images = torch.randn(6, 3, 32, 32)

@@ -16,19 +16,9 @@ from hashpa.training.code_stage import (
     choose_objective,
     fit_code_stage,
     set_head_to_hasher,
-    straight_through_codes,
 )
 
 BITS = 16
-
-
-def test_straight_through_codes_are_the_bits_forward_and_tanh_backward():
-    logits = torch.tensor([[-2.0, -0.1, 0.0, 0.3, 5.0, -7.0, 1.0, 0.0]], requires_grad=True)
-    codes = straight_through_codes(logits)
-    bits = np.unpackbits(pack_codes(logits.detach()).numpy(), axis=1)
-    assert torch.equal(codes.detach(), torch.from_numpy(bits * 2.0 - 1).float())  # logit 0 is bit 0, code -1
-    codes.sum().backward()
-    torch.testing.assert_close(logits.grad, 1 - torch.tanh(logits.detach()) ** 2)
 
 
 def test_auto_objective_follows_the_test_classes():

@@ -143,6 +143,12 @@ def test_unreadable_training_images_are_skipped_and_counted(image_folder, tmp_pa
     assert result.history[-1]["float"]["recall@1"] > 0.5
 
 
+def test_signed_codes_through_the_straight_through_estimator_train(image_folder, tmp_path):
+    result = train(config_for(image_folder, tmp_path / "run", code_relaxation="ste", codes_train_backbone=True, code_epochs=0))
+    start, final = result.history[0], result.history[-1]
+    assert start["stage"] == "start" and final["codes"]["recall@1"] > start["codes"]["recall@1"] + 0.2
+
+
 def test_the_decoded_cache_data_path_trains_too(image_folder, tmp_path):
     result = train(config_for(image_folder, tmp_path / "run", data_path="cache", epochs=4))
     assert result.history[-1]["float"]["recall@1"] > 0.8
