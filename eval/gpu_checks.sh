@@ -15,7 +15,9 @@
 # flowers: the Flowers-102 benchmark at 224 px (upscaled from the 112-px copy: the 224-px copy does
 #          not fit a carry), lite0 ImageNet weights, 10 epochs; its convergence table is the
 #          time-to-accuracy figure.
-# index:   hashpa index images/s against the model alone, PIL and GPU JPEG decoding (ResNet-50, 224 px);
+# index:   the quality-per-byte frontier (float16, PCA, PQ, RaBitQ, PCA-ITQ, the model's codes) of the
+#          flowers phase's 64-bit run at 224 px, when that phase ran first on the same warm machine;
+#          hashpa index images/s against the model alone, PIL and GPU JPEG decoding (ResNet-50, 224 px);
 #          then torchrun --nproc_per_node 1 (nccl) hashpa train and hashpa index.
 set -uo pipefail
 phase=${1:?usage: bash eval/gpu_checks.sh speed|flowers|index}
@@ -55,6 +57,9 @@ flowers)
         --device cuda --tag gpu --out "$results/flowers"
     ;;
 index)
+    if [ -f "$results/flowers/runs/proxy_anchor-64bit/best.pt" ]; then
+        step frontier 90 python3 -m eval.frontier "$results/flowers/runs/proxy_anchor-64bit" --threads 1 --tag gpu --out "$results/frontier"
+    fi
     step model 90 python3 -c "import hashpa; hashpa.train(hashpa.resolve_config(dict(data='$data', \
 out='$results/resnet50-run', backbone='resnet50', weights='none', image_size=224, epochs=1, warmup_epochs=0, batch_size=180, \
 workers=12, device='cuda', hash_init='random')))"
