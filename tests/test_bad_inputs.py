@@ -203,6 +203,7 @@ def test_tiny_and_very_long_images_are_indexed(runs, photos, tmp_path):
     (["index", "{photos}", "--model", "{run16}", "--out", "{tmp}/idx", "--code-bits", "16"], ["use it with --codes itq"]),
     (["index", "{photos}", "--model", "{run16}", "--out", "{tmp}/idx", "--float-index", "Flat,Nonsense"], ["not a FAISS float factory string"]),
     (["index", "{photos}", "--model", "{run16}", "--out", "{tmp}/idx", "--binary-index", "BIVF1024"], ["needs at least 1024 vectors"]),
+    (["index", "{photos}", "--model", "{run16}", "--out", "{tmp}/idx", "--float-index", "PQ4np"], ["needs at least 256 vectors", "PQ8x4np"]),
     (["index", "{photos}", "--model", "{tmp}", "--out", "{tmp}/idx"], ["no checkpoint in"]),
     (["train", "--bits", "63"], ["multiple of 8"]),
     (["train", "--bits", "512"], ["from 16 to 256"]),

@@ -3,6 +3,7 @@ and checked against the checksum recorded when they were written."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -27,10 +28,13 @@ def make_faiss_index(kind: str, spec: str, width: int, rows: int):
     except RuntimeError as error:
         hint = "; try Flat, HNSW32 or IVF256,Flat" if kind == "float" else "; try BFlat, BHNSW32 or BIVF256"
         raise HashpaError(f"{OPTIONS[kind]} {spec!r} is not a FAISS {kind} factory string FAISS accepts ({_first_line(error)}){hint}") from None
-    nlist = getattr(index, "nlist", 0)
+    nlist, centroids = getattr(index, "nlist", 0), getattr(getattr(index, "pq", None), "ksub", 0)
     if not index.is_trained and nlist and rows < nlist:
         raise HashpaError(f"{OPTIONS[kind]} {spec} needs at least {nlist} vectors to train its {nlist} lists, "
                           f"the folder has {rows}: use fewer lists or Flat")
+    if not index.is_trained and rows < centroids:
+        raise HashpaError(f"{OPTIONS[kind]} {spec} needs at least {centroids} vectors to train the {centroids} centroids of its "
+                          f"product quantiser, the folder has {rows}: use Flat, or fewer bits per sub-quantiser (PQ8x4np)")
     return index
 
 
@@ -45,7 +49,11 @@ def build_faiss_index(kind: str, data: np.ndarray, spec: str):
     index = make_faiss_index(kind, spec, data.shape[1] * (8 if kind == "binary" else 1), len(data))
     as_is = data.dtype == dtype and data.flags.c_contiguous
     if not index.is_trained:
-        index.train(data if as_is else np.ascontiguousarray(data, dtype=dtype))
+        try:
+            index.train(data if as_is else np.ascontiguousarray(data, dtype=dtype))
+        except RuntimeError as error:  # what make_faiss_index cannot foresee (e.g. a transform's training)
+            raise HashpaError(f"FAISS could not train {OPTIONS[kind]} {spec} on {len(data)} vectors ({_first_line(error)}); "
+                              "use Flat, or an index that trains on fewer vectors") from None
     if as_is:
         index.add(data)
     else:
@@ -80,4 +88,7 @@ def read_faiss(kind: str, path: Path, recorded: dict | None, fix: str):
 
 
 def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[-1][:200]
+    """FAISS's own words of `error`, without the C++ function and location it starts with."""
+    line = str(error).strip().splitlines()[-1]
+    line = re.sub(r"^Error in .*? at \S+:\d+: ", "", line)
+    return re.sub(r"^Error: '.*?' failed: ", "", line)[:200]

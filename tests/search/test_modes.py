@@ -81,6 +81,26 @@ def test_approximate_indexes_return_sorted_valid_rows(index_dir):
         np.testing.assert_array_equal(result.ids[:, 0], np.arange(20))  # each code finds itself (distance 0, lowest row)
 
 
+def test_a_product_quantised_float_index_gives_faiss_pq_candidates_ranked_by_exact_cosine(tmp_path):
+    """hashpa index --float-index PQ4np searched in float mode: FAISS's own IndexPQ candidates (k plus
+    the extra ones fetched), re-scored with the stored floats under the tie rule, like every
+    approximate float index."""
+    store = random_store(n=400, duplicates=False)
+    write_index_dir(tmp_path, store, ("Flat", "PQ4np"), ("BFlat",))
+    opened = IndexDir(tmp_path)
+    assert opened.meta.entry("float", "PQ4np")["ntotal"] == 400
+    queries = store.embeddings[:30]
+    result = modes.search_float(opened, queries, 10, "PQ4np")
+    reference = faiss.index_factory(16, "PQ4np", faiss.METRIC_INNER_PRODUCT)
+    reference.train(store.embeddings)
+    reference.add(store.embeddings)
+    _, candidates = reference.search(queries, 10 + modes.EXTRA_CANDIDATES)
+    for query, found, row in zip(queries, result.ids, candidates):
+        cosines = store.embeddings[row].astype(np.float64) @ query.astype(np.float64)
+        np.testing.assert_array_equal(found, row[np.lexsort((row, -cosines))][:10])
+    assert (result.ids[:, 0] == np.arange(30)).mean() > 0.9  # each row mostly finds itself among its candidates
+
+
 def test_an_open_index_maps_its_embeddings_from_the_store(index_dir):
     loaded = read_store(index_dir / "store.h5")
     opened = IndexDir(index_dir)
