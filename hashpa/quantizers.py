@@ -87,6 +87,21 @@ def fit_itq(train: np.ndarray, bits: int, iterations: int = 50, seed: int = 0) -
     return LinearHasher(mean.astype(np.float32), (pca @ rotation).astype(np.float32))
 
 
+def fit_nested_itq(train: np.ndarray, short_bits: int, long_bits: int, iterations: int = 50, seed: int = 0) -> LinearHasher:
+    """A `long_bits` code whose first `short_bits` bits are exactly ``fit_itq(train, short_bits)``'s
+    code, and whose other bits are ITQ of the next PCA directions: one quantiser, two lengths (the
+    short code for a Hamming shortlist, the long one to re-rank it). Needs D >= long_bits, N > long_bits."""
+    check_bits(short_bits, "short code length")
+    check_bits(long_bits, "long code length")
+    if short_bits >= long_bits:
+        raise HashpaError(f"the short code must be shorter than the long one, got {short_bits} and {long_bits} bits")
+    short = fit_itq(train, short_bits, iterations, seed)  # the prefix: computed as fit_itq computes it, so equal bit for bit
+    mean, pca = fit_pca(train, long_bits)
+    following = pca[:, short_bits:]
+    rotation = itq_rotation((np.asarray(train, dtype=np.float64) - mean) @ following, iterations, seed)
+    return LinearHasher(short.mean, np.concatenate([short.projection, (following @ rotation).astype(np.float32)], axis=1))
+
+
 def itq_rotation(v: np.ndarray, iterations: int = 50, seed: int = 0) -> np.ndarray:
     """ITQ's orthogonal rotation float64 [bits, bits] of centred projections `v` [N, bits]: the one
     that brings v @ rotation closest to its signs (started from a seeded random rotation)."""

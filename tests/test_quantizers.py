@@ -3,7 +3,7 @@ import pytest
 
 from hashpa.errors import HashpaError
 from hashpa.metrics.retrieval import recall_at_k
-from hashpa.quantizers import fit_itq, fit_lsh, fit_pca
+from hashpa.quantizers import fit_itq, fit_lsh, fit_nested_itq, fit_pca
 
 
 def clustered(seed, n=400, dim=32, classes=8):
@@ -68,3 +68,16 @@ def test_rotations_are_orthogonal_and_seeded():
         np.testing.assert_allclose(rotation @ rotation.T, np.eye(16), atol=1e-10)
     np.testing.assert_array_equal(random_rotation(16, 3), random_rotation(16, 3))
     assert not np.allclose(random_rotation(16, 0), random_rotation(16, 1))
+
+
+def test_nested_codes_begin_with_the_short_pca_itq_code():
+    x, _ = clustered(3, n=300, dim=64)
+    nested = fit_nested_itq(x, 16, 48)
+    long_codes, short_codes = nested.encode(x), fit_itq(x, 16).encode(x)
+    assert long_codes.shape == (300, 6)
+    np.testing.assert_array_equal(long_codes[:, :2], short_codes)  # the prefix is the 16-bit code, bit for bit
+    rest = fit_pca(x, 48)[1][:, 16:]
+    np.testing.assert_allclose(nested.projection[:, 16:].T @ nested.projection[:, 16:], np.eye(32), atol=1e-5)
+    np.testing.assert_allclose(rest @ rest.T @ nested.projection[:, 16:], nested.projection[:, 16:], atol=1e-5)  # the next directions, rotated
+    with pytest.raises(HashpaError, match="shorter than the long"):
+        fit_nested_itq(x, 32, 32)

@@ -10,6 +10,9 @@ float embeddings, built in memory from the index's store, beside the index's own
     RaBitQ       FAISS RaBitQ: one bit per dimension plus per-vector correction factors,
                  asymmetric distances
     PCA-ITQ b    binary codes of b bits fitted to the database (Hamming, FAISS BFlat)
+    PCA-ITQ s -> l   multi-length codes: an l-bit code whose first s bits are the s-bit PCA-ITQ code
+                 (``quantizers.fit_nested_itq``); the s-bit prefixes give a Hamming shortlist of
+                 10 k (FAISS BFlat), re-ranked by the l-bit Hamming distance
 
 Every quantiser is fitted to the database's own embeddings without labels, as ``hashpa index
 --codes itq`` fits its codes. Bytes per image are each image's code (FAISS's ``sa_code_size``:
@@ -25,10 +28,12 @@ from typing import Callable
 import numpy as np
 
 from hashpa.metrics.ranking import merge_candidates
-from hashpa.quantizers import enough_rows, fit_itq
+from hashpa.quantizers import enough_rows, fit_itq, fit_nested_itq
 
 PQ_BYTES = (8, 16, 32)
 ITQ_BITS = (32, 64, 128, 256)
+NESTED_BITS = ((64, 256),)  # (short, long) multi-length codes
+NESTED_SHORTLIST_PER_K = 10  # the long code re-ranks 10 k short-code candidates, as rerank's default
 PQ_TRAINING_ROWS = 256  # k-means of a sub-quantiser needs at least its 256 centroids' worth of rows
 
 
@@ -40,7 +45,7 @@ class FrontierMethod:
     index_bytes: int  # in all: codes, codebooks, matrices
 
 
-def frontier_methods(embeddings: np.ndarray, pq_bytes=PQ_BYTES, itq_bits=ITQ_BITS, seed: int = 0) -> list[FrontierMethod]:
+def frontier_methods(embeddings: np.ndarray, pq_bytes=PQ_BYTES, itq_bits=ITQ_BITS, nested_bits=NESTED_BITS, seed: int = 0) -> list[FrontierMethod]:
     """The frontier's methods over `embeddings` float [N, dim] (L2-normalised): those the dimension
     and the number of rows allow."""
     import faiss
@@ -55,6 +60,9 @@ def frontier_methods(embeddings: np.ndarray, pq_bytes=PQ_BYTES, itq_bits=ITQ_BIT
     for bits in itq_bits:
         if bits <= dim and enough_rows(n, bits):
             methods.append(_itq_method(x, bits, seed))
+    for short, long in nested_bits:
+        if long <= dim and enough_rows(n, long):
+            methods.append(_nested_method(x, short, long, seed))
     return methods
 
 
@@ -85,3 +93,27 @@ def _itq_method(x: np.ndarray, bits: int, seed: int) -> FrontierMethod:
 
     quantiser = hasher.mean.nbytes + hasher.projection.nbytes
     return FrontierMethod(f"PCA-ITQ {bits} bits", search, bits / 8, int(faiss.serialize_index_binary(index).nbytes + quantiser))
+
+
+def _nested_method(x: np.ndarray, short: int, long: int, seed: int) -> FrontierMethod:
+    import faiss
+
+    hasher = fit_nested_itq(x, short, long, seed=seed)
+    codes = hasher.encode(x)
+    prefixes = faiss.IndexBinaryFlat(short)
+    prefixes.add(np.ascontiguousarray(codes[:, : short // 8]))
+
+    def search(queries: np.ndarray, k: int) -> np.ndarray:
+        query_codes = hasher.encode(queries)
+        shortlist = min(len(codes), NESTED_SHORTLIST_PER_K * k)
+        _, candidates = prefixes.search(np.ascontiguousarray(query_codes[:, : short // 8]), shortlist)
+        ids = np.empty((len(queries), min(k, shortlist)), np.int64)
+        for start in range(0, len(queries), 256):  # [256, shortlist, long/8] bytes at a time
+            block = candidates[start : start + 256]
+            distances = np.bitwise_count(query_codes[start : start + 256, None, :] ^ codes[block]).sum(axis=2, dtype=np.int32)
+            ids[start : start + 256] = merge_candidates(distances, block, k)[1]
+        return ids
+
+    quantiser = hasher.mean.nbytes + hasher.projection.nbytes
+    return FrontierMethod(f"PCA-ITQ {short} -> {long} bits ({short}-bit shortlist of {NESTED_SHORTLIST_PER_K} k)", search, long / 8,
+                          int(codes.nbytes + faiss.serialize_index_binary(prefixes).nbytes + quantiser))

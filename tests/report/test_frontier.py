@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hashpa.indexdir import Store, write_index_dir
-from hashpa.quantizers import fit_itq
+from hashpa.quantizers import fit_itq, fit_nested_itq
 from hashpa.report.comparison import compare
 from hashpa.report.frontier import frontier_methods
 
@@ -54,6 +54,25 @@ def test_pca_itq_rows_are_hamming_ranks_with_ties_by_row(methods):
     distances = np.unpackbits(codes[:20, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
     expected = np.lexsort((np.broadcast_to(np.arange(len(x)), distances.shape), distances), axis=1)[:, :10]
     np.testing.assert_array_equal(found["PCA-ITQ 32 bits"].search(x[:20], 10), expected)
+
+
+def test_multi_length_codes_shortlist_by_their_prefix_and_rerank_by_the_whole_code():
+    x, _ = clustered()
+    (nested,) = [m for m in frontier_methods(x, pq_bytes=(), itq_bits=(), nested_bits=((16, 32),)) if "->" in m.name]
+    assert nested.name == "PCA-ITQ 16 -> 32 bits (16-bit shortlist of 10 k)" and nested.code_bytes == 4
+    codes = fit_nested_itq(x, 16, 32).encode(x)
+    rows = np.broadcast_to(np.arange(len(x)), (20, len(x)))
+
+    def hamming_order(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        distances = np.unpackbits(a[:, None, :] ^ b[None, :, :], axis=2).sum(axis=2)
+        return np.lexsort((rows, distances), axis=1), distances
+
+    shortlist, _ = hamming_order(codes[:20, :2], codes[:, :2])
+    shortlist = shortlist[:, :50]  # 10 k candidates by the 16-bit prefix, ties by row
+    _, full = hamming_order(codes[:20], codes)
+    chosen = np.take_along_axis(full, shortlist, axis=1)
+    expected = np.take_along_axis(shortlist, np.lexsort((shortlist, chosen), axis=1), axis=1)[:, :5]
+    np.testing.assert_array_equal(nested.search(x[:20], 5), expected)
 
 
 def test_compare_reports_the_frontier_beside_the_index(tmp_path):
