@@ -27,7 +27,7 @@ def make_faiss_index(kind: str, spec: str, width: int, rows: int):
             index = faiss.index_binary_factory(width, spec)
     except RuntimeError as error:
         hint = "; try Flat, HNSW32 or IVF256,Flat" if kind == "float" else "; try BFlat, BHNSW32 or BIVF256"
-        raise HashpaError(f"{OPTIONS[kind]} {spec!r} is not a FAISS {kind} factory string FAISS accepts ({_first_line(error)}){hint}") from None
+        raise HashpaError(f"{OPTIONS[kind]} {spec!r} is not a FAISS {kind} factory string FAISS accepts ({_faiss_message(error)}){hint}") from None
     nlist, centroids = getattr(index, "nlist", 0), getattr(getattr(index, "pq", None), "ksub", 0)
     if not index.is_trained and nlist and rows < nlist:
         raise HashpaError(f"{OPTIONS[kind]} {spec} needs at least {nlist} vectors to train its {nlist} lists, "
@@ -52,7 +52,7 @@ def build_faiss_index(kind: str, data: np.ndarray, spec: str):
         try:
             index.train(data if as_is else np.ascontiguousarray(data, dtype=dtype))
         except RuntimeError as error:  # what make_faiss_index cannot foresee (e.g. a transform's training)
-            raise HashpaError(f"FAISS could not train {OPTIONS[kind]} {spec} on {len(data)} vectors ({_first_line(error)}); "
+            raise HashpaError(f"FAISS could not train {OPTIONS[kind]} {spec} on {len(data)} vectors ({_faiss_message(error)}); "
                               "use Flat, or an index that trains on fewer vectors") from None
     if as_is:
         index.add(data)
@@ -84,10 +84,10 @@ def read_faiss(kind: str, path: Path, recorded: dict | None, fix: str):
     try:
         return reader(np.frombuffer(data, dtype=np.uint8))
     except RuntimeError as error:
-        raise HashpaError(f"cannot read the FAISS index {path} ({_first_line(error)}); {fix}") from None
+        raise HashpaError(f"cannot read the FAISS index {path} ({_faiss_message(error)}); {fix}") from None
 
 
-def _first_line(error: Exception) -> str:
+def _faiss_message(error: Exception) -> str:
     """FAISS's own words of `error`, without the C++ function and location it starts with."""
     line = str(error).strip().splitlines()[-1]
     line = re.sub(r"^Error in .*? at \S+:\d+: ", "", line)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -69,13 +70,9 @@ class HashingModel(nn.Module):
     def hash_logits_of_features(self, features: torch.Tensor) -> torch.Tensor:
         """The hash head's pre-activations float [B, bits] (eval mode) of pooled backbone features [B, C],
         e.g. those ``embed_with_features`` gave: the real values whose signs are the codes."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             raw = self.embedding(features)
             return self.hash_head(self._hash_input(features, raw)).float()
-        finally:
-            self.train(was_training)
 
     def _hash_input(self, features: torch.Tensor, raw_embedding: torch.Tensor) -> torch.Tensor:
         return raw_embedding if self.config.hash_source == "embedding" else features
@@ -91,15 +88,21 @@ class HashingModel(nn.Module):
     @torch.no_grad()
     def embed_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``embed``'s (embeddings, codes) and the pooled backbone features they came from, in one pass."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self._evaluating():
             features = self.pool(self.backbone(images))
             raw = self.embedding(features)
             logits = self.hash_head(self._hash_input(features, raw))
+        return F.normalize(raw.float(), dim=1), pack_codes(logits.float()), features.float()
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode for the block (running statistics, no dropout), the previous mode restored after it."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
         finally:
             self.train(was_training)
-        return F.normalize(raw.float(), dim=1), pack_codes(logits.float()), features.float()
 
     def train(self, mode: bool = True) -> "HashingModel":
         super().train(mode)

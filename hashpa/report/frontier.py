@@ -29,11 +29,11 @@ import numpy as np
 
 from hashpa.metrics.ranking import merge_candidates
 from hashpa.quantizers import enough_rows, fit_itq, fit_nested_itq
+from hashpa.search.modes import SHORTLIST_PER_K  # the long code re-ranks as many candidates as rerank does
 
 PQ_BYTES = (8, 16, 32)
 ITQ_BITS = (32, 64, 128, 256)
 NESTED_BITS = ((64, 256),)  # (short, long) multi-length codes
-NESTED_SHORTLIST_PER_K = 10  # the long code re-ranks 10 k short-code candidates, as rerank's default
 PQ_TRAINING_ROWS = 256  # k-means of a sub-quantiser needs at least its 256 centroids' worth of rows
 
 
@@ -105,7 +105,7 @@ def _nested_method(x: np.ndarray, short: int, long: int, seed: int) -> FrontierM
 
     def search(queries: np.ndarray, k: int) -> np.ndarray:
         query_codes = hasher.encode(queries)
-        shortlist = min(len(codes), NESTED_SHORTLIST_PER_K * k)
+        shortlist = min(len(codes), SHORTLIST_PER_K * k)
         _, candidates = prefixes.search(np.ascontiguousarray(query_codes[:, : short // 8]), shortlist)
         ids = np.empty((len(queries), min(k, shortlist)), np.int64)
         for start in range(0, len(queries), 256):  # [256, shortlist, long/8] bytes at a time
@@ -115,5 +115,5 @@ def _nested_method(x: np.ndarray, short: int, long: int, seed: int) -> FrontierM
         return ids
 
     quantiser = hasher.mean.nbytes + hasher.projection.nbytes
-    return FrontierMethod(f"PCA-ITQ {short} -> {long} bits ({short}-bit shortlist of {NESTED_SHORTLIST_PER_K} k)", search, long / 8,
+    return FrontierMethod(f"PCA-ITQ {short} -> {long} bits ({short}-bit shortlist of {SHORTLIST_PER_K} k)", search, long / 8,
                           int(codes.nbytes + faiss.serialize_index_binary(prefixes).nbytes + quantiser))
