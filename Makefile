@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
+.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,12 @@ RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
 # that trains the backbone too is the bench-flowers ablation's "ITQ init, codes train the backbone too").
 bench-flowers-ste: install
 	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head ste --benchmarks BENCHMARKS.md --tag unseen64-ste-cpu --out bench-results/flowers-64-cpu
+
+# After bench-flowers-64 (whose default run it reuses): two more designs that train the backbone on the signed
+# codes: Multi-Similarity (pairwise) on the codes instead of Proxy Anchor, and no hash head at all (the codes
+# are the signs of a 64-d embedding), beside the default design.
+bench-flowers-designs: install
+	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head ms-codes signs --benchmarks BENCHMARKS.md --tag unseen64-designs-cpu --out bench-results/flowers-64-cpu
 
 # After bench-flowers-64: which part of a linear code (centre, PCA subspace, rotation) fitted on the training
 # classes fails on the new ones, each part fitted to the test photos in turn.

@@ -61,6 +61,11 @@ ABLATION = {
                         {"hash_init": "itq", "codes_train_backbone": False, "code_weight": 0.0}),
     "ste": ("ITQ init, codes train the backbone too, on the signed codes (straight-through, tanh to signs over the epochs)",
             {"hash_init": "itq", "codes_train_backbone": True, "code_relaxation": "ste"}),
+    "ms-codes": ("ITQ init, codes train the backbone too, Multi-Similarity (pairwise) on the signed codes instead of Proxy Anchor",
+                 {"hash_init": "itq", "codes_train_backbone": True, "code_relaxation": "ste", "code_loss": "ms"}),
+    # the embedding (as many dimensions as bits: set in run) is itself the code; no head to start or fit
+    "signs": ("no hash head: the codes are the signs of a bits-d embedding, trained on them jointly (straight-through)",
+              {"hash_projection": False, "codes_train_backbone": True, "code_relaxation": "ste"}),
 }
 
 
@@ -135,7 +140,8 @@ def run(args) -> dict:
             rows = default_rows
         else:
             slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-            result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant}, args, report)
+            dim = {} if variant.get("hash_projection", True) else {"dim": args.convergence_bits}
+            result = train_run(f"ablation-{slug}", {"bits": args.convergence_bits, "eval_every": args.epochs, **variant, **dim}, args, report)
             rows = learned_rows(result, split, args, distances_on)
         report["ablation"].append({"design": name, "default": variant == default, "bits": args.convergence_bits,
                                    **{row["key"]: row["recall@1"] for row in rows}})

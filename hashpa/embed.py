@@ -160,7 +160,7 @@ def embed_batches(
     model.eval()
     run = {"embed": lambda x: (*model.embed(x), None), "hash_inputs": lambda x: (model.hash_inputs(x), None, None),
            "features": lambda x: (model.pooled_features(x), None, None), "embed_and_features": model.embed_with_features}[output]
-    widths = {"embed": model.config.dim, "hash_inputs": model.hash_head.linear.in_features, "features": model.embedding.in_features,
+    widths = {"embed": model.config.dim, "hash_inputs": model.hash_head.in_features, "features": model.embedding.in_features,
               "embed_and_features": model.config.dim}
     with tqdm(total=len(samples), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
         for batch in batches:

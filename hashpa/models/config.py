@@ -21,6 +21,9 @@ class ModelConfig:
     pooling: str = setting("avgmax", "Global pooling of the backbone's feature map.", POOLINGS)
     hash_source: str = setting("embedding", "What the hash head reads: the float embedding (before its normalisation) or the pooled features.",
                                HASH_SOURCES)
+    hash_projection: bool = setting(True, "Give the hash head a projection of its own; without: the codes are the signs of the float "
+                                          "embedding itself, each dimension centred (needs --dim equal to --bits, --hash-source embedding).",
+                                    flag="--hash-projection/--no-hash-projection")
     image_size: int = setting(0, "Input size in pixels (0: the backbone's own).")
     freeze_bn: bool = setting(False, "Keep the backbone's BatchNorm layers frozen (statistics and parameters).", flag="--freeze-bn/--train-bn")
 
@@ -30,6 +33,13 @@ class ModelConfig:
             raise HashpaError(f"--dim must be positive, got {self.dim}")
         if self.hash_source not in HASH_SOURCES:
             raise HashpaError(f"--hash-source must be one of {', '.join(HASH_SOURCES)}, got {self.hash_source!r}")
+        if not self.hash_projection:
+            if self.dim != self.bits:
+                raise HashpaError(f"--no-hash-projection makes the codes the signs of the embedding itself: pass --dim {self.bits} "
+                                  f"to match --bits {self.bits} (got --dim {self.dim})")
+            if self.hash_source != "embedding":
+                raise HashpaError("--no-hash-projection makes the codes the signs of the embedding itself: it cannot read "
+                                  f"--hash-source {self.hash_source}; leave --hash-source at embedding")
         if self.pooling not in POOLINGS:
             raise HashpaError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.image_size < 0:

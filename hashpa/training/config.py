@@ -61,8 +61,9 @@ class TrainConfig:
     loss: str = setting("proxy_anchor", "Metric loss of the float embedding.", LOSS_NAMES)
     alpha: float = setting(32.0, "Proxy Anchor alpha (scale).")
     margin: float = setting(0.1, "Proxy Anchor delta (margin).")
+    code_loss: str = setting("proxy_anchor", "Metric loss on the relaxed codes during training (ms: Multi-Similarity, a pairwise loss).", LOSS_NAMES)
     code_alpha: float = setting(32.0, "Proxy Anchor alpha on the relaxed codes.")
-    code_weight: float = setting(1.0, "Weight of Proxy Anchor on the relaxed codes.")
+    code_weight: float = setting(1.0, "Weight of the metric loss on the relaxed codes.")
     code_relaxation: str = setting("tanh", "What Proxy Anchor and distillation on the codes see: tanh(h), or ste: the signed codes "
                                            "(straight-through gradient), moved from tanh in the first epoch to the signs in the last.",
                                    CODE_RELAXATIONS)

@@ -8,7 +8,6 @@ from torch import nn
 from hashpa.distributed import gather_with_grad
 from hashpa.losses.decorrelation import DecorrelationLoss
 from hashpa.losses.distillation import SimilarityDistillationLoss
-from hashpa.losses.proxy_anchor import ProxyAnchorLoss
 from hashpa.losses.quantization import QuantizationLoss
 from hashpa.losses.registry import build_loss
 from hashpa.models.hashing_model import ModelOutput
@@ -17,7 +16,7 @@ from hashpa.training.relaxation import relaxed_codes
 
 
 class HashingObjective(nn.Module):
-    """total = metric(embeddings) + code_weight * ProxyAnchor(tanh(h), code proxies)
+    """total = metric(embeddings) + code_weight * code_metric(tanh(h)) (Proxy Anchor with code proxies by default)
     + quantization_weight * quantisation + distill_weight * distillation(codes <- embeddings)
     + decorrelation_weight * bit decorrelation. Terms with weight 0 are not computed."""
 
@@ -25,7 +24,7 @@ class HashingObjective(nn.Module):
         super().__init__()
         self.config = config
         self.metric = build_loss(config.loss, num_classes, config.model.dim, alpha=config.alpha, margin=config.margin)
-        self.code_metric = ProxyAnchorLoss(num_classes, config.model.bits, alpha=config.code_alpha, margin=config.margin)
+        self.code_metric = build_loss(config.code_loss, num_classes, config.model.bits, alpha=config.code_alpha, margin=config.margin)
         self.quantization = QuantizationLoss()
         self.distillation = SimilarityDistillationLoss(config.distill_temperature)
         self.decorrelation = DecorrelationLoss()

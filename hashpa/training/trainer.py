@@ -105,7 +105,12 @@ class Trainer:
 
     def _check_itq_possible(self) -> None:
         """PCA-ITQ (the head's start after the warm-up and in the code stage) needs at least as many input dimensions as bits."""
-        c, inputs = self.config, self.model.hash_head.linear.in_features
+        c, inputs = self.config, self.model.hash_head.in_features
+        if not self.model.hash_head.projects:
+            if c.hash_init == "itq" or c.code_epochs:
+                log.info("the codes are the signs of the embedding itself (--no-hash-projection): no hash projection to start "
+                         "from PCA-ITQ or to fit in a code stage")
+            return
         if (c.hash_init == "itq" or c.code_epochs) and inputs < c.model.bits:
             raise HashpaError(
                 f"--bits {c.model.bits} is more than the {inputs} dimensions the hash head reads: its PCA-ITQ start needs "
@@ -207,7 +212,7 @@ class Trainer:
                 self._record(record, _start_line(record, c.model.bits))
             barrier()
         while self.epoch < c.epochs:
-            if c.hash_init == "itq" and self.epoch == c.warmup_epochs:
+            if c.hash_init == "itq" and self.epoch == c.warmup_epochs and self.model.hash_head.projects:
                 self.init_hash_head_from_itq()
             record = self.train_epoch()
             if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
@@ -217,7 +222,7 @@ class Trainer:
             self.epoch += 1
             record["epoch"] = self.epoch
             self._record(record, _epoch_line(record, c.epochs))
-        if c.code_epochs and self.codes_fitted_at != self.epoch:
+        if c.code_epochs and self.codes_fitted_at != self.epoch and self.model.hash_head.projects:
             record = self.fit_codes() if main else None
             if record is not None:
                 self._record(record, _code_stage_line(record))

@@ -75,7 +75,9 @@ def test_bench_train_and_flowers_tiny(tmp_path):
     text = bench.read_text()
     assert "old" not in text and "Proxy Anchor learned codes" in text and text.rstrip().endswith("kept")
     assert (tmp_path / "flowers" / "flowers-convergence.png").is_file()
-    assert len(report["ablation"]) == len(flowers.ABLATION) == 6 and sum(r["default"] for r in report["ablation"]) == 1
+    assert len(report["ablation"]) == len(flowers.ABLATION) == 8 and sum(r["default"] for r in report["ablation"]) == 1
+    signs = json.loads(next((tmp_path / "flowers" / "runs").glob("ablation-no-hash-head-*/config.json")).read_text())
+    assert (signs["model"]["hash_projection"], signs["model"]["dim"], signs["model"]["bits"]) == (False, 16, 16)
     assert "Hash-head designs" in text and "PCA-ITQ fitted to the test photos, asymmetric search of the Proxy Anchor float embedding" in methods
 
 

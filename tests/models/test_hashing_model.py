@@ -70,3 +70,23 @@ def test_fingerprint_identifies_the_weights():
 def test_config_errors(field, value, match):
     with pytest.raises(HashpaError, match=match):
         HashingModel(ModelConfig(backbone="smallcnn", **{field: value}))
+
+
+def test_without_a_projection_the_codes_are_the_signs_of_the_centred_embedding():
+    model = HashingModel(ModelConfig(backbone="smallcnn", dim=16, bits=16, hash_projection=False))
+    assert not model.hash_head.projects and not list(model.hash_head.parameters())
+    images = torch.randn(8, 3, 32, 32)
+    model.train()(images)  # one training step's statistics become the running mean the codes are centred by
+    embeddings, codes, features = model.embed_with_features(images)
+    raw = model.embedding(features)
+    centred = (raw - model.hash_head.norm.running_mean).detach().numpy()
+    np.testing.assert_array_equal(codes.numpy(), np.packbits(centred > 0, axis=1))
+    out = model.train()(images)
+    out.hash_logits.sum().backward()  # the codes' gradient reaches the embedding and the backbone: there is nothing else to train
+    assert model.embedding.weight.grad is not None and any(p.grad is not None for p in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("settings", [dict(dim=32, bits=16), dict(dim=16, bits=16, hash_source="features")])
+def test_without_a_projection_the_embedding_must_be_the_code(settings):
+    with pytest.raises(HashpaError, match="--no-hash-projection"):
+        ModelConfig(backbone="smallcnn", hash_projection=False, **settings).check()

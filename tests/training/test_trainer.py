@@ -207,3 +207,33 @@ def test_the_start_is_epoch_0_and_the_summary_says_whether_training_beat_it(imag
     assert state["epoch"] == 0 and state["loaded_from"] == "best"
     trained = train(config_for(image_folder, tmp_path / "trained", epochs=4))
     assert trained.history[0]["stage"] == "start" and "Training beat the start" in train_summary(trained)
+
+
+def test_codes_that_are_the_embeddings_own_signs_train_without_a_head_to_start_or_fit(image_folder, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    config = config_for(image_folder, tmp_path / "run", code_relaxation="ste", codes_train_backbone=True, hash_projection=False)
+    assert config.hash_init == "itq" and config.code_epochs > 0  # the defaults, which do not apply without a projection
+    result = train(config)
+    start, final = result.history[0], result.history[-1]
+    assert "no hash projection to start from PCA-ITQ" in caplog.text and all(r.get("stage") != "codes" for r in result.history)
+    assert final["codes"]["recall@1"] > start["codes"]["recall@1"] + 0.2
+    model, _ = load_trained_model(result.run_dir, "best")
+    assert not model.hash_head.projects and model.hash_head.in_features == model.config.dim == 32
+
+
+def test_a_pairwise_loss_on_the_codes_trains_them(image_folder, tmp_path):
+    from hashpa.losses.multi_similarity import MultiSimilarityLoss
+
+    config = config_for(image_folder, tmp_path / "run", code_loss="ms", code_relaxation="ste", codes_train_backbone=True, code_epochs=0,
+                        hash_init="random", distill_weight=0.0, quantization_weight=0.0, decorrelation_weight=0.0)
+    trainer = Trainer(config)
+    assert isinstance(trainer.objective.code_metric, MultiSimilarityLoss)
+    output = trainer.model(torch.randn(6, 3, 32, 32))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    for fraction, codes in ((0.0, torch.tanh(output.hash_logits)), (1.0, torch.where(output.hash_logits > 0, 1.0, -1.0))):
+        trainer.objective.binary_fraction = fraction
+        _, parts = trainer.objective(output, labels)
+        torch.testing.assert_close(parts["codes"], MultiSimilarityLoss()(codes, labels).detach())
+    trainer.start()
+    result = trainer.fit()  # the only code term is Multi-Similarity: it alone moves the codes
+    assert result.history[-1]["codes"]["recall@1"] > result.history[0]["codes"]["recall@1"] + 0.15
