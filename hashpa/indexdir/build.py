@@ -144,6 +144,7 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
     todo = np.flatnonzero((from_store < 0) & (from_partial < 0))
     log.info("%d images: %d to embed, %d unchanged", len(files), len(todo), len(files) - len(todo))
     del done
+    barrier()  # every rank has read the kept batches before any writes more: else a late rank's share would shift and skip images
 
     started_embedding = time.perf_counter()
     _embed(embedder, folder, files, todo, partial, options)
