@@ -42,13 +42,11 @@ class HashHead(nn.Module):
     the images, the most informative split) and at unit scale, where tanh(h) is neither
     saturated nor linear. In eval mode it uses running statistics, so codes do not depend on
     the batch. With ``project=False`` there is no projection: h is the input itself, normalised
-    (``bits`` must equal ``in_features``), so the codes are the signs of the centred input.
+    (``bits`` must equal ``in_features``: ModelConfig.check says so), so the codes are the signs of the centred input.
     """
 
     def __init__(self, in_features: int, bits: int, project: bool = True):
         super().__init__()
-        if not project and in_features != bits:
-            raise HashpaError(f"a hash head without a projection needs as many inputs as bits, got {in_features} inputs for {bits} bits")
         self.in_features, self.projects = in_features, project
         self.linear = nn.Linear(in_features, bits) if project else nn.Identity()
         self.norm = nn.BatchNorm1d(bits, affine=False)

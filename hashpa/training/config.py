@@ -64,7 +64,7 @@ class TrainConfig:
     code_loss: str = setting("proxy_anchor", "Metric loss on the relaxed codes during training (ms: Multi-Similarity, a pairwise loss).", LOSS_NAMES)
     code_alpha: float = setting(32.0, "Proxy Anchor alpha on the relaxed codes.")
     code_weight: float = setting(1.0, "Weight of the metric loss on the relaxed codes.")
-    code_relaxation: str = setting("tanh", "What Proxy Anchor and distillation on the codes see: tanh(h), or ste: the signed codes "
+    code_relaxation: str = setting("tanh", "What the code loss and distillation see: tanh(h), or ste: the signed codes "
                                            "(straight-through gradient), moved from tanh in the first epoch to the signs in the last.",
                                    CODE_RELAXATIONS)
     quantization_weight: float = setting(0.1, "Weight of the quantisation penalty (1 - |tanh h|)^2.")
