@@ -49,6 +49,8 @@ def echo_json(value) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts) instead of a table.")
+overwrite_option = click.option("--overwrite", is_flag=True,
+                                help="Replace output files that hashpa did not write, or that were changed since it did (refused without it).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

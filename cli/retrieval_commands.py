@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from hashpa.cli.main import cli, echo_json, friendly_errors, json_option
+from hashpa.cli.main import cli, echo_json, friendly_errors, json_option, overwrite_option
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
 from hashpa.search.modes import MODES
@@ -72,31 +72,36 @@ def index(folder, model, out, split, as_json, **settings) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a PNG of each query and its results.")
+@overwrite_option
 @click.option("--show-codes", is_flag=True, help="Show the query's hash code as bits.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
 @friendly_errors
-def search(index_dir, queries, as_json, grid, show_codes, **options) -> None:
+def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) -> None:
     """Search INDEX_DIR with query images (files or folders)."""
+    from hashpa.codes import escape_name
+    from hashpa.outputs import check_replaceable
     from hashpa.search.queries import search as run_search
 
+    if grid:
+        check_replaceable(grid, overwrite)
     results = run_search(index_dir, queries, with_codes=show_codes or as_json, **options)
     if grid:
         from hashpa.report.plots import result_grid
 
-        result_grid(results, index_dir, grid)
+        result_grid(results, index_dir, grid, overwrite=overwrite)
     if as_json:
         echo_json([asdict(r) for r in results])
         return
     mode = options["mode"]
     score_name = {"binary": "Hamming", "asymmetric": "score"}.get(mode, "cosine")
     for result in results:
-        click.echo(f"query {result.query}")
+        click.echo(f"query {escape_name(result.query)}")
         if show_codes:
             click.echo(f"  code {result.code}")
         for hit in result.hits:
             score = f"{hit.score:.0f}" if mode == "binary" else f"{hit.score:.4f}"
-            click.echo(f"  {hit.rank:>3}  {score_name} {score:>7}  {hit.path}")
+            click.echo(f"  {hit.rank:>3}  {score_name} {score:>7}  {escape_name(hit.path)}")
     if grid:
         click.echo(f"wrote {grid}")
 
@@ -112,6 +117,7 @@ def search(index_dir, queries, as_json, grid, show_codes, **options) -> None:
 @click.option("--model", type=click.Path(exists=True), help="Embed query images with this model (must be the index's).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Where compare.json/.md/.png go (default: INDEX_DIR).")
+@overwrite_option
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
 @click.option("--frontier", is_flag=True, help="Also float16, PCA-reduced floats, PQ8/16/32, RaBitQ and PCA-ITQ codes of 32-256 bits, "
@@ -158,15 +164,17 @@ def info(index_dir, as_json) -> None:
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "binary"]), default="text", show_default=True,
-              help="text: 'path<TAB>bits' lines; binary: the packed codes back to back, bits/8 bytes per image, in store order.")
+              help="text: 'path<TAB>bits' lines (backslashes and control characters in paths escaped, \\n, \\t, \\x1b ...); "
+                   "binary: the packed codes back to back, bits/8 bytes per image, in store order.")
+@overwrite_option
 @friendly_errors
-def export_codes(index_dir, output, fmt) -> None:
+def export_codes(index_dir, output, fmt, overwrite) -> None:
     """Write an index's hash codes to OUTPUT."""
     from hashpa.codes import export_codes as write_codes
     from hashpa.indexdir.open import IndexDir
 
     opened = IndexDir(index_dir)
-    write_codes(opened.store.index_codes, opened.store.paths, output, fmt)
+    write_codes(opened.store.index_codes, opened.store.paths, output, fmt, overwrite)
     click.echo(f"wrote {len(opened.store)} codes of {opened.store.bits} bits to {output}")
 
 

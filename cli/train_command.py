@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hashpa.cli.main import cli, echo_json, friendly_errors, json_option
+from hashpa.cli.main import cli, echo_json, friendly_errors, json_option, overwrite_option
 from hashpa.cli.options import setting_options, shown
 from hashpa.models.config import ModelConfig
 from hashpa.settings import SettingInfo
@@ -67,6 +67,7 @@ def train(config_file, resume_dir, **options) -> None:
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--workers", type=int, help="DataLoader worker processes (default: the run's).")
 @click.option("--out", type=click.Path(file_okay=False), help="Also write eval.json and eval.md to this folder.")
+@overwrite_option
 @json_option
 @friendly_errors
 def evaluate(run_dir, as_json, **options) -> None:

@@ -85,21 +85,35 @@ def code_strings(codes: np.ndarray) -> list[str]:
     return [bits.to01() for bits in to_bitarrays(codes)]
 
 
-def export_codes(codes: np.ndarray, names: list[str], path, fmt: str = "text") -> None:
-    """Write codes to `path`: "text" as 'name<TAB>bit string' lines, "binary" as the packed bytes
-    back to back (bits/8 bytes per code, in order). Written atomically."""
-    from hashpa.fileio import atomic_path
+def export_codes(codes: np.ndarray, names: list[str], path, fmt: str = "text", overwrite: bool = False) -> None:
+    """Write codes to `path`: "text" as 'name<TAB>bit string' lines (control characters and
+    backslashes in names escaped: ``escape_name``), "binary" as the packed bytes back to back
+    (bits/8 bytes per code, in order). Written atomically under the write rule (``hashpa.outputs``):
+    an existing file hashpa did not write is replaced only with `overwrite`."""
+    from hashpa.outputs import write_output
 
+    if fmt not in ("text", "binary"):
+        raise HashpaError(f"unknown export format {fmt!r}: text or binary")
     bits = to_bitarrays(codes)
-    with atomic_path(path) as tmp:
+
+    def write(tmp):
         if fmt == "text":
-            tmp.write_text("".join(f"{name}\t{b.to01()}\n" for name, b in zip(names, bits)), encoding="utf-8")
-        elif fmt == "binary":
-            with open(tmp, "wb") as handle:
-                for b in bits:
-                    b.tofile(handle)
-        else:
-            raise HashpaError(f"unknown export format {fmt!r}: text or binary")
+            tmp.write_text("".join(f"{escape_name(name)}\t{b.to01()}\n" for name, b in zip(names, bits)), encoding="utf-8")
+            return
+        with open(tmp, "wb") as handle:
+            for b in bits:
+                b.tofile(handle)
+
+    write_output(path, write, overwrite)
+
+
+def escape_name(name: str) -> str:
+    """`name` with backslashes and control characters (newlines, tabs, terminal escapes) written as
+    backslash escapes (\\\\, \\n, \\t, \\x1b ...), so that one name is one line of text."""
+    return "".join(_ESCAPES.get(c, f"\\x{ord(c):02x}" if ord(c) < 32 or 127 <= ord(c) < 160 else c) for c in name)
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def bit_statistics(codes: np.ndarray) -> dict:

@@ -4,10 +4,13 @@ with their temporaries recognisable and cleaned up, checksummed, and behind a lo
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import math
 import os
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,20 +23,84 @@ LOCK_FILE = ".hashpa.lock"
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    """Yield a temporary path beside `path`; on success flush it to disk and rename it onto `path`,
+    else delete it. A failed write (a full disk, a quota, an I/O error) raises a HashpaError that
+    says so and leaves whatever was at `path` as it was. The file gets the permissions the umask
+    gives new files."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY_MARK}", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY_MARK}", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise write_failure(path, error) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp_path, NEW_FILE_MODE & ~current_umask())
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as error:  # RuntimeError: torch, FAISS and HDF5 report failed writes so
+        raise write_failure(path, error) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+NEW_FILE_MODE = 0o666
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def write_failure(path: Path, error: BaseException) -> HashpaError:
+    """The HashpaError for a failed write of `path`: what failed, the free space left, what to do."""
+    if isinstance(error, HashpaError):
+        return error
+    free = free_bytes(path.parent)
+    full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or (free is not None and free < 2**20)
+    if isinstance(error, OSError) and error.errno:
+        reason = os.strerror(error.errno)
+    else:  # a library's words for a short write, which seldom say why
+        reason = "the file system is full" if full else (str(error).strip().splitlines() or ["unknown error"])[-1][:200]
+    space = "" if free is None else f"; {size_text(free)} free there"
+    advice = "free some space (or write elsewhere)" if full else "check the disk and the folder's permissions"
+    return HashpaError(f"cannot write {path} ({reason}{space}): {advice} and run the same command again; "
+                       "the file it would have replaced is unchanged")
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes free for this user on the file system holding `folder` (its nearest existing parent), or None."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse, before writing anything, a write of about `needed` bytes that the file system cannot hold."""
+    free = free_bytes(folder)
+    if free is not None and free < needed:
+        raise HashpaError(f"{what} needs about {size_text(needed)} in {folder}, which has {size_text(free)} free: "
+                          "free some space (or write elsewhere) and run the same command again")
+
+
+def size_text(n: float) -> str:
+    """Bytes as B / KiB / MiB / GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
 
 
 def remove_temporaries(folder: str | Path) -> list[Path]:
@@ -50,7 +117,26 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
+    with atomic_path(path) as tmp:
+        write_json(tmp, obj)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """`obj` as strict JSON (a NaN or an infinity becomes null: JSON has neither)."""
+    Path(path).write_text(json.dumps(finite(obj), indent=2, sort_keys=False, default=json_default, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN and infinity inside it (dicts, lists, numpy values) replaced by None."""
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy / torch arrays and scalars
+        return finite(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hashpa.data.labels import LEAF, class_of
 from hashpa.errors import HashpaError
+from hashpa.outputs import is_output
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ class Listing:
 def list_images(root: str | Path) -> Listing:
     """Image files below `root` (any depth, links followed once), as sorted relative paths.
 
-    Hidden files and folders (names starting with '.') are skipped; a link that leads back into
+    Hidden files and folders (names starting with '.') are skipped, and so is everything hashpa wrote
+    there (run and index directories, result grids: ``hashpa.outputs.is_output``); a link that leads back into
     a folder already visited is not followed again, so link loops terminate. Image names that
     point nowhere or are not valid UTF-8 (the store keeps UTF-8 paths) are listed as unusable.
     """
@@ -51,11 +53,15 @@ def list_images(root: str | Path) -> Listing:
             subfolders[:] = []
             continue
         visited.add((stat.st_dev, stat.st_ino))
+        hashpa_folder, outputs = is_output(folder, files)
+        if hashpa_folder:  # a run or index directory inside the image folder: nothing in it is an image to use
+            subfolders[:] = []
+            continue
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         prefix = Path(folder).relative_to(root).as_posix()
         prefix = "" if prefix == "." else prefix + "/"
         for name in files:
-            if name.startswith(".") or not is_image(name):
+            if name.startswith(".") or not is_image(name) or name in outputs:
                 continue
             relative, full = prefix + name, os.path.join(folder, name)
             if not _is_utf8(relative):

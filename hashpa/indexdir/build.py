@@ -22,23 +22,23 @@ from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
 from hashpa.distributed import barrier, is_main_process, process_group, rank, rank_device, world_size
 from hashpa.errors import HashpaError
-from hashpa.fileio import LOCK_FILE, TEMPORARY_MARK, checksum, folder_lock, remove_temporaries, verify
+from hashpa.fileio import checksum, folder_lock, remove_temporaries, verify
 from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, scan_samples, unchanged_rows
 from hashpa.indexdir.faiss_files import build_faiss_index, make_faiss_index, write_faiss
 from hashpa.indexdir.layout import (
     DEFAULT_INDEXES,
-    INDEX_JSON,
     STORE_FILE,
     IndexMeta,
     index_file_name,
     index_key,
     read_meta,
-    relative_folder,
     write_meta,
 )
 from hashpa.indexdir.partial import PartialBatches, Rows
 from hashpa.indexdir.settings import INDEX_SPLITS, IndexSettings
 from hashpa.indexdir.store import FittedCodes, Store, StoredRows, read_store_rows, write_store
+from hashpa.outputs import check_folder, claim_folder
+from hashpa.paths import recorded
 from hashpa.quantizers import LOW_DATA_ROWS_PER_BIT, enough_rows, fit_itq
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
     options = IndexSettings(**settings).check()
     out = Path(out)
     with process_group(options.device):
-        folder, files = _files_to_index(folder, model, split, options.class_depth)
         main = is_main_process()
         if main:
-            check_output_folder(out)
+            check_folder(out, "index")
+        folder, files = _files_to_index(folder, model, split, options.class_depth)
+        if main:
+            claim_folder(out, "index")
         with folder_lock(out, "hashpa index") if main else contextlib.nullcontext():  # rank 0 holds it for all
             if main:
                 remove_temporaries(out)
@@ -189,20 +191,6 @@ def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial
         if len(batch.positions):
             rows = todo[batch.positions]
             partial.write(Rows(files.paths[rows], files.sizes[rows], files.mtimes[rows], batch.embeddings, batch.codes))
-
-
-def check_output_folder(out: Path) -> None:
-    """--out must be a new or empty folder, or an index directory hashpa built (or began to build):
-    hashpa never overwrites or deletes files it did not write."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise HashpaError(f"--out {out} is a file, not a folder")
-    ours = (out / INDEX_JSON).is_file() or any(out.glob(".partial-*"))
-    foreign = [p.name for p in out.iterdir() if p.name != LOCK_FILE and TEMPORARY_MARK not in p.name]
-    if foreign and not ours:
-        raise HashpaError(f"--out {out} holds other files ({', '.join(sorted(foreign)[:3])}{' ...' if len(foreign) > 3 else ''}) and is not "
-                          "a hashpa index: choose a new or empty folder")
 
 
 def _check_before_embedding(options: IndexSettings, embedder, images: int) -> None:
@@ -320,10 +308,12 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
         built[index_key(kind, spec)] = {"kind": kind, "spec": spec, "file": name, "ntotal": int(faiss_index.ntotal),
                                         "bytes": files[name]["bytes"], "build_seconds": build_seconds}
     source = source or {}
-    folder = Path(source.get("folder") or store.attrs.get("root") or out)
+    folder, folder_from_index = recorded(source.get("folder") or store.attrs.get("root") or out, out)
+    model, model_from_index = recorded(source["model"], out) if source.get("model") else ("", "")
     write_meta(out, IndexMeta(
-        model=str(source.get("model", "")), checkpoint=source.get("checkpoint", "best"), model_fingerprint=store.attrs.get("model_fingerprint", ""),
-        folder=str(folder.resolve()), folder_from_index=relative_folder(folder, out), store_id=store_id, rows=len(store), bits=store.bits,
+        model=model, model_from_index=model_from_index, checkpoint=source.get("checkpoint", "best"),
+        model_fingerprint=store.attrs.get("model_fingerprint", ""),
+        folder=folder, folder_from_index=folder_from_index, store_id=store_id, rows=len(store), bits=store.bits,
         code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
         labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), indexes=built, files=files, hashpa_version=__version__,
     ))

@@ -63,11 +63,14 @@ def build_faiss_index(kind: str, data: np.ndarray, spec: str):
 
 
 def write_faiss(index, path: Path) -> None:
+    """Write `index` atomically. FAISS's bytes pass through a Python file, so that a write that fails
+    (a full disk) is an error here rather than a short file FAISS does not notice."""
     import faiss
 
     writer = faiss.write_index_binary if isinstance(index, faiss.IndexBinary) else faiss.write_index
-    with atomic_path(path) as tmp:
-        writer(index, str(tmp))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer(index, faiss.PyCallbackIOWriter(handle.write))
+        handle.flush()
 
 
 def read_faiss(kind: str, path: Path, recorded: dict | None, fix: str):

@@ -13,12 +13,12 @@ from, so a half-finished rebuild is detected instead of searched.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hashpa.errors import HashpaError
+from hashpa.paths import found
 from hashpa.settings import check_types
 
 STORE_FILE = "store.h5"
@@ -44,6 +44,7 @@ class IndexMeta:
     """index.json."""
 
     model: str  # the run directory (or checkpoint file) of the model that embedded the images, absolute
+    model_from_index: str  # the same, relative to the index directory
     checkpoint: str  # "best" or "last"
     model_fingerprint: str
     folder: str  # the indexed folder, absolute
@@ -85,6 +86,7 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
         if not isinstance(values, dict):
             raise TypeError(f"it holds a {type(values).__name__}, not an object")
         values.setdefault("folder_from_index", "")  # written before index directories recorded these
+        values.setdefault("model_from_index", "")
         values.setdefault("files", {})
         values.setdefault("class_depth", 1)  # the rule before class depths: the top-level folder
         check_types(IndexMeta, values, damaged)
@@ -103,15 +105,18 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
 def image_root(index_dir: str | Path, meta: IndexMeta) -> Path:
     """Where the indexed images are now: beside the index as they were (both moved together), or at
     the absolute path recorded when it was built."""
-    relative = Path(index_dir) / meta.folder_from_index if meta.folder_from_index else None
-    for candidate in (relative, Path(meta.folder)):
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    raise HashpaError(f"the images of {index_dir} are no longer at {meta.folder}: move them back, or rebuild the index from their new folder")
+    root = found(index_dir, meta.folder_from_index, meta.folder)
+    if root is None or not root.is_dir():
+        raise HashpaError(f"the images of {index_dir} are no longer at {meta.folder}: move them back, or rebuild the index from their new folder")
+    return root
 
 
-def relative_folder(folder: Path, index_dir: Path) -> str:
-    return os.path.relpath(folder.resolve(), index_dir.resolve())
+def model_source(index_dir: str | Path, meta: IndexMeta) -> Path:
+    """Where the model that built the index is now: beside the index as it was, or at its recorded path."""
+    source = found(index_dir, meta.model_from_index, meta.model)
+    if source is None:
+        raise HashpaError(f"the model that built {index_dir} is no longer at {meta.model}: move it back, or give the run directory with --model")
+    return source
 
 
 def rebuild_hint(index_dir: str | Path) -> str:

@@ -20,9 +20,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hashpa.errors import HashpaError
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.fileio import write_json
 from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
+from hashpa.outputs import check_replaceable, write_output
 from hashpa.report.frontier import frontier_methods
 from hashpa.report.machine import machine_info
 from hashpa.report.plots import plot_compare
@@ -34,6 +35,7 @@ from hashpa.search.queries import expand_queries
 
 log = logging.getLogger(__name__)
 
+REPORT_FILES = ("compare.json", "compare.md", "compare.png")  # what compare writes, in its output folder
 SPEED_K = 10
 
 
@@ -73,13 +75,19 @@ def compare(
     nprobe: int | None = None,
     ef_search: int | None = None,
     frontier: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Evaluate every method of `index_dir`; write compare.json, compare.md and compare.png to `out`
     (default: the index directory) and return the report. `frontier` adds other representations
-    of the same embeddings fitted to the database (``hashpa.report.frontier``)."""
+    of the same embeddings fitted to the database (``hashpa.report.frontier``). The files are
+    written under the write rule (``hashpa.outputs``): files of those names that hashpa did not
+    write are replaced only with `overwrite` (checked before anything is measured)."""
     import faiss
 
     _check_settings(threads, repeats, latency_queries, shortlist)
+    report_files = [Path(out or index_dir) / name for name in REPORT_FILES]
+    for path in report_files:
+        check_replaceable(path, overwrite)
     if threads:
         faiss.omp_set_num_threads(threads)
     ix = open_index(index_dir, nprobe, ef_search, model, device)
@@ -128,10 +136,10 @@ def compare(
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "methods": rows,
     }
-    out = Path(out or ix.path)
-    write_json_atomic(out / "compare.json", report)
-    write_text_atomic(out / "compare.md", compare_table(report) + "\n")
-    plot_compare(report, out / "compare.png")
+    json_file, table_file, plot_file = report_files
+    write_output(json_file, lambda tmp: write_json(tmp, report), overwrite)
+    write_output(table_file, lambda tmp: tmp.write_text(compare_table(report) + "\n", encoding="utf-8"), overwrite)
+    plot_compare(report, plot_file, overwrite)
     return report
 
 

@@ -19,8 +19,9 @@ from hashpa.data.splits import build_split
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled, load
 from hashpa.errors import HashpaError
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.fileio import write_json
 from hashpa.metrics.retrieval import RECALL_KS, model_scores, retrieval_scores
+from hashpa.outputs import check_replaceable, write_output
 from hashpa.quantizers import enough_rows, fit_itq, fit_lsh
 from hashpa.report.machine import machine_info
 from hashpa.report.tables import eval_table
@@ -33,18 +34,23 @@ DATABASE_ITQ = "PCA-ITQ fitted to the test photos"
 
 
 def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False, device: str = "auto", batch_size: int = 128,
-             workers: int | None = None, out: str | Path | None = None, **data) -> dict:
+             workers: int | None = None, out: str | Path | None = None, overwrite: bool = False, **data) -> dict:
     """Evaluate checkpoint `checkpoint` ("best" or "last") of the run directory `run`.
 
     The test split is the run's own unless `data` gives data settings as ``hashpa train`` takes
     them (data, dataset, root, split, train_dir, test_dir, test_fraction, class_depth): an image
     folder `data` with `split` half|seen, `train_dir` + `test_dir`, or `dataset` under `root`.
     Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with `out`,
-    writes it there as eval.json and eval.md.
+    writes it there as eval.json and eval.md, under the write rule (``hashpa.outputs``: files of those
+    names that hashpa did not write are replaced only with `overwrite`, checked before anything runs).
     """
     started = time.perf_counter()
-    config = RunDir(run).read_config()
-    _use_data(config, {k: v for k, v in data.items() if v is not None})
+    report_files = [] if out is None else [Path(out) / "eval.json", Path(out) / "eval.md"]
+    for path in report_files:
+        check_replaceable(path, overwrite)
+    other_data = {k: v for k, v in data.items() if v is not None}
+    config = RunDir(run).read_config(find_data=not {"data", "dataset", "root", "train_dir", "test_dir"} & set(other_data))
+    _use_data(config, other_data)
     model = load(run, checkpoint, device)
     state = model.state
     chosen = build_split(**config.data_settings()).check()
@@ -68,9 +74,9 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
         "database": len(queries.labels) - 1 if gallery is None else len(gallery.labels),
         "rows": rows, "seconds": round(time.perf_counter() - started, 3), "machine": machine_info(),
     }
-    if out is not None:
-        write_json_atomic(Path(out) / "eval.json", report)
-        write_text_atomic(Path(out) / "eval.md", eval_table(report) + "\n")
+    if report_files:
+        write_output(report_files[0], lambda tmp: write_json(tmp, report), overwrite)
+        write_output(report_files[1], lambda tmp: tmp.write_text(eval_table(report) + "\n", encoding="utf-8"), overwrite)
     return report
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hashpa.fileio import atomic_path
+from hashpa.outputs import write_output
 
 
-def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 96) -> None:
+def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 96, overwrite: bool = False) -> None:
     """One row per query (``hashpa.search.QueryResult``): the query, then its results; green/red
-    borders where both the query's and a result's labels are known."""
+    borders where both the query's and a result's labels are known. Written under the write rule
+    (``hashpa.outputs``): an existing file hashpa did not write is replaced only with `overwrite`."""
     from PIL import Image
 
     from hashpa.indexdir.layout import image_root, read_meta
@@ -25,10 +26,10 @@ def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 9
             _show(ax, Image.open(root / hit.path), f"{hit.rank}: {hit.score:.3g}", colour)
         for ax in row[1 + len(result.hits):]:
             ax.axis("off")
-    _save(fig, path, dpi=72)
+    _save(fig, path, dpi=72, overwrite=overwrite)
 
 
-def plot_compare(report: dict, path: Path) -> None:
+def plot_compare(report: dict, path: Path, overwrite: bool = False) -> None:
     """Two panels of a compare report, one point per method: Recall@1 against bytes per image and
     against batched queries/s (both log scale), queries/s also in the labels of the first."""
     plt = _pyplot()
@@ -44,7 +45,7 @@ def plot_compare(report: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("Recall@1")
     fig.suptitle(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats", fontsize=9)
-    _save(fig, path, dpi=120)
+    _save(fig, path, dpi=120, overwrite=overwrite)
 
 
 def _pyplot():
@@ -56,13 +57,14 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path, dpi: int) -> None:
+def _save(fig, path: str | Path, dpi: int, overwrite: bool) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+    try:
+        write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi), overwrite)
+    finally:
+        plt.close(fig)
 
 
 def _show(ax, image, title: str, colour: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hashpa.fileio import size_text
 from hashpa.indexdir.layout import CODE_SOURCES
 from hashpa.metrics.retrieval import RECALL_KS
 from hashpa.report.machine import describe_machine
@@ -108,10 +109,3 @@ def _recall_cells(metrics: dict) -> str:
     values = "".join(f"{metrics[f'recall@{k}']:>10.4f}" if f"recall@{k}" in metrics else f"{'-':>10}" for k in RECALL_KS)
     return values + f"{metrics['map@r']:>10.4f}"
 
-
-def size_text(n: float) -> str:
-    """Bytes as B / KiB / MiB / GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024

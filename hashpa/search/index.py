@@ -55,8 +55,9 @@ class Index:
         """The model that built the index (loaded on first use, its fingerprint checked)."""
         if self._model is None:
             from hashpa.embed import load
+            from hashpa.indexdir.layout import model_source
 
-            model = load(self._model_source or self.meta.model, self.meta.checkpoint, self._device)
+            model = load(self._model_source or model_source(self.path, self.meta), self.meta.checkpoint, self._device)
             self.files.check_model(model.fingerprint)
             self._model = model
         return self._model

@@ -23,6 +23,8 @@ HASH_INITS = ("itq", "random")
 CODE_RELAXATIONS = ("tanh", "ste")  # hashpa.training.relaxation
 # Settings added after run directories were first written: a saved config without one gets the value
 # that reproduces what its run did, not today's default.
+DATA_FROM_RUN = "data_from_run"  # config.json's record of the data folders relative to the run directory
+DATA_FOLDERS = ("data", "root", "train_dir", "test_dir")  # the data settings that are folders
 LEGACY_DEFAULTS = {"code_validation": 0.0, "class_depth": 1, "baseline": False, "preset": "none"}
 
 
@@ -115,6 +117,10 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def data_folders(self) -> dict:
+        """The data settings that name folders (absolute once a run directory records them)."""
+        return {name: getattr(self, name) for name in DATA_FOLDERS if getattr(self, name)}
+
     def data_settings(self) -> dict:
         """The fields that choose the images: hashpa.data.splits.build_split's arguments."""
         return {name: getattr(self, name) for name in ("dataset", "data", "root", "split", "train_dir", "test_dir", "test_fraction", "seed", "class_depth")}
@@ -135,7 +141,9 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         """A run directory's saved config.json."""
-        return cls.from_dict({**LEGACY_DEFAULTS, **_read_json(path)}, str(path))
+        values = _read_json(path)
+        values.pop(DATA_FROM_RUN, None)
+        return cls.from_dict({**LEGACY_DEFAULTS, **values}, str(path))
 
     def check(self) -> "TrainConfig":
         self.model.check()

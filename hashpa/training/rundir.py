@@ -17,7 +17,8 @@ from pathlib import Path
 
 from hashpa.errors import HashpaError
 from hashpa.fileio import write_json_atomic, write_text_atomic
-from hashpa.training.config import TrainConfig
+from hashpa.paths import found, recorded
+from hashpa.training.config import DATA_FROM_RUN, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,39 @@ class RunDir:
         return self.checkpoint_path("last").is_file()
 
     def write_config(self, config: TrainConfig) -> None:
-        write_json_atomic(self.config_path, config.to_dict())
+        """config.json: the resolved settings, their data folders absolute and (DATA_FROM_RUN) relative
+        to the run directory, so that they mean the same from any working directory."""
+        values, from_run = config.to_dict(), {}
+        for name, folder in config.data_folders().items():
+            values[name], from_run[name] = recorded(folder, self.path)
+        write_json_atomic(self.config_path, {**values, DATA_FROM_RUN: from_run})
 
-    def read_config(self) -> TrainConfig:
+    def read_config(self, find_data: bool = True) -> TrainConfig:
+        """The run's settings, each data folder where it is now (``hashpa.paths.found``); with
+        `find_data`, a data folder at neither place is an error naming both."""
         if not self.config_path.is_file():
             raise HashpaError(f"{self.path} is not a hashpa run directory (no config.json)")
-        return TrainConfig.load(self.config_path)
+        config = TrainConfig.load(self.config_path)
+        from_run = self._data_from_run()
+        for name, folder in config.data_folders().items():
+            where = found(self.path, from_run.get(name), folder)
+            if where is not None:
+                setattr(config, name, str(where))
+            elif find_data and Path(folder).is_absolute():
+                beside = f" (nor at {self.path / from_run[name]}, where it was beside the run)" if name in from_run else ""
+                raise HashpaError(f"the {name} folder of the run {self.path} is no longer at {folder}{beside}: move it back, "
+                                  f"or give the data again (hashpa eval --{name.replace('_', '-')} ...)")
+            elif find_data:
+                raise HashpaError(f"{self.config_path} records the {name} folder {folder!r} relative to wherever training ran: "
+                                  f"give the data again (hashpa eval --{name.replace('_', '-')} ...), or write its absolute path there")
+        return config
+
+    def _data_from_run(self) -> dict:
+        try:
+            recorded_paths = json.loads(self.config_path.read_text(encoding="utf-8")).get(DATA_FROM_RUN, {})
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return recorded_paths if isinstance(recorded_paths, dict) else {}
 
     def start_history(self) -> None:
         """An empty history, for a run that starts (a killed earlier start may have left records)."""

@@ -21,6 +21,7 @@ from hashpa.errors import HashpaError
 from hashpa.fileio import folder_lock, remove_temporaries
 from hashpa.metrics.retrieval import RECALL_KS, model_scores
 from hashpa.models.hashing_model import HashingModel
+from hashpa.outputs import check_folder, claim_folder
 from hashpa.quantizers import enough_rows
 from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
@@ -141,6 +142,8 @@ class Trainer:
     # ---- run directory -------------------------------------------------------------------
 
     def start(self) -> None:
+        if is_main_process():
+            claim_folder(self.run.path, "run")
         if self.run.has_checkpoint():
             raise HashpaError(
                 f"{self.run.path} already holds a training run: continue it with --resume {self.run.path}, "
@@ -410,6 +413,8 @@ def _recalls(metrics: dict) -> str:
 def train(config: TrainConfig) -> TrainResult | None:
     """Train from scratch into config.out (which must not hold a run yet); under torchrun, with every
     process (rank 0 returns the result, the others None)."""
+    if is_main_process():
+        check_folder(config.out, "run")
     with process_group(config.device):
         trainer = Trainer(config)
         with main_lock(trainer.run.path):
@@ -420,6 +425,7 @@ def train(config: TrainConfig) -> TrainResult | None:
 def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult | None:
     """Continue the run in `run_dir` from its last checkpoint (optionally to more epochs); under
     torchrun rank 0 returns the result, the others None."""
+    check_folder(run_dir, "run", "--resume")
     run = RunDir(run_dir)
     config = run.read_config()
     if not run.has_checkpoint():
