@@ -32,6 +32,8 @@ import torch
 from eval.publish import command_line, parse_benchmark_args, publish
 from eval.synthetic import make_image_folder
 from hashpa.fileio import TEMPORARY_MARK
+from hashpa.indexdir.generations import GENERATION_PREFIX
+from hashpa.indexdir.layout import read_meta
 
 log = logging.getLogger("eval.kill_resume")
 
@@ -118,17 +120,26 @@ def same_training(reference: Path, run: Path) -> list[str]:
 
 
 def same_index(reference: Path, index: Path) -> list[str]:
+    """What differs between two index directories' current generations: store datasets, FAISS files
+    and the names of their files (generation names aside)."""
     differences = []
-    with h5py.File(reference / "store.h5", "r") as a, h5py.File(index / "store.h5", "r") as b:
+    ours, theirs = _generation(reference), _generation(index)
+    with h5py.File(ours / "store.h5", "r") as a, h5py.File(theirs / "store.h5", "r") as b:
         for name in ("paths", "labels", "class_names", "embeddings", "codes", "sizes", "mtimes"):
             if not np.array_equal(a[name][()], b[name][()]):
                 differences.append(f"store.h5 {name}")
-    for path in reference.glob("*.faiss"):
-        if path.read_bytes() != (index / path.name).read_bytes():
+    for path in ours.glob("*.faiss"):
+        if path.read_bytes() != (theirs / path.name).read_bytes():
             differences.append(path.name)
-    if sorted(p.name for p in index.iterdir()) != sorted(p.name for p in reference.iterdir()):
+    names = lambda folder: sorted("gen-*" if p.name.startswith(GENERATION_PREFIX) else p.name for p in folder.iterdir())  # noqa: E731
+    if names(index) != names(reference) or names(ours) != names(theirs):
         differences.append("the files of the index directory")
     return differences
+
+
+def _generation(index_dir: Path) -> Path:
+    """The folder of an index directory's current generation."""
+    return index_dir / Path(read_meta(index_dir).store).parent
 
 
 def _equal(a, b) -> bool:

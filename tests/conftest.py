@@ -14,6 +14,13 @@ torch.set_num_threads(2)
 logging.getLogger("faiss").setLevel(logging.WARNING)
 
 
+def index_file(index_dir: Path, name: str) -> Path:
+    """The file `name` (store.h5, binary-BFlat.faiss ...) of an index directory's current generation."""
+    from hashpa.indexdir.layout import read_meta
+
+    return Path(index_dir) / Path(read_meta(index_dir).store).parent / name
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HASHPA_CACHE", str(tmp_path_factory.getbasetemp() / "hashpa-cache"))

@@ -23,7 +23,7 @@ from hashpa.cli.main import cli
 from hashpa.data.decode import decode_image
 from hashpa.fileio import LOCK_FILE, folder_lock
 from hashpa.indexdir import read_store
-from tests.conftest import make_image_folder
+from tests.conftest import index_file, make_image_folder
 
 TINY = ["--backbone", "smallcnn", "--weights", "none", "--dim", "16", "--bits", "16", "--split", "seen", "--epochs", "2",
         "--batch-size", "16", "--lr", "0.003", "--workers", "0", "--warmup-epochs", "0"]
@@ -219,7 +219,7 @@ def test_bad_options_and_folders_are_clear_errors(runs, photos, tmp_path, args, 
     values = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "photos": photos, "run16": runs / "run16", "tmp": tmp_path}
     before = fingerprint_tree(photos)
     hashpa(*[a.format(**values) for a in args]).failed_with(*needles)
-    assert fingerprint_tree(photos) == before and not (tmp_path / "idx" / "store.h5").exists()
+    assert fingerprint_tree(photos) == before and not (tmp_path / "idx" / "index.json").exists()
 
 
 def test_an_out_folder_holding_the_users_files_is_refused_and_left_alone(runs, photos, tmp_path):
@@ -236,7 +236,7 @@ def test_an_update_never_deletes_a_faiss_file_it_did_not_write(runs, photos, tmp
     (tmp_path / "idx" / "mine.faiss").write_bytes(b"the user's")
     hashpa("index", photos, "--model", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
     assert (tmp_path / "idx" / "mine.faiss").read_bytes() == b"the user's"
-    assert not (tmp_path / "idx" / "binary-BHNSW32.faiss").exists()  # hashpa's own index of the earlier build is gone
+    assert not list((tmp_path / "idx").rglob("binary-BHNSW32.faiss"))  # hashpa's own index of the earlier build is gone
 
 
 def test_a_typo_in_an_update_leaves_the_index_searchable(runs, photos, tmp_path):
@@ -256,7 +256,7 @@ def test_another_models_index_is_replaced_only_when_asked(runs, photos, tmp_path
     hashpa("index", photos, "--model", runs / "run32", "--out", idx, "--workers", 0).failed_with("built by another model", "--replace")
     assert fingerprint_tree(idx) == before
     summary = json.loads(hashpa("index", photos, "--model", runs / "run32", "--out", idx, "--workers", 0, "--replace", "--json").succeeded().stdout)
-    assert summary["embedded"] == 18 and read_store(idx / "store.h5").bits == 32
+    assert summary["embedded"] == 18 and read_store(index_file(idx, "store.h5")).bits == 32
 
 
 def test_a_second_writer_of_one_index_stops_with_a_message(runs, photos, tmp_path):
@@ -285,13 +285,13 @@ def test_damaged_index_files_are_errors_that_the_same_index_command_repairs(runs
     query = photos / "class_02" / "img_001.png"
     expected = json.loads(hashpa("search", built, query, "-k", 3, "--json").succeeded().stdout)
     if damage == "flipped store":
-        flip_a_byte(built / "store.h5", 0.9)
+        flip_a_byte(index_file(built, "store.h5"), 0.9)
     elif damage == "flipped faiss":
-        flip_a_byte(built / "float-Flat.faiss")
+        flip_a_byte(index_file(built, "float-Flat.faiss"))
     elif damage == "truncated faiss":
-        (built / "float-Flat.faiss").write_bytes((built / "float-Flat.faiss").read_bytes()[:100])
+        (index_file(built, "float-Flat.faiss")).write_bytes((index_file(built, "float-Flat.faiss")).read_bytes()[:100])
     else:
-        (built / "store.h5").write_bytes(b"not hdf5 at all" * 100)
+        (index_file(built, "store.h5")).write_bytes(b"not hdf5 at all" * 100)
     hashpa("search", built, query, "-k", 3).failed_with("run the hashpa index command that built")
     hashpa("index", photos, "--model", runs / "run16", "--out", built, "--workers", 0).succeeded()
     assert json.loads(hashpa("search", built, query, "-k", 3, "--json").succeeded().stdout) == expected

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hashpa.cli.main import cli
 from hashpa.codes import bit_statistics
 from hashpa.indexdir import read_store
-from tests.conftest import make_image_folder
+from tests.conftest import index_file, make_image_folder
 
 TINY = ["--backbone", "smallcnn", "--weights", "none", "--dim", "16", "--bits", "16", "--split", "seen",
         "--epochs", "2", "--batch-size", "16", "--lr", "0.003", "--workers", "0", "--warmup-epochs", "0"]
@@ -90,7 +90,7 @@ def test_compare_writes_table_json_and_plot(workspace):
         assert 0 <= m["recall@1"] <= m["recall@8"] <= 1 and m["queries_per_second"] > 0
     bflat = methods["binary BFlat"]
     assert bflat["bytes_per_image"] == pytest.approx(bflat["index_bytes"] / 48)
-    assert bflat["index_bytes"] == (base / "idx" / "binary-BFlat.faiss").stat().st_size
+    assert bflat["index_bytes"] == (index_file(base / "idx", "binary-BFlat.faiss")).stat().st_size
     assert report["machine"]["cpu_cores"] >= 1 and report["queries"] == 48
     assert (base / "cmp" / "compare.png").stat().st_size > 1000
 
@@ -107,7 +107,7 @@ def test_info_and_export_codes(workspace):
     base, _, _, _ = workspace
     info = run("info", base / "idx")
     assert info.exit_code == 0 and "16-bit codes" in info.output and "mean entropy" in info.output
-    store = read_store(base / "idx" / "store.h5")
+    store = read_store(index_file(base / "idx", "store.h5"))
     entropy = float(info.output.split("mean entropy ")[1].split()[0])
     assert entropy == pytest.approx(bit_statistics(store.codes)["mean_entropy"], abs=5e-4)
     assert run("export-codes", base / "idx", base / "codes.txt").exit_code == 0
@@ -125,7 +125,7 @@ def test_json_output_of_index_info_compare_and_eval(workspace, tmp_path):
     summary = json.loads(indexed.stdout)
     assert (summary["rows"], summary["embedded"], list(summary["indexes"])) == (48, 48, ["float:Flat", "binary:BFlat"])
     facts = json.loads(run("info", tmp_path / "idx", "--json").stdout)
-    assert facts["rows"] == 48 and facts["bits"] == 16 and facts["store_id"] == read_store(tmp_path / "idx" / "store.h5").attrs["store_id"]
+    assert facts["rows"] == 48 and facts["bits"] == 16 and facts["store_id"] == read_store(index_file(tmp_path / "idx", "store.h5")).attrs["store_id"]
     compared = json.loads(run("compare", tmp_path / "idx", "--latency-queries", 2, "--repeats", 1, "--json").stdout)
     assert [m["method"] for m in compared["methods"]] == ["float Flat", "binary BFlat", "rerank BFlat"]
     assert compared == json.loads((tmp_path / "idx" / "compare.json").read_text()) | {"command": compared["command"]}
@@ -174,7 +174,7 @@ def test_an_index_with_codes_fitted_to_the_folder_searches_and_compares(workspac
     report = json.loads((tmp_path / "idx" / "compare.json").read_text())
     assert report["code_source"] == "itq"
     memory = {row["method"]: row["index_bytes"] for row in report["methods"]}
-    assert memory["asymmetric BFlat"] == memory["asymmetric scan"] + (tmp_path / "idx" / "binary-BFlat.faiss").stat().st_size
+    assert memory["asymmetric BFlat"] == memory["asymmetric scan"] + (index_file(tmp_path / "idx", "binary-BFlat.faiss")).stat().st_size
     assert "codes from PCA-ITQ fitted to this database" in run("info", tmp_path / "idx").output
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hashpa.indexdir import read_store
-from tests.conftest import make_image_folder
+from tests.conftest import index_file, make_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--backbone", "smallcnn", "--weights", "none", "--dim", "16", "--bits", "16", "--split", "seen", "--batch-size", "16",
@@ -63,7 +63,7 @@ def trained(tmp_path_factory):
 
 def test_two_ranks_train_one_run_directory_that_evaluates_like_any(trained):
     base, folder = trained
-    assert sorted(p.name for p in (base / "run").iterdir()) == [".hashpa.lock", "best.pt", "config.json", "history.jsonl", "last.pt"]
+    assert sorted(p.name for p in (base / "run").iterdir()) == [".hashpa-manifest.json", ".hashpa.lock", "best.pt", "config.json", "history.jsonl", "last.pt"]
     history = [json.loads(line) for line in (base / "run" / "history.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("stage")) for r in history] == [(0, "start"), (1, None), (1, "codes")]  # written once, by rank 0
     best = torch.load(base / "run" / "best.pt", weights_only=True)
@@ -92,10 +92,10 @@ def test_two_ranks_index_bit_for_bit_as_one_process_and_update_it(trained, tmp_p
     subprocess.run([sys.executable, "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "one"), *map(str, common)], cwd=ROOT, check=True,
                    capture_output=True)
     hashpa("index", catalogue, "--out", tmp_path / "two", *common)
-    one, two = read_store(tmp_path / "one" / "store.h5"), read_store(tmp_path / "two" / "store.h5")
+    one, two = read_store(index_file(tmp_path / "one", "store.h5")), read_store(index_file(tmp_path / "two", "store.h5"))
     assert one.paths == two.paths and np.array_equal(one.embeddings, two.embeddings) and np.array_equal(one.codes, two.codes)
     for name in ("float-Flat.faiss", "binary-BFlat.faiss", "binary-BHNSW16.faiss"):
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+        assert index_file(tmp_path / "one", name).read_bytes() == index_file(tmp_path / "two", name).read_bytes(), name
     make_image_folder(catalogue, classes=3, per_class=11, seed=5)  # 6 new images, 27 changed
     out = hashpa("index", catalogue, "--out", tmp_path / "two", *common, "--json").stdout
     summary = json.loads(out[out.index("{"):])
@@ -130,7 +130,7 @@ def test_a_killed_rank_leaves_finished_batches_that_a_rerun_reuses(trained, tmp_
                    check=True, capture_output=True)
     for name in ("store.h5", "float-Flat.faiss", "binary-BFlat.faiss"):
         if name == "store.h5":
-            one, two = read_store(tmp_path / "whole" / name), read_store(tmp_path / "killed" / name)
+            one, two = read_store(index_file(tmp_path / "whole", name)), read_store(index_file(tmp_path / "killed", name))
             assert one.paths == two.paths and np.array_equal(one.embeddings, two.embeddings) and np.array_equal(one.codes, two.codes)
         else:
-            assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "killed" / name).read_bytes(), name
+            assert index_file(tmp_path / "whole", name).read_bytes() == index_file(tmp_path / "killed", name).read_bytes(), name

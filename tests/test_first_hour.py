@@ -10,7 +10,7 @@ from hashpa.cli.main import cli
 from hashpa.data import class_of, split_folder
 from hashpa.indexdir import read_store
 from hashpa.training.config import resolve_config
-from tests.conftest import make_image_folder
+from tests.conftest import index_file, make_image_folder
 
 TINY = ["--backbone", "smallcnn", "--weights", "none", "--dim", "16", "--bits", "16", "--epochs", "1", "--batch-size", "16",
         "--workers", "0", "--warmup-epochs", "0", "--code-epochs", "0"]
@@ -45,7 +45,7 @@ def test_nested_folders_from_training_to_index_compare_and_search(nested, tmp_pa
     first_epoch = trained.output.index("epoch 1/1")
     assert "training images of 6 classes" in trained.output[:first_epoch] and "test images of 6 classes" in trained.output[:first_epoch]
     assert run("index", nested, "--model", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0).exit_code == 0
-    store = read_store(tmp_path / "idx" / "store.h5")
+    store = read_store(index_file(tmp_path / "idx", "store.h5"))
     assert store.class_names == ["birds/finches", "birds/gulls", "birds/owls", "toys/cars", "toys/dolls", "toys/owls"]
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["class_depth"] == 0
     result = json.loads(run("search", tmp_path / "idx", nested / "toys" / "owls" / "img_003.png", "-k", 2, "--json").stdout)[0]
@@ -53,7 +53,7 @@ def test_nested_folders_from_training_to_index_compare_and_search(nested, tmp_pa
     report = json.loads(run("compare", tmp_path / "idx", "--queries", nested, "--latency-queries", 1, "--repeats", 1, "--json").stdout)
     assert report["labelled_queries"] == 48
     by_top = run("index", nested, "--model", tmp_path / "run", "--out", tmp_path / "idx1", "--workers", 0, "--class-depth", 1)
-    assert by_top.exit_code == 0 and read_store(tmp_path / "idx1" / "store.h5").class_names == ["birds", "toys"]
+    assert by_top.exit_code == 0 and read_store(index_file(tmp_path / "idx1", "store.h5")).class_names == ["birds", "toys"]
 
 
 def test_index_the_runs_own_test_split(tmp_path):
@@ -61,7 +61,7 @@ def test_index_the_runs_own_test_split(tmp_path):
     assert run("train", "--data", folder, "--split", "half", "--out", tmp_path / "run", *TINY).exit_code == 0
     indexed = run("index", "--split", "test", "--model", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0, "--json")
     assert indexed.exit_code == 0, indexed.output
-    store = read_store(tmp_path / "idx" / "store.h5")
+    store = read_store(index_file(tmp_path / "idx", "store.h5"))
     assert store.class_names == ["class_03", "class_04", "class_05"] and len(store) == 24  # the unseen half only
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["folder"] == str(folder.resolve())
     again = json.loads(run("index", "--split", "test", "--model", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0, "--json").stdout)

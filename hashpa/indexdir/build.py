@@ -22,9 +22,10 @@ from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
 from hashpa.distributed import barrier, is_main_process, process_group, rank, rank_device, world_size
 from hashpa.errors import HashpaError
-from hashpa.fileio import checksum, folder_lock, remove_temporaries, verify
+from hashpa.fileio import check_free_space, checksum, folder_lock, remove_temporaries, verify
 from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, scan_samples, unchanged_rows
 from hashpa.indexdir.faiss_files import build_faiss_index, make_faiss_index, write_faiss
+from hashpa.indexdir.generations import new_generation, retire_unused
 from hashpa.indexdir.layout import (
     DEFAULT_INDEXES,
     STORE_FILE,
@@ -207,12 +208,14 @@ def _check_before_embedding(options: IndexSettings, embedder, images: int) -> No
 def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:
     """The rows of the store in `out` when the same model built it; none for a new index, a store
     that cannot be read (rebuilt from the images), or, with `replace`, another model's store."""
-    path = out / STORE_FILE
+    meta = _current_meta(out)
+    path = out / (meta.store if meta else STORE_FILE)
     nothing = StoredRows(path, np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64), {})
-    if not path.is_file():
+    if meta is None or not path.is_file():
         return nothing
     try:
-        _check_recorded_checksum(out, path)
+        if meta.store in meta.files:
+            verify(path, meta.files[meta.store], "it is rebuilt from the images")
         store = read_store_rows(path)
     except HashpaError as error:
         log.warning("%s; every image is embedded again", error)
@@ -225,15 +228,6 @@ def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:
         log.warning("--replace: %s was built by model %s; every image is embedded again with %s", out, built_by, embedder.fingerprint)
         return nothing
     return store
-
-
-def _check_recorded_checksum(out: Path, path: Path) -> None:
-    try:
-        recorded = read_meta(out).files.get(STORE_FILE)
-    except HashpaError:
-        return  # no (readable) index.json: an interrupted first run; the store is checked by reading it
-    if recorded:
-        verify(path, recorded, "it is rebuilt from the images")
 
 
 def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, previous: StoredRows, from_partial: np.ndarray, done: Rows,
@@ -282,13 +276,15 @@ def fit_database_codes(embeddings: np.ndarray, bits: int, seed: int = 0) -> Fitt
 
 def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["float"], binary_specs=DEFAULT_INDEXES["binary"],
                     source: dict | None = None) -> dict:
-    """Write `store`, its FAISS indexes and index.json (last) into `out`; returns the indexes built.
+    """Write `store` and its FAISS indexes as a new generation of the index directory `out`, publish
+    it by replacing index.json, then remove older generations no reader holds (``generations``);
+    returns the indexes built.
 
-    Every FAISS index is built before anything is written, so a bad factory string leaves an
-    existing index as it was. `store.attrs["model_fingerprint"]` names the model; `source` gives
-    the indexed "folder", the "model" and its "checkpoint" for index.json (defaults: the store's
-    root, unknown). Index files of an earlier build that this one does not make again are deleted;
-    no other file is.
+    Every FAISS index is built, and the free space checked, before anything is written, so a bad
+    factory string or a full disk leaves an existing index as it was; searches running meanwhile
+    answer from the old generation. `store.attrs["model_fingerprint"]` names the model; `source`
+    gives the indexed "folder", the "model" and its "checkpoint" for index.json (defaults: the
+    store's root, unknown). No file hashpa did not write is deleted.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -297,12 +293,15 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
     made = {(kind, spec): build_faiss_index(kind, data[kind], spec) for kind, specs in (("float", float_specs), ("binary", binary_specs))
             for spec in dict.fromkeys(specs)}
     build_seconds = round((time.perf_counter() - started) / max(len(made), 1), 3)
-    previous = _previous_index_files(out)
-    store_id = write_store(out / STORE_FILE, store)
-    files = {STORE_FILE: checksum(out / STORE_FILE)}
+    check_free_space(out, _bytes_needed(store, made), "the index")
+    previous = _current_meta(out)
+    generation = new_generation()
+    store_file = f"{generation}/{STORE_FILE}"
+    store_id = write_store(out / store_file, store)
+    files = {store_file: checksum(out / store_file)}
     built = {}
     for (kind, spec), faiss_index in made.items():
-        name = index_file_name(kind, spec)
+        name = f"{generation}/{index_file_name(kind, spec)}"
         write_faiss(faiss_index, out / name)
         files[name] = checksum(out / name)
         built[index_key(kind, spec)] = {"kind": kind, "spec": spec, "file": name, "ntotal": int(faiss_index.ntotal),
@@ -310,21 +309,29 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
     source = source or {}
     folder, folder_from_index = recorded(source.get("folder") or store.attrs.get("root") or out, out)
     model, model_from_index = recorded(source["model"], out) if source.get("model") else ("", "")
-    write_meta(out, IndexMeta(
+    meta = IndexMeta(
         model=model, model_from_index=model_from_index, checkpoint=source.get("checkpoint", "best"),
         model_fingerprint=store.attrs.get("model_fingerprint", ""),
         folder=folder, folder_from_index=folder_from_index, store_id=store_id, rows=len(store), bits=store.bits,
         code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
-        labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), indexes=built, files=files, hashpa_version=__version__,
-    ))
-    for stale in previous - set(files):
-        (out / stale).unlink(missing_ok=True)
+        labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), indexes=built, files=files, store=store_file,
+        hashpa_version=__version__,
+    )
+    write_meta(out, meta)
+    retire_unused(out, meta, previous)
     return built
 
 
-def _previous_index_files(out: Path) -> set[str]:
-    """The FAISS files the index directory's current index.json lists (hashpa's own), if it has one."""
+def _bytes_needed(store: Store, made: dict) -> int:
+    """About what writing `store` and the FAISS indexes `made` takes on disk."""
+    vectors = store.embeddings.nbytes + store.codes.nbytes + (store.fitted.codes.nbytes if store.fitted else 0)
+    faiss_bytes = sum(index.ntotal * (index.code_size if hasattr(index, "code_size") else 0) for index in made.values())
+    return int(vectors + faiss_bytes + 64 * len(store) + 2**20)
+
+
+def _current_meta(out: Path) -> IndexMeta | None:
+    """The index directory's current index.json, if it has a readable one."""
     try:
-        return {entry["file"] for entry in read_meta(out).indexes.values()}
+        return read_meta(out)
     except HashpaError:
-        return set()
+        return None

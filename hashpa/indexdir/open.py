@@ -9,7 +9,8 @@ import numpy as np
 from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.fileio import verify
 from hashpa.indexdir.faiss_files import OPTIONS, read_faiss
-from hashpa.indexdir.layout import INDEX_JSON, STORE_FILE, IndexMeta, image_root, read_meta, rebuild_hint
+from hashpa.indexdir.generations import hold_current
+from hashpa.indexdir.layout import INDEX_JSON, image_root, rebuild_hint
 from hashpa.indexdir.store import Store, read_store
 
 
@@ -25,11 +26,16 @@ class IndexDir:
             if value is not None and value < 1:
                 raise HashpaError(f"{name} must be at least 1, got {value}")
         self.nprobe, self.ef_search = nprobe, ef_search
-        self.meta: IndexMeta = read_meta(self.path)
+        self.meta, self._held = hold_current(self.path)
         self.fix = rebuild_hint(self.path)
-        if STORE_FILE in self.meta.files:
-            verify(self.path / STORE_FILE, self.meta.files[STORE_FILE], self.fix)
-        self.store: Store = read_store(self.path / STORE_FILE, map_embeddings=True)
+        store_file = self.path / self.meta.store
+        try:
+            if self.meta.store in self.meta.files:
+                verify(store_file, self.meta.files[self.meta.store], self.fix)
+            self.store: Store = read_store(store_file, map_embeddings=True)
+        except BaseException:
+            self.close()
+            raise
         self._loaded: dict[tuple[str, str], object] = {}
         if self.store.attrs.get("store_id") != self.meta.store_id:
             raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); {self.fix}")
@@ -38,6 +44,17 @@ class IndexDir:
         if recorded != actual:
             changed = ", ".join(f"{k} {recorded[k]!r} (the store: {actual[k]!r})" for k in recorded if recorded[k] != actual[k])
             raise HashpaError(f"{self.path / INDEX_JSON} does not describe its store: {changed}; {self.fix}")
+
+    def close(self) -> None:
+        """Let go of the generation this reader holds (updates may then remove its files)."""
+        if not self._held.closed:
+            self._held.close()
+
+    def __enter__(self) -> "IndexDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __len__(self) -> int:
         return len(self.store)

@@ -31,6 +31,16 @@ class Index:
         self._model = None
         self._distinct: DistinctCodes | None = None
 
+    def close(self) -> None:
+        """Let go of the index directory's files (see IndexDir.close)."""
+        self.files.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def __len__(self) -> int:
         return len(self.files)
 

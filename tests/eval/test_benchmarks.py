@@ -7,7 +7,7 @@ import pytest
 
 from eval import bench_loss, bench_search, bench_train, flowers
 from hashpa.metrics import recall_at_k
-from tests.conftest import make_image_folder
+from tests.conftest import index_file, make_image_folder
 
 
 def test_bench_search_tiny(tmp_path):
@@ -21,9 +21,9 @@ def test_bench_search_tiny(tmp_path):
     assert flat["recall_vs_exact"] == 1.0 and rows["float Flat"]["recall_vs_exact"] == 1.0  # each exact search against itself
     assert flat["hamming_per_second"] == pytest.approx(flat["queries_per_second"] * 3000)
     assert flat["fraction_of_popcount_limit"] == pytest.approx(flat["hamming_per_second"] / report["popcount_per_second_one_core"]["cache"])
-    index_file = tmp_path / "index-64bit" / "binary-BFlat.faiss"
-    assert flat["bytes_per_vector"] == pytest.approx(index_file.stat().st_size / 3000)  # what hashpa compare counts
-    assert rows["rerank BFlat (shortlist 100)"]["bytes_per_vector"] == pytest.approx(index_file.stat().st_size / 3000 + 512 * 4)
+    bflat_file = index_file(tmp_path / "index-64bit", "binary-BFlat.faiss")
+    assert flat["bytes_per_vector"] == pytest.approx(bflat_file.stat().st_size / 3000)  # what hashpa compare counts
+    assert rows["rerank BFlat (shortlist 100)"]["bytes_per_vector"] == pytest.approx(bflat_file.stat().st_size / 3000 + 512 * 4)
     assert "| binary BFlat | 64 | 1 |" in (tmp_path / "search.md").read_text()
     asymmetric = next(r for r in report["rows"] if r["method"].startswith("asymmetric scan"))
     quantiser = (512 + 512 * 64) * 4  # float32 mean and projection

@@ -35,7 +35,7 @@ def test_the_kill_and_resume_comparisons_see_a_changed_tensor_and_a_changed_row(
 
     from eval.kill_resume import same_index, same_training
     from hashpa.indexdir import build_index
-    from tests.conftest import make_image_folder
+    from tests.conftest import index_file, make_image_folder
 
     copy = tmp_path / "run"
     shutil.copytree(trained_run, copy)
@@ -49,6 +49,6 @@ def test_the_kill_and_resume_comparisons_see_a_changed_tensor_and_a_changed_row(
     for out in ("a", "b"):
         build_index(folder, trained_run, tmp_path / out, workers=0)
     assert same_index(tmp_path / "a", tmp_path / "b") == []
-    with h5py.File(tmp_path / "b" / "store.h5", "r+") as h5:
+    with h5py.File(index_file(tmp_path / "b", "store.h5"), "r+") as h5:
         h5["codes"][0, 0] ^= 1
     assert same_index(tmp_path / "a", tmp_path / "b") == ["store.h5 codes"]

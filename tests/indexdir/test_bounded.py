@@ -7,6 +7,7 @@ import pytest
 from hashpa.indexdir import Store, build_index, faiss_files, read_store, write_index_dir
 from hashpa.indexdir.faiss_files import build_faiss_index
 from hashpa.indexdir.store import StoredRows, read_store_rows
+from tests.conftest import index_file
 
 
 def store_of(rows: int, dim: int = 8, dtype=np.float32) -> Store:
@@ -21,7 +22,7 @@ def test_rows_copied_in_slabs_equal_fancy_indexing(tmp_path, monkeypatch):
     store = store_of(1000)
     write_index_dir(tmp_path, store)
     monkeypatch.setattr(StoredRows, "SLAB_ROWS", 64)  # many slabs, rows on both sides of their edges
-    rows = read_store_rows(tmp_path / "store.h5")
+    rows = read_store_rows(index_file(tmp_path, "store.h5"))
     assert rows.paths.tolist() == store.paths and np.array_equal(rows.sizes, store.sizes) and rows.attrs["bits"] == 8
     source = np.sort(np.random.default_rng(1).choice(1000, 300, replace=False))
     target_rows = np.random.default_rng(2).permutation(300)
@@ -42,16 +43,16 @@ def test_float16_rows_added_in_chunks_build_the_float32_index(spec, monkeypatch)
 
 
 def test_an_update_reuses_store_rows_read_in_slabs(trained_run, tmp_path, monkeypatch):
-    from tests.conftest import make_image_folder
+    from tests.conftest import index_file, make_image_folder
 
     folder = make_image_folder(tmp_path / "photos", classes=3, per_class=8)
     first = build_index(folder, trained_run, tmp_path / "idx", workers=0)
-    before = read_store(tmp_path / "idx" / "store.h5")
+    before = read_store(index_file(tmp_path / "idx", "store.h5"))
     monkeypatch.setattr(StoredRows, "SLAB_ROWS", 5)
     (folder / "class_01" / "img_003.png").unlink()
     make_image_folder(tmp_path / "photos", classes=4, per_class=2, seed=9)  # 2 new images, 6 rewritten
     second = build_index(folder, trained_run, tmp_path / "idx", workers=0)
-    after = read_store(tmp_path / "idx" / "store.h5")
+    after = read_store(index_file(tmp_path / "idx", "store.h5"))
     kept = [p for p in before.paths if p in after.paths and not p.endswith(("img_000.png", "img_001.png"))]
     assert first.embedded == 24 and second.embedded == 8 and len(after) == 25 and kept
     for path in kept:

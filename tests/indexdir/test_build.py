@@ -10,7 +10,7 @@ import hashpa
 import hashpa.indexdir.partial
 from hashpa.errors import HashpaError
 from hashpa.indexdir import IndexDir, build_index, read_store
-from tests.conftest import make_image_folder, stripe_image
+from tests.conftest import index_file, make_image_folder, stripe_image
 
 
 def index(folder, model, out, *float_and_binary, **settings):
@@ -24,10 +24,12 @@ def test_index_writes_store_indexes_and_metadata(trained_run, tmp_path):
     folder = make_image_folder(tmp_path / "images", classes=3, per_class=5)
     summary = index(folder, trained_run, tmp_path / "idx", ("Flat", "HNSW32"), ("BFlat", "BHNSW32"), workers=0)
     assert summary.rows == 15 and summary.embedded == 15 and summary.reused == 0
-    names = {p.name for p in (tmp_path / "idx").iterdir()}
-    assert names == {"store.h5", "index.json", "float-Flat.faiss", "float-HNSW32.faiss", "binary-BFlat.faiss", "binary-BHNSW32.faiss", ".hashpa.lock"}
     meta = json.loads((tmp_path / "idx" / "index.json").read_text())
-    store = read_store(tmp_path / "idx" / "store.h5")
+    generation = meta["store"].split("/")[0]
+    assert {p.name for p in (tmp_path / "idx").iterdir()} == {generation, "index.json", ".hashpa.lock", ".hashpa-manifest.json"}
+    names = {p.name for p in (tmp_path / "idx" / generation).iterdir()}
+    assert names == {"store.h5", "float-Flat.faiss", "float-HNSW32.faiss", "binary-BFlat.faiss", "binary-BHNSW32.faiss"}
+    store = read_store(index_file(tmp_path / "idx", "store.h5"))
     assert meta["store_id"] == store.attrs["store_id"] and meta["bits"] == 16
     assert store.paths[0] == "class_00/img_000.png" and store.class_names == ["class_00", "class_01", "class_02"]
     assert list(store.labels[:6]) == [0, 0, 0, 0, 0, 1]
@@ -49,7 +51,7 @@ def test_incremental_runs_embed_only_new_or_changed_files_and_drop_deleted(train
     folder = make_image_folder(tmp_path / "images", classes=2, per_class=4)
     out = tmp_path / "idx"
     index(folder, trained_run, out, workers=0)
-    before = read_store(out / "store.h5")
+    before = read_store(index_file(out, "store.h5"))
 
     (folder / "class_00" / "img_001.png").unlink()
     stripe_image(1, np.random.default_rng(9)).save(folder / "class_01" / "new.png")
@@ -58,7 +60,7 @@ def test_incremental_runs_embed_only_new_or_changed_files_and_drop_deleted(train
     os.utime(changed, ns=(1, 1))
     summary = index(folder, trained_run, out, workers=0)
     assert (summary.embedded, summary.reused, summary.removed, summary.rows) == (2, 6, 1, 8)
-    after = read_store(out / "store.h5")
+    after = read_store(index_file(out, "store.h5"))
     assert "class_00/img_001.png" not in after.paths and "class_01/new.png" in after.paths
     kept = after.paths.index("class_00/img_000.png")
     np.testing.assert_array_equal(after.embeddings[kept], before.embeddings[before.paths.index("class_00/img_000.png")])
@@ -109,7 +111,7 @@ def test_device_decoding_matches_pil_decoding(trained_run, tmp_path):
     pil = index(folder, trained_run, tmp_path / "pil", workers=0)
     device = index(folder, trained_run, tmp_path / "device", workers=0, decode="device")
     assert device.rows == pil.rows == 9 and device.skipped == pil.skipped == ["class_01/broken.jpg"]
-    a, b = read_store(tmp_path / "pil" / "store.h5"), read_store(tmp_path / "device" / "store.h5")
+    a, b = read_store(index_file(tmp_path / "pil", "store.h5")), read_store(index_file(tmp_path / "device", "store.h5"))
     assert a.paths == b.paths
     cosine = (a.embeddings * b.embeddings).sum(axis=1)
     assert cosine.min() > 0.98  # the same images; resize implementations differ slightly
@@ -119,10 +121,10 @@ def test_codes_fitted_to_the_folder_are_stored_with_their_quantiser_and_indexed(
     folder = make_image_folder(tmp_path / "images", classes=3, per_class=10)
     out = tmp_path / "idx"
     index(folder, trained_run, out, workers=0)
-    model_codes = read_store(out / "store.h5").codes
+    model_codes = read_store(index_file(out, "store.h5")).codes
     summary = index(folder, trained_run, out, codes="itq", workers=0)
     assert summary.embedded == 0  # switching the code source re-uses the embeddings
-    store = read_store(out / "store.h5")
+    store = read_store(index_file(out, "store.h5"))
     assert store.code_source == "itq" and store.attrs["code_source"] == "itq"
     np.testing.assert_array_equal(store.codes, model_codes)  # the model's codes are kept beside them
     np.testing.assert_array_equal(store.fitted.codes, store.fitted.hasher.encode(store.embeddings))

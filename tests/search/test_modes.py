@@ -8,6 +8,7 @@ import pytest
 from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.indexdir import IndexDir, Store, read_store, write_index_dir
 from hashpa.search import modes
+from tests.conftest import index_file
 
 
 def random_store(n=300, dim=16, bits=16, seed=0, duplicates=True) -> Store:
@@ -102,7 +103,7 @@ def test_a_product_quantised_float_index_gives_faiss_pq_candidates_ranked_by_exa
 
 
 def test_an_open_index_maps_its_embeddings_from_the_store(index_dir):
-    loaded = read_store(index_dir / "store.h5")
+    loaded = read_store(index_file(index_dir, "store.h5"))
     opened = IndexDir(index_dir)
     assert isinstance(opened.store.embeddings, np.memmap) and not isinstance(loaded.embeddings, np.memmap)
     np.testing.assert_array_equal(opened.store.embeddings, loaded.embeddings)
@@ -121,18 +122,18 @@ def test_a_float16_store_is_mapped_and_reranks_in_float32(tmp_path):
 
 
 def test_files_round_trip_through_plain_h5py_and_faiss(index_dir):
-    store = read_store(index_dir / "store.h5")
-    with h5py.File(index_dir / "store.h5", "r") as h5:
+    store = read_store(index_file(index_dir, "store.h5"))
+    with h5py.File(index_file(index_dir, "store.h5"), "r") as h5:
         assert h5["codes"].dtype == np.uint8 and h5["codes"].shape == (300, 2)
         np.testing.assert_array_equal(h5["codes"][()], store.codes)
         np.testing.assert_array_equal(h5["embeddings"][()], store.embeddings)
         assert h5["paths"].asstr()[0] == "c0/img_0000.png"
         assert h5.attrs["bits"] == 16 and h5.attrs["model_fingerprint"] == "f" * 16
-    binary = faiss.read_index_binary(str(index_dir / "binary-BFlat.faiss"))
+    binary = faiss.read_index_binary(str(index_file(index_dir, "binary-BFlat.faiss")))
     assert binary.ntotal == 300 and binary.code_size == 2
     _, ids = binary.search(store.codes[[7]], 1)
     assert ids[0, 0] == 7
-    flat = faiss.read_index(str(index_dir / "float-Flat.faiss"))
+    flat = faiss.read_index(str(index_file(index_dir, "float-Flat.faiss")))
     similarities, ids = flat.search(store.embeddings[[42]], 1)
     assert ids[0, 0] == 42 and similarities[0, 0] == pytest.approx(1.0, abs=1e-5)
 
@@ -149,7 +150,7 @@ def test_model_mismatch_and_missing_index_are_clear_errors(index_dir):
 
 def test_a_store_that_does_not_match_index_json_is_detected(index_dir):
     write_index_dir(index_dir / "other", random_store(seed=3))
-    (index_dir / "store.h5").write_bytes((index_dir / "other" / "store.h5").read_bytes())
+    (index_file(index_dir, "store.h5")).write_bytes((index_file(index_dir / "other", "store.h5")).read_bytes())
     with pytest.raises(HashpaError, match="does not match the checksum"):
         IndexDir(index_dir)
 
