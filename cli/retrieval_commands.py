@@ -189,10 +189,12 @@ def _echo_indexes(indexes: dict) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True, help="Larger uploads are refused (413).")
+@click.option("--allow-host", "allow_hosts", multiple=True,
+              help="Also answer requests whose Host is this name (repeatable); localhost and --host are always allowed.")
 @friendly_errors
-def serve(index_dirs, host, port, device, max_upload_mb) -> None:
+def serve(index_dirs, host, port, device, max_upload_mb, allow_hosts) -> None:
     """Serve a search page and a JSON API over INDEX_DIRS: float, binary, rerank and asymmetric side by side."""
     from hashpa.serve.app import serve as run_server
 
     click.echo(f"hashpa serve: http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(index_dirs, host, port, device, max_upload_mb)
+    run_server(index_dirs, host, port, device, max_upload_mb, allow_hosts)

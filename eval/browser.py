@@ -33,8 +33,9 @@ def browser_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def running_server(index_dirs: list[Path]) -> Iterator[str]:
-    """hashpa serve's app on a free local port, in a thread; yields its address."""
+def running_server(index_dirs: list[Path], **settings) -> Iterator[str]:
+    """hashpa serve's app (``create_app(index_dirs, **settings)``) on a free local port, in a thread;
+    yields its address."""
     import uvicorn
 
     from hashpa.serve.app import create_app
@@ -42,7 +43,7 @@ def running_server(index_dirs: list[Path]) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(index_dirs), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(index_dirs, **settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

@@ -10,7 +10,7 @@ from hashpa.errors import HashpaError, ModelMismatchError
 from hashpa.fileio import verify
 from hashpa.indexdir.faiss_files import OPTIONS, read_faiss
 from hashpa.indexdir.generations import hold_current
-from hashpa.indexdir.layout import INDEX_JSON, image_root, rebuild_hint
+from hashpa.indexdir.layout import INDEX_JSON, image_root, read_meta, rebuild_hint
 from hashpa.indexdir.store import Store, read_store
 
 
@@ -26,6 +26,7 @@ class IndexDir:
             if value is not None and value < 1:
                 raise HashpaError(f"{name} must be at least 1, got {value}")
         self.nprobe, self.ef_search = nprobe, ef_search
+        self._stamp = _stamp(self.path)  # before index.json is read: a replacement meanwhile shows as a change
         self.meta, self._held = hold_current(self.path)
         self.fix = rebuild_hint(self.path)
         store_file = self.path / self.meta.store
@@ -44,6 +45,19 @@ class IndexDir:
         if recorded != actual:
             changed = ", ".join(f"{k} {recorded[k]!r} (the store: {actual[k]!r})" for k in recorded if recorded[k] != actual[k])
             raise HashpaError(f"{self.path / INDEX_JSON} does not describe its store: {changed}; {self.fix}")
+
+    def outdated(self) -> bool:
+        """Whether an update has published a newer generation of the index since it was opened."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        try:
+            newer = read_meta(self.path).store_id != self.meta.store_id
+        except HashpaError:
+            return False  # index.json unreadable now: keep what is open
+        if not newer:
+            self._stamp = stamp
+        return newer
 
     def close(self) -> None:
         """Let go of the generation this reader holds (updates may then remove its files)."""
@@ -98,3 +112,12 @@ class IndexDir:
                 f"the queries were embedded by model {fingerprint}, but {self.path} was built with model {self.fingerprint}: "
                 "use the model the index was built with (see index.json), or rebuild the index with this one"
             )
+
+
+def _stamp(index_dir: Path) -> tuple | None:
+    """What changes when index.json is replaced (its inode, size and time), or None when it is absent."""
+    try:
+        stat = (index_dir / INDEX_JSON).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns

@@ -31,6 +31,14 @@ class Index:
         self._model = None
         self._distinct: DistinctCodes | None = None
 
+    def reopened(self) -> "Index":
+        """The index directory opened again at its newest generation, with the same settings; the
+        model already loaded is kept when the index was built by the same one."""
+        fresh = Index(self.path, self.files.nprobe, self.files.ef_search, self._model_source, self._device)
+        if self._model is not None and self._model.fingerprint == fresh.meta.model_fingerprint:
+            fresh._model = self._model
+        return fresh
+
     def close(self) -> None:
         """Let go of the index directory's files (see IndexDir.close)."""
         self.files.close()

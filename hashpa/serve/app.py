@@ -8,6 +8,13 @@ uploads and static files, with a test client; no ORM, templates or validation la
     GET  /index            the indexes' facts: items, bits, bytes per item, model, modes, compare figures
     POST /search           a query (an uploaded image, or an indexed row), k, modes, shortlist: ranked hits per mode
     GET  /thumb/{name}/{row}   a thumbnail of an indexed row's image (store rows only)
+
+Every answer is strict JSON (a NaN or an infinity is null); every mistake in a request is a 4xx
+with {"error": ...}. Requests are read in chunks and refused (413) once past the upload limit;
+decoding, embedding and searching run in worker threads, so the event loop keeps answering; only
+the Host names allowed (localhost by default, ``--allow-host``) are answered, against DNS
+rebinding; an index updated by ``hashpa index`` while it is served is reopened at its new
+generation on the next request (searches in flight finish on the old one).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from PIL import Image
 from hashpa.codes import code_strings
 from hashpa.data.decode import ImageError, decode_image
 from hashpa.errors import HashpaError
+from hashpa.fileio import finite, json_default
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,8 @@ class Served:
 
 class SearchService:
     """The searches behind the API: the index's model runs once per request on one image, and one
-    request at a time holds it (a lock), so concurrent requests are safe."""
+    request at a time holds it (a lock), so concurrent requests are safe. An index that an update
+    has replaced is reopened before the next request uses it."""
 
     def __init__(self, index_dirs: Sequence[str | Path], device: str = "auto"):
         from hashpa.search.index import open_index
@@ -61,16 +70,46 @@ class SearchService:
             _warm_up(ix)
             self.indexes[name] = Served(name, ix, _facts(name, ix))
         self.lock = threading.Lock()
+        self.reload_lock = threading.Lock()
 
     def served(self, name: str | None) -> Served:
+        if name is not None and not isinstance(name, str):
+            raise RequestError(400, f"index must be the name of a served index, got {name!r}")
         if name is None:
-            return next(iter(self.indexes.values()))
+            name = next(iter(self.indexes))
         if name not in self.indexes:
             raise RequestError(404, f"no index named {name!r}; served: {', '.join(self.indexes)}")
-        return self.indexes[name]
+        return self._current(self.indexes[name])
+
+    def all_served(self) -> list[Served]:
+        return [self._current(s) for s in list(self.indexes.values())]
+
+    def _current(self, served: Served) -> Served:
+        """`served`, or its index directory reopened when an update has published a newer generation
+        (a reopening that fails keeps the one served, with a warning)."""
+        if not served.index.files.outdated():
+            return served
+        with self.reload_lock:
+            served = self.indexes[served.name]
+            if not served.index.files.outdated():
+                return served
+            try:
+                fresh = served.index.reopened()
+                _warm_up(fresh)
+            except HashpaError as error:
+                log.warning("%s was updated but cannot be opened (%s): still serving its earlier generation", served.index.path, error)
+                return served
+            replacement = Served(served.name, fresh, _facts(served.name, fresh))
+            with self.lock:  # no search holds the old generation now
+                self.indexes[served.name] = replacement
+                served.index.close()
+            log.info("%s: serving its new generation (%d items)", served.name, len(fresh))
+            return replacement
 
     def search(self, served: Served, image: bytes | None, row: int | None, k: int, modes: list[str], shortlist: int | None) -> dict:
         ix = served.index
+        if not modes:
+            raise RequestError(400, f"modes names no search mode; this index supports {', '.join(ix.modes)}")
         unknown = [m for m in modes if m not in ix.modes]
         if unknown:
             raise RequestError(400, f"unknown or unavailable mode {', '.join(unknown)}; this index supports {', '.join(ix.modes)}")
@@ -112,7 +151,11 @@ class SearchService:
         if relative.is_absolute() or ".." in relative.parts:  # a store path leaving the indexed folder
             raise RequestError(403, f"row {row}'s path is outside the indexed folder")
         try:
-            picture = decode_image(ix.files.image_root() / relative)
+            root = ix.files.image_root().resolve()
+            image = (root / relative).resolve()
+            if not image.is_relative_to(root):  # a link inside the folder pointing out of it
+                raise RequestError(403, f"row {row}'s image links outside the indexed folder")
+            picture = decode_image(image)
         except (ImageError, HashpaError) as error:
             raise RequestError(404, f"the image of row {row} cannot be read: {error}") from None
         picture.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
@@ -127,81 +170,169 @@ class RequestError(Exception):
         self.status = status
 
 
-def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES):
-    """The Starlette application serving `index_dirs` (raises HashpaError when one cannot be opened)."""
+def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               allowed_hosts: Sequence[str] = ()):
+    """The Starlette application serving `index_dirs` (raises HashpaError when one cannot be opened).
+    Requests whose Host is not localhost (or one of `allowed_hosts`) are refused."""
     try:
         from starlette.applications import Starlette
+        from starlette.concurrency import run_in_threadpool
+        from starlette.exceptions import HTTPException
         from starlette.requests import Request
-        from starlette.responses import FileResponse, JSONResponse, Response
+        from starlette.responses import FileResponse, Response
         from starlette.routing import Mount, Route
         from starlette.staticfiles import StaticFiles
     except ImportError:
         raise HashpaError("hashpa serve needs Starlette and uvicorn: pip install 'hashpa[serve]'") from None
 
     service = SearchService(index_dirs, device)
-
-    def failure(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    hosts = {*LOCAL_HOSTS, *(h.lower().strip("[]") for h in allowed_hosts)}
 
     async def page(request: Request):
         return FileResponse(STATIC / "index.html")
 
     async def index_facts(request: Request):
-        try:
-            return JSONResponse({"indexes": [s.facts for s in service.indexes.values()]})
-        except RequestError as error:
-            return failure(error.status, str(error))
+        served = await run_in_threadpool(service.all_served)
+        return json_response({"indexes": [s.facts for s in served]})
 
     async def search(request: Request):
-        try:
-            image, fields = await _read_query(request, max_upload_bytes)
-            served = service.served(fields.get("index"))
-            modes = [m for m in str(fields.get("modes") or ",".join(served.index.modes)).split(",") if m]
-            row = _integer(fields.get("row"), "row") if image is None else None
-            if image is None and row is None:
-                raise RequestError(400, "give an image (multipart field 'image') or an indexed row ('row')")
-            answer = service.search(served, image, row, _integer(fields.get("k", 10), "k"), modes, _integer(fields.get("shortlist"), "shortlist"))
-            return JSONResponse(answer)
-        except RequestError as error:
-            return failure(error.status, str(error))
+        image, fields = await _read_query(request, max_upload_bytes)
+        return json_response(await run_in_threadpool(_answer, service, image, fields))
 
     async def thumbnail(request: Request):
-        try:
-            served = service.served(request.path_params["name"])
-            return Response(service.thumbnail(served, int(request.path_params["row"])), media_type="image/jpeg",
-                            headers={"Cache-Control": "max-age=3600"})
-        except RequestError as error:
-            return failure(error.status, str(error))
+        served = await run_in_threadpool(service.served, request.path_params["name"])
+        picture = await run_in_threadpool(service.thumbnail, served, int(request.path_params["row"]))
+        return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     routes = [Route("/", page), Route("/index", index_facts), Route("/search", search, methods=["POST"]),
               Route("/thumb/{name}/{row:int}", thumbnail), Mount("/static", StaticFiles(directory=STATIC), name="static")]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={RequestError: _request_error, HTTPException: _http_error, HashpaError: _failure,
+                                                       Exception: _failure})
     app.state.service = service
-    return app
+    return _HostCheck(app, hosts)
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class _HostCheck:
+    """ASGI middleware answering only requests whose Host header names an allowed host (DNS rebinding:
+    a page elsewhere whose name resolves to this machine must not reach the API)."""
+
+    def __init__(self, app, hosts: set[str]):
+        self.app, self.hosts = app, hosts
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if host not in self.hosts:
+                response = json_response({"error": f"this server answers for {', '.join(sorted(self.hosts))}, not Host {host or '(none)'!r}: "
+                                                   "start it with hashpa serve --allow-host NAME to answer for another name"}, 400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """The host of a Host header, without its port, lower case ('[::1]:8000' -> '::1')."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def json_response(content, status: int = 200):
+    """A JSON response of `content` with every NaN and infinity as null (JSON has neither)."""
+    from starlette.responses import Response
+
+    body = json.dumps(finite(content), allow_nan=False, default=json_default).encode("utf-8")
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def _request_error(request, error: "RequestError"):
+    return json_response({"error": str(error)}, error.status)
+
+
+async def _http_error(request, error):
+    """Starlette's own errors (no such route, a method not allowed) as JSON too."""
+    return json_response({"error": error.detail}, error.status_code)
+
+
+async def _failure(request, error: Exception):
+    """What the server could not do (not a fault of the request): a 500 with the reason, logged."""
+    if not isinstance(error, HashpaError):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return json_response({"error": f"the server could not answer: {error}" if isinstance(error, HashpaError) else "the server could not answer "
+                                   "(an internal error, logged by hashpa serve)"}, 500)
+
+
+def _answer(service: SearchService, image: bytes | None, fields: dict) -> dict:
+    """A search request's answer (in a worker thread): its fields checked, then the search."""
+    served = service.served(fields.get("index"))
+    modes = fields.get("modes")
+    modes = served.index.modes if modes is None else modes
+    row = fields.get("row") if image is None else None
+    if image is None and row is None:
+        raise RequestError(400, "give an image (multipart field 'image') or an indexed row ('row')")
+    return service.search(served, image, row, fields.get("k", 10), modes, fields.get("shortlist"))
 
 
 async def _read_query(request, max_upload_bytes: int) -> tuple[bytes | None, dict]:
-    """(the uploaded image's bytes or None, the other fields) of a multipart or JSON request, the
-    upload refused (413) beyond max_upload_bytes."""
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > max_upload_bytes + 64 * 1024:
-        raise RequestError(413, f"the request is {declared:,} bytes; uploads are limited to {max_upload_bytes:,} (hashpa serve --max-upload-mb)")
+    """(the uploaded image's bytes or None, the checked fields) of a multipart or JSON request. The
+    body is read in chunks and refused (413) once it is larger than the upload limit allows."""
+    limit = max_upload_bytes + FORM_OVERHEAD
+    too_large = RequestError(413, f"the request is larger than an upload may be: uploads are limited to {max_upload_bytes:,} bytes (hashpa serve --max-upload-mb)")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
     kind = request.headers.get("content-type", "")
     if kind.startswith("application/json"):
-        try:
-            fields = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError as error:
-            raise RequestError(400, f"the JSON body cannot be read: {error}") from None
-        if not isinstance(fields, dict):
-            raise RequestError(400, "the JSON body must be an object")
-        return None, fields
+        return None, checked_fields(_json_object(bytes(body)), from_form=False)
     if not kind.startswith("multipart/form-data"):
         raise RequestError(415, "send multipart/form-data (an image upload) or application/json (an indexed row)")
-    form = await request.form(max_part_size=max_upload_bytes)
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    return await _read_form(request, bytes(body), max_upload_bytes)
+
+
+FORM_OVERHEAD = 64 * 1024  # a multipart body's boundaries and fields beyond the image itself
+
+
+def _json_object(body: bytes) -> dict:
+    def no_constant(name: str):
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        fields = json.loads(body.decode("utf-8") if body else "{}", parse_constant=no_constant)
+    except UnicodeDecodeError:
+        raise RequestError(400, "the JSON body is not UTF-8 text") from None
+    except (ValueError, RecursionError) as error:
+        raise RequestError(400, f"the JSON body cannot be read: {str(error)[:200]}") from None
+    if not isinstance(fields, dict):
+        raise RequestError(400, "the JSON body must be an object")
+    return fields
+
+
+async def _read_form(request, body: bytes, max_upload_bytes: int) -> tuple[bytes | None, dict]:
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def chunks():
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, chunks(), max_files=1, max_fields=len(FIELDS), max_part_size=max_upload_bytes).parse()
+    except MultiPartException as error:
+        raise RequestError(400, f"the multipart form cannot be read: {error.message}") from None
     upload = form.get("image")
-    if upload is None or isinstance(upload, str):
+    fields = checked_fields({key: value for key, value in form.multi_items() if key != "image"}, from_form=True)
+    if upload is None:
         return None, fields
+    if isinstance(upload, str):
+        raise RequestError(400, "image must be an uploaded file, not a text field")
     data = await upload.read(max_upload_bytes + 1)
     if len(data) > max_upload_bytes:
         raise RequestError(413, f"the upload is more than {max_upload_bytes:,} bytes (hashpa serve --max-upload-mb)")
@@ -210,20 +341,58 @@ async def _read_query(request, max_upload_bytes: int) -> tuple[bytes | None, dic
     return data, fields
 
 
+FIELDS = {"index": "the name of a served index", "row": "a whole number", "k": "a whole number", "shortlist": "a whole number",
+          "modes": "search modes separated by commas (or, in JSON, a list of them)"}
+
+
+def checked_fields(fields: dict, from_form: bool) -> dict:
+    """A search request's fields, each of the type it must have ("k": 5, "modes": ["float"] ...);
+    anything else is a 400 naming the field. Form fields are text: whole numbers in digits, an
+    empty field is an absent one."""
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise RequestError(400, f"unknown field {', '.join(map(repr, unknown))}; a search takes {', '.join(FIELDS)} (and an uploaded image)")
+    checked = {}
+    for name, value in fields.items():
+        if from_form and isinstance(value, str) and value == "":
+            continue
+        if name in ("row", "k", "shortlist"):
+            checked[name] = _whole_number(value, name, from_form)
+        elif name == "modes":
+            checked[name] = _modes(value)
+        elif isinstance(value, str):
+            checked[name] = value
+        else:
+            raise RequestError(400, f"{name} must be {FIELDS[name]}, got {_shown(value)}")
+    return checked
+
+
+def _whole_number(value, name: str, from_form: bool) -> int:
+    if from_form and isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if not from_form and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RequestError(400, f"{name} must be a whole number, got {_shown(value)}")
+
+
+def _modes(value) -> list[str]:
+    if isinstance(value, str):
+        return [m for m in value.split(",") if m]
+    if isinstance(value, list) and all(isinstance(m, str) for m in value):
+        return value
+    raise RequestError(400, f"modes must be {FIELDS['modes']}, got {_shown(value)}")
+
+
+def _shown(value) -> str:
+    text = json.dumps(finite(value), default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _decoded(data: bytes):
     try:
         return decode_image(data)
     except ImageError as error:
         raise RequestError(400, f"the upload is not an image hashpa can read: {error}") from None
-
-
-def _integer(value, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise RequestError(400, f"{name} must be a whole number, got {value!r}") from None
 
 
 def _label(ix, row: int) -> str | None:
@@ -253,10 +422,10 @@ def _facts(name: str, ix) -> dict:
     figures = None
     if compare.is_file():
         try:
-            report = json.loads(compare.read_text())
+            report = json.loads(compare.read_text(encoding="utf-8"))
             figures = [{k: row.get(k) for k in ("method", "recall@1", "map@r", "queries_per_second", "bytes_per_image")} for row in report["methods"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            figures = None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            figures = None  # not a compare report: the page shows no figures
     return {"name": name, "path": str(ix.path), "items": len(ix), "bits": store.bits, "dim": int(store.embeddings.shape[1]),
             "code_source": store.code_source, "modes": ix.modes, "labels": bool(store.has_labels), "classes": len(store.class_names),
             "bytes_per_item": {mode: size for mode, size in {"float": float_bytes, "binary": store.bits / 8, "rerank": float_bytes + store.bits / 8,
@@ -266,9 +435,11 @@ def _facts(name: str, ix) -> dict:
 
 
 def serve(index_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          max_upload_mb: float = MAX_UPLOAD_BYTES / 2**20) -> None:
-    """Serve `index_dirs` on http://host:port until interrupted."""
-    app = create_app(index_dirs, device, int(max_upload_mb * 2**20))
+          max_upload_mb: float = MAX_UPLOAD_BYTES / 2**20, allow_hosts: Sequence[str] = ()) -> None:
+    """Serve `index_dirs` on http://host:port until interrupted, answering requests for localhost,
+    for `host` when it is a name or address of its own, and for `allow_hosts`."""
+    own = () if host in ("0.0.0.0", "::", "") else (host,)
+    app = create_app(index_dirs, device, int(max_upload_mb * 2**20), [*own, *allow_hosts])
     import uvicorn
 
     log.info("serving %s on http://%s:%d", ", ".join(app.state.service.indexes), host, port)

@@ -27,7 +27,7 @@ def served(trained_run, tmp_path_factory):
     build_index(folder, trained_run, base / "model-codes", workers=0)
     build_index(folder, trained_run, base / "fitted", workers=0, codes="itq")
     app = create_app([base / "model-codes", base / "fitted"], max_upload_bytes=200_000)
-    return TestClient(app), base, folder
+    return TestClient(app, base_url="http://localhost"), base, folder
 
 
 def png(image: Image.Image) -> bytes:
