@@ -83,7 +83,7 @@ def test_an_index_from_before_generations_is_read_and_then_updated_into_one(trai
     (idx / "index.json").write_text(meta_text.replace(f"{generation}/", ""))
     with open_index(idx) as ix:
         before = ix.files.float_rows(np.arange(10))
-    make_image_folder(folder, classes=3, per_class=5, size=32)
+    make_image_folder(tmp_path / "more", classes=1, per_class=5, size=32, seed=9).rename(folder / "class_new")
     summary = build_index(folder, trained_run, idx, workers=0)
     assert (summary.reused, summary.embedded) == (10, 5)  # the old store's rows were read
     assert not (idx / "store.h5").exists() and not list(idx.glob("*.faiss"))  # the old top-level files are gone
