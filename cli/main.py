@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 
 from hashpa import __version__
 from hashpa.errors import HashpaError
+from hashpa.fileio import files_written, write_failure
 
 log = logging.getLogger("hashpa")
 
@@ -35,17 +38,26 @@ def friendly_errors(command):
         except HashpaError as error:
             click.echo(f"hashpa: error: {error}", err=True)
             sys.exit(2)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            click.echo(f"hashpa: error: {write_failure(Path(error.filename or '.'), error)}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("hashpa: interrupted; finished work is saved and the same command (or --resume) continues it", err=True)
+            if files_written():
+                click.echo("hashpa: interrupted; finished work is saved and the same command (or --resume) continues it", err=True)
+            else:
+                click.echo("hashpa: interrupted before anything was written", err=True)
             sys.exit(130)
 
     return wrapper
 
 
 def echo_json(value) -> None:
-    from hashpa.fileio import json_default
+    """`value` as strict JSON (NaN and infinities as null)."""
+    from hashpa.fileio import finite, json_default
 
-    click.echo(json.dumps(value, indent=2, default=json_default))
+    click.echo(json.dumps(finite(value), indent=2, default=json_default, allow_nan=False))
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts) instead of a table.")

@@ -18,6 +18,7 @@ from hashpa.data.preprocess import TestTransform
 from hashpa.devices import autocast, resolve_device
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import HashingModel
+from hashpa.settings import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ class Model:
         codes [N, bits/8]).
 
         `images`: one image or a sequence of them, each a PIL image, a file path, a uint8 array
-        [H, W, 3] or [H, W], or a tensor [3, H, W] (uint8, or float in [0, 1]); a uint8 array
-        [N, H, W, 3] or a tensor [N, 3, H, W] is a batch. The model's own preprocessing (resize,
-        centre crop, normalisation) is applied to each.
+        [H, W, 3] or [H, W] (channels last), or a tensor [3, H, W] (channels first: uint8, or float
+        with every value in [0, 1]); a uint8 array [N, H, W, 3] or a tensor [N, 3, H, W] is a batch.
+        Anything else is refused with a HashpaError saying what to change, never guessed: a float
+        tensor in 0..255 (divide it by 255), an array in channels-first order, an empty image, NaN
+        pixels. The model's own preprocessing (resize, centre crop, normalisation) is applied to each.
         """
+        batch_size = whole_number(batch_size, "batch_size")
         transform = TestTransform(self.preprocessing)
         pictures = [_as_rgb(image) for image in _as_sequence(images)]
         if not pictures:
@@ -85,9 +89,23 @@ def load(source: str | Path, checkpoint: str = "best", device: str | torch.devic
 
 def _as_sequence(images) -> list:
     """One image -> [it]; a batch array or tensor, or any sequence -> its items."""
+    if images is None:
+        raise HashpaError("no images to embed (got None): give PIL images, file paths, uint8 arrays or image tensors")
     if isinstance(images, (str, Path)) or _is_single_image(images):
         return [images]
-    return list(images)
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4 and images.shape[-1] in (1, 3, 4):
+            return list(images)
+        raise HashpaError(f"image arrays must be channels last, [H, W, 3], [H, W] or a batch [N, H, W, 3]; got shape {images.shape}"
+                          + ("; this looks channels first: transpose it to [..., H, W, C]" if images.ndim in (3, 4) and images.shape[-3] in (1, 3) else ""))
+    if isinstance(images, torch.Tensor):
+        if images.ndim == 4:
+            return list(images)
+        raise HashpaError(f"image tensors must be [3, H, W] or a batch [N, 3, H, W], got shape {tuple(images.shape)}")
+    try:
+        return list(images)
+    except TypeError:
+        raise HashpaError(f"cannot embed a {type(images).__name__}: give PIL images, file paths, uint8 arrays or image tensors") from None
 
 
 def _is_single_image(image) -> bool:
@@ -101,11 +119,13 @@ def _is_single_image(image) -> bool:
 
 
 def _as_rgb(image):
-    """A PIL RGB image from any input `Model.embed` takes."""
+    """A PIL RGB image from any input `Model.embed` takes (checked: see Model.embed)."""
     from PIL import Image
     from torchvision.transforms.functional import to_pil_image
 
     if isinstance(image, Image.Image):
+        if 0 in image.size:
+            raise HashpaError(f"cannot embed an empty image ({image.size[0]}x{image.size[1]} pixels)")
         return image.convert("RGB")
     if isinstance(image, (str, Path)):
         picture = read_rgb(Path(image))
@@ -114,13 +134,41 @@ def _as_rgb(image):
         return picture
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
-            raise HashpaError(f"image arrays must be uint8 [H, W, 3] or [H, W], got {image.dtype} with shape {image.shape}")
+            raise HashpaError(f"image arrays must be uint8 [H, W, 3] or [H, W], got {image.dtype} with shape {image.shape}"
+                              + ("; a float array in [0, 1]: (array * 255).round().astype(np.uint8)" if image.dtype.kind == "f" else ""))
+        if not _is_single_image(image):
+            raise HashpaError(f"image arrays must be [H, W, 3] or [H, W] (channels last), got shape {image.shape}")
+        if 0 in image.shape:
+            raise HashpaError(f"cannot embed an empty image array (shape {image.shape})")
         return Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
     if isinstance(image, torch.Tensor):
-        if image.ndim != 3 or image.shape[0] not in (1, 3):
-            raise HashpaError(f"image tensors must be [3, H, W] or [1, H, W], got shape {tuple(image.shape)}")
-        return to_pil_image(image.cpu()).convert("RGB")
+        return to_pil_image(_checked_tensor(image)).convert("RGB")
     raise HashpaError(f"cannot embed a {type(image).__name__}: give PIL images, file paths, uint8 arrays or image tensors")
+
+
+def _checked_tensor(image: torch.Tensor) -> torch.Tensor:
+    """A [C, H, W] image tensor that to_pil_image reads as meant: uint8, or float in [0, 1]."""
+    shape = tuple(image.shape)
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        hint = "; this looks channels last: permute(2, 0, 1) it" if image.ndim == 3 and image.shape[-1] in (1, 3) else ""
+        raise HashpaError(f"image tensors must be [3, H, W] or [1, H, W], got shape {shape}{hint}")
+    if 0 in shape:
+        raise HashpaError(f"cannot embed an empty image tensor (shape {shape})")
+    image = image.detach().cpu()
+    if image.dtype == torch.uint8:
+        return image
+    if not image.is_floating_point():
+        raise HashpaError(f"image tensors must be uint8 or float in [0, 1], got {image.dtype}")
+    if not torch.isfinite(image).all():
+        raise HashpaError("the image tensor holds NaN or infinite values")
+    low, high = float(image.min()), float(image.max())
+    if low < 0 or high > 1 + FLOAT_PIXEL_SLACK:
+        hint = ": divide it by 255 (or give it as uint8)" if high <= 255 and low >= 0 else ""
+        raise HashpaError(f"float image tensors must hold values in [0, 1], this one goes from {low:g} to {high:g}{hint}")
+    return image.clamp(0, 1).float()
+
+
+FLOAT_PIXEL_SLACK = 1e-3  # rounding above 1.0 in a float image still counts as [0, 1]
 
 
 @dataclass

@@ -41,11 +41,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.chmod(tmp_path, NEW_FILE_MODE & ~current_umask())
         os.replace(tmp_path, path)
+        _written[0] += 1
     except (OSError, RuntimeError) as error:  # RuntimeError: torch, FAISS and HDF5 report failed writes so
         raise write_failure(path, error) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_written = [0]  # files this process has written through atomic_path
+
+
+def files_written() -> int:
+    """How many files this process has written (so far) through atomic_path."""
+    return _written[0]
 
 
 NEW_FILE_MODE = 0o666

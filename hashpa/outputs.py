@@ -3,7 +3,7 @@ refused with a message naming the file and the option that allows it.
 
 Every folder hashpa writes into holds a manifest of what it wrote there:
 
-    FOLDER/.hashpa-manifest.json   {"format": 1, "folder": "run" | "index" | null,
+    FOLDER/.hashpa.json   {"format": 1, "folder": "run" | "index" | null,
                                     "files": {name: {"bytes": size, "crc32": hex digest}}}
 
 - A run or index directory is claimed whole (``claim_folder``): it must be new, empty or already
@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from hashpa.errors import HashpaError
 from hashpa.fileio import LOCK_FILE, TEMPORARY_MARK, atomic_path, checksum, write_json_atomic
 
-MANIFEST = ".hashpa-manifest.json"
+MANIFEST = ".hashpa.json"
 FOLDER_KINDS = {"run": "a hashpa run directory", "index": "a hashpa index directory"}
 LEGACY_MARKERS = {"index": ("index.json", "store.h5"), "run": ("config.json", "last.pt")}  # folders hashpa wrote before manifests
 

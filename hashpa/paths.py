@@ -17,4 +17,4 @@ def found(base: str | Path, relative: str | None, absolute: str | None) -> Path 
     """Where a recorded folder is now: beside `base` as it was (both moved together), else at its
     absolute path; None when it is at neither."""
     candidates = [Path(base) / relative if relative else None, Path(absolute) if absolute and Path(absolute).is_absolute() else None]
-    return next((c for c in candidates if c is not None and c.exists()), None)
+    return next((c.resolve() for c in candidates if c is not None and c.exists()), None)

@@ -84,3 +84,17 @@ def _plain_type(hint) -> tuple[type | None, bool]:
         rest = [a for a in args if a is not type(None)]
         return (rest[0], True) if len(rest) == 1 and rest[0] in (int, float, str, bool) else (None, True)
     return (hint, False) if hint in (int, float, str, bool) else (None, False)
+
+
+def whole_number(value: Any, name: str, minimum: int | None = 1, maximum: int | None = None) -> int:
+    """`value` as an int when it is a whole number (an int or a numpy integer, not a bool, a float
+    or a string) within [minimum, maximum] (None: no bound); else a HashpaError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) and not (hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0
+                                                                        and str(value.dtype).startswith(("int", "uint"))):
+        raise HashpaError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if minimum is not None and maximum is not None else (
+            f"at least {minimum}" if minimum is not None else f"at most {maximum}")
+        raise HashpaError(f"{name} must be {bounds}, got {value}")
+    return value

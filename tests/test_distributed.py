@@ -63,7 +63,7 @@ def trained(tmp_path_factory):
 
 def test_two_ranks_train_one_run_directory_that_evaluates_like_any(trained):
     base, folder = trained
-    assert sorted(p.name for p in (base / "run").iterdir()) == [".hashpa-manifest.json", ".hashpa.lock", "best.pt", "config.json", "history.jsonl", "last.pt"]
+    assert sorted(p.name for p in (base / "run").iterdir()) == [".hashpa.json", ".hashpa.lock", "best.pt", "config.json", "history.jsonl", "last.pt"]
     history = [json.loads(line) for line in (base / "run" / "history.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("stage")) for r in history] == [(0, "start"), (1, None), (1, "codes")]  # written once, by rank 0
     best = torch.load(base / "run" / "best.pt", weights_only=True)

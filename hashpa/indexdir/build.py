@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,7 +75,10 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
     stored quantiser), which rank better on classes the model never saw.
     """
     started = time.perf_counter()
-    options = IndexSettings(**settings).check()
+    options = IndexSettings.of(settings)
+    for name, value in (("folder", folder), ("model", model), ("out", out)):
+        if not isinstance(value, (str, os.PathLike)) and (value is not None or name != "folder"):
+            raise HashpaError(f"{name} must be a path (a str or a pathlib.Path), got {value!r}")
     out = Path(out)
     with process_group(options.device):
         main = is_main_process()

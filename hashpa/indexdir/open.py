@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from hashpa.indexdir.faiss_files import OPTIONS, read_faiss
 from hashpa.indexdir.generations import hold_current
 from hashpa.indexdir.layout import INDEX_JSON, image_root, read_meta, rebuild_hint
 from hashpa.indexdir.store import Store, read_store
+from hashpa.settings import whole_number
 
 
 class IndexDir:
@@ -21,10 +23,12 @@ class IndexDir:
 
     def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None):
         """nprobe (IVF lists visited) and ef_search (HNSW beam width) tune approximate indexes."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise HashpaError(f"an index directory is a path (a str or a pathlib.Path), got {path!r}")
         self.path = Path(path)
         for name, value in (("--nprobe", nprobe), ("--ef-search", ef_search)):
-            if value is not None and value < 1:
-                raise HashpaError(f"{name} must be at least 1, got {value}")
+            if value is not None:
+                whole_number(value, name)
         self.nprobe, self.ef_search = nprobe, ef_search
         self._stamp = _stamp(self.path)  # before index.json is read: a replacement meanwhile shows as a change
         self.meta, self._held = hold_current(self.path)

@@ -3,12 +3,14 @@ command line reads them)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hashpa.codes import check_bits
 from hashpa.data.labels import LEAF, check_depth
 from hashpa.errors import HashpaError
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
+from hashpa.settings import check_types
 
 DECODERS = ("pil", "device")
 INDEX_SPLITS = ("train", "test", "gallery")  # the splits of a run's own data hashpa index can index
@@ -31,8 +33,17 @@ class IndexSettings:
     replace: bool = False  # rebuild an index that another model built (its embeddings are lost)
     class_depth: int = LEAF  # the class of an image from its path (hashpa.data.labels)
 
+    @classmethod
+    def of(cls, settings: dict) -> "IndexSettings":
+        """Checked settings from keyword arguments (``build_index(..., **settings)``)."""
+        unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise HashpaError(f"unknown index settings: {', '.join(unknown)}; known: {', '.join(f.name for f in dataclasses.fields(cls))}")
+        check_types(cls, settings, "index settings")
+        return cls(**settings).check()
+
     def check(self) -> "IndexSettings":
-        self.float_indexes, self.binary_indexes = tuple(dict.fromkeys(self.float_indexes)), tuple(dict.fromkeys(self.binary_indexes))
+        self.float_indexes, self.binary_indexes = _specs(self.float_indexes, "float_indexes"), _specs(self.binary_indexes, "binary_indexes")
         if not self.float_indexes and not self.binary_indexes:
             raise HashpaError("nothing to build: give at least one --float-index or --binary-index")
         if self.codes not in CODE_SOURCES:
@@ -49,3 +60,11 @@ class IndexSettings:
         if self.checkpoint not in ("best", "last"):
             raise HashpaError(f"--checkpoint must be best or last, got {self.checkpoint!r}")
         return self
+
+
+def _specs(given, name: str) -> tuple[str, ...]:
+    """FAISS factory strings, each once: one string, or a sequence of them."""
+    specs = (given,) if isinstance(given, str) else given
+    if not isinstance(specs, (list, tuple)) or not all(isinstance(spec, str) and spec for spec in specs):
+        raise HashpaError(f"{name} must be FAISS factory strings (\"Flat\", [\"BFlat\", \"BHNSW32\"] ...), got {given!r}")
+    return tuple(dict.fromkeys(specs))

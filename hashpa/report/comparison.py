@@ -98,13 +98,17 @@ def compare(
     if not labelled.any():
         log.warning("no labelled queries: only speed and memory are reported (labels come from class sub-folders)")
     n_positive = _positives(store.labels, q_labels, self_rows)
+    judged = labelled & (n_positive > 0)
+    if (labelled & ~judged).any():
+        log.warning("%d labelled queries have no other image of their class in the index: they are left out of Recall@K and MAP@R "
+                    "(nothing could be found for them)", int((labelled & ~judged).sum()))
     depth = min(len(store), max(max(ks), int(n_positive.max(initial=0))) + (self_rows is not None))
     shortlist = shortlist or SHORTLIST_PER_K * speed_k
     load_before = busy_cores()
     if load_before > 0.5 * (os.cpu_count() or 1):
         log.warning("the machine is busy (load average %.1f on %d cores): the speed figures will be slower and more erratic than on a quiet one",
                     load_before, os.cpu_count() or 1)
-    asked = _Asked(q_emb, q_codes, q_labels, store.labels, self_rows, depth, tuple(ks), speed_k, repeats, latency_queries)
+    asked = _Asked(q_emb, q_codes, q_labels, judged, store.labels, self_rows, depth, tuple(ks), speed_k, repeats, latency_queries)
     rows = []
     for method in methods_of(ix, shortlist):
         def ids_of(qe, qc, k, method=method):
@@ -123,6 +127,7 @@ def compare(
         "database": len(store),
         "queries": int(len(q_labels)),
         "labelled_queries": int(labelled.sum()),
+        "judged_queries": int(judged.sum()),  # labelled queries with at least one relevant image in the index: what Recall and MAP average over
         "protocol": "leave-one-out: every labelled image queries the others" if self_rows is not None else f"queries from {queries}",
         "bits": store.bits,
         "code_source": store.code_source,
@@ -150,6 +155,7 @@ class _Asked:
     embeddings: np.ndarray
     codes: np.ndarray
     labels: np.ndarray  # int64 [Q], -1: unlabelled
+    judged: np.ndarray  # bool [Q]: labelled, with at least one relevant image in the index
     db_labels: np.ndarray
     self_rows: np.ndarray | None  # leave-one-out: each query's own store row
     depth: int
@@ -162,12 +168,12 @@ class _Asked:
 def _measured(asked: _Asked, fields: dict, ids_of: Callable, memory: dict) -> dict:
     """One method's row: `fields`, its recalls and MAP@R, speed and `memory`; ids_of(embeddings, codes, k) -> ids [Q, k]."""
     row = dict(fields)
-    labelled = asked.labels >= 0
-    if labelled.any():
+    judged = asked.judged
+    if judged.any():
         relevant = _relevance(ids_of(asked.embeddings, asked.codes, asked.depth), asked.db_labels, asked.labels, asked.self_rows, asked.depth)
-        row.update({f"recall@{k}": float(v) for k, v in zip(asked.ks, recall_hits(relevant[labelled], asked.ks).mean(axis=0))})
+        row.update({f"recall@{k}": float(v) for k, v in zip(asked.ks, recall_hits(relevant[judged], asked.ks).mean(axis=0))})
         n_positive = _positives(asked.db_labels, asked.labels, asked.self_rows)
-        ap, _ = average_precision_at_r(relevant[labelled], n_positive[labelled])
+        ap, _ = average_precision_at_r(relevant[judged], n_positive[judged])
         row["map@r"] = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
     row.update(search_speed(lambda qe, qc: ids_of(qe, qc, asked.speed_k), (asked.embeddings, asked.codes), asked.repeats, asked.latency_queries))
     row.update(memory)

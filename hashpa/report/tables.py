@@ -23,6 +23,10 @@ def compare_table(report: dict) -> str:
     lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
                  f"{report['bits']}-bit codes ({CODE_SOURCES[report.get('code_source', 'model')]}), "
                  f"{report['dim']}-d floats; speed at k={report['speed_k']}.")
+    unjudged = report.get("labelled_queries", 0) - report.get("judged_queries", report.get("labelled_queries", 0))
+    if unjudged:
+        lines.append(f"{unjudged:,} labelled queries have no other image of their class in the index: Recall and MAP leave them out "
+                     f"(they average over {report['judged_queries']:,}).")
     if any(row["mode"] == "frontier" for row in report["methods"]):
         lines.append("Frontier rows (float16 to PCA-ITQ): other representations of the same float embeddings, fitted to this database "
                      "without labels and held in memory, not index files (hashpa compare --frontier); their bytes/image are each image's code, "

@@ -11,6 +11,7 @@ from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.indexdir.open import IndexDir
 from hashpa.search import modes
 from hashpa.search.asymmetric import DistinctCodes
+from hashpa.settings import whole_number
 
 
 class Index:
@@ -110,12 +111,26 @@ class Index:
                index: str | None = None) -> modes.SearchResult:
         """The k nearest store rows of each query: SearchResult(scores [Q, k], ids [Q, k]).
 
-        queries: images, or float32 embeddings [Q, dim] (or [dim]). codes: the queries' packed model
-        codes [Q, bits/8] when embeddings are given (binary and rerank modes of an index holding the
-        model's codes need them). shortlist: rerank's Hamming candidates (default 10 k) or, for
-        asymmetric, the Hamming candidates re-scored (default: an exact scan of every code).
-        index: which built FAISS index to search (default Flat / BFlat).
+        queries: images, or float embeddings [Q, dim] (or [dim]) from the index's model; rows whose
+        length is not 1 (beyond NORM_TOLERANCE) are L2-normalised here, as the stored embeddings
+        are, and NaN, infinite or zero rows are refused.
+        codes: the queries' packed model codes, uint8 [Q, bits/8], when embeddings are given
+        (binary and rerank modes of an index holding the model's codes need them), one row per query.
+        shortlist: rerank's Hamming candidates (default 10 k) or, for asymmetric, the Hamming
+        candidates re-scored (default: an exact scan of every code). index: which built FAISS index
+        to search (default Flat / BFlat).
+
+        Scores, best first, ties by store row: "float" and "rerank" the cosine similarity (in
+        [-1, 1]); "binary" the Hamming distance (0 to bits, smaller is nearer); "asymmetric" the
+        dot product of the query's real-valued projection with the stored code's +-1 bits.
         """
+        if not isinstance(mode, str):
+            raise HashpaError(f"mode must be one of {', '.join(modes.MODES)}, got {mode!r}")
+        k = whole_number(k, "k", minimum=None)  # its type here; its range, as every search's, in check_request
+        shortlist = None if shortlist is None else whole_number(shortlist, "shortlist", minimum=None)
+        if index is not None and not isinstance(index, str):
+            raise HashpaError(f"index must be a FAISS factory string of a built index ({', '.join(self.meta.specs('float') + self.meta.specs('binary'))}), "
+                              f"got {index!r}")
         modes.check_request(self.files, mode, k, shortlist)
         embeddings, codes = self._queries(queries, codes, mode)
         spec = index or EXACT_INDEXES["float" if mode == "float" else "binary"]
@@ -130,15 +145,44 @@ class Index:
         return modes.search_asymmetric(self.files, embeddings, k, shortlist, spec, self._distinct)
 
     def _queries(self, queries, codes: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """(float embeddings [Q, dim], codes [Q, bits/8] in the index's code space, or None when `mode` needs none)."""
+        """(float embeddings [Q, dim], L2-normalised; codes [Q, bits/8] in the index's code space, or None when `mode` needs none)."""
+        if queries is None:
+            raise HashpaError("give the queries: images, or float embeddings [Q, dim] from the index's model")
         if not _are_embeddings(queries):
             return self.embed(queries)
-        embeddings = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if embeddings.shape[1] != self.meta.dim:
-            raise HashpaError(f"query embeddings have {embeddings.shape[1]} dimensions, {self.path} holds {self.meta.dim}-d embeddings")
+        embeddings = normalised_queries(queries, self.meta.dim, self.path)
         if mode in ("float", "asymmetric"):
             return embeddings, None
-        return embeddings, self.query_codes(embeddings, None if codes is None else np.atleast_2d(np.asarray(codes, dtype=np.uint8)))
+        return embeddings, self.query_codes(embeddings, None if codes is None else checked_codes(codes, len(embeddings), self.meta.bits))
+
+
+def normalised_queries(queries: np.ndarray, dim: int, where) -> np.ndarray:
+    """float32 [Q, dim] query embeddings, each row of length 1; NaN, infinite and zero rows refused."""
+    embeddings = np.array(np.atleast_2d(queries), dtype=np.float32)
+    if embeddings.shape[1] != dim or not len(embeddings):
+        raise HashpaError(f"query embeddings must be [Q, {dim}] ({where} holds {dim}-d embeddings), got shape {np.shape(queries)}")
+    if not np.isfinite(embeddings).all():
+        rows = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+        raise HashpaError(f"query embeddings hold NaN or infinite values (rows {', '.join(map(str, rows[:5]))})")
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise HashpaError(f"query embedding rows {', '.join(map(str, np.flatnonzero(norms[:, 0] == 0)[:5]))} are all zeros: they have no direction to search")
+    off = np.abs(norms[:, 0] - 1) > NORM_TOLERANCE
+    embeddings[off] /= norms[off]
+    return embeddings
+
+
+NORM_TOLERANCE = 1e-3  # a query row this close to length 1 is searched as it is (float16 rounding, say)
+
+
+def checked_codes(codes, queries: int, bits: int) -> np.ndarray:
+    """uint8 [queries, bits/8] packed codes, or a HashpaError saying how they differ."""
+    array = np.atleast_2d(np.asarray(codes))
+    if array.dtype != np.uint8:
+        raise HashpaError(f"codes must be packed uint8 bytes [Q, {bits // 8}] (as Model.embed gives them), got {array.dtype}")
+    if array.shape != (queries, bits // 8):
+        raise HashpaError(f"codes must be [{queries}, {bits // 8}]: one row of {bits // 8} bytes per query, got shape {array.shape}")
+    return array
 
 
 def _are_embeddings(queries) -> bool:

@@ -282,7 +282,8 @@ async def _read_query(request, max_upload_bytes: int) -> tuple[bytes | None, dic
     """(the uploaded image's bytes or None, the checked fields) of a multipart or JSON request. The
     body is read in chunks and refused (413) once it is larger than the upload limit allows."""
     limit = max_upload_bytes + FORM_OVERHEAD
-    too_large = RequestError(413, f"the request is larger than an upload may be: uploads are limited to {max_upload_bytes:,} bytes (hashpa serve --max-upload-mb)")
+    too_large = RequestError(413, f"the request is larger than an upload may be: uploads are limited to {max_upload_bytes:,} bytes "
+                                  "(hashpa serve --max-upload-mb)")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from hashpa.errors import HashpaError
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.fileio import finite, write_failure, write_json_atomic, write_text_atomic
 from hashpa.paths import found, recorded
 from hashpa.training.config import DATA_FROM_RUN, TrainConfig
 
@@ -79,8 +79,12 @@ class RunDir:
         write_text_atomic(self.history_path, "")
 
     def append_history(self, record: dict) -> None:
-        with open(self.history_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """One line more in history.jsonl (a line torn by a crash or a full disk is dropped when read)."""
+        try:
+            with open(self.history_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(finite(record), allow_nan=False) + "\n")
+        except OSError as error:
+            raise write_failure(self.history_path, error) from None
 
     def read_history(self) -> list[dict]:
         """Finished epochs' records; a torn last line (crash while writing) is dropped."""

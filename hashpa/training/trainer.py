@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -304,8 +305,8 @@ class Trainer:
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             loss, parts = self.step(inputs, labels, frozen, not c.codes_train_backbone, c.amp, self.device)
-            if not torch.isfinite(loss):
-                raise HashpaError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}: lower --lr or --alpha")
+            if not torch.isfinite(loss.detach()):
+                raise self._diverged(f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {steps + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if c.clip_grad:
@@ -319,6 +320,9 @@ class Trainer:
             if steps % 10 == 0:
                 bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
         seconds = time.perf_counter() - started
+        weights = [*self.model.state_dict().values(), *self.objective.state_dict().values()]  # parameters and BatchNorm statistics
+        if not all(torch.isfinite(w).all() for w in weights if w.is_floating_point()):
+            raise self._diverged(f"the model's weights became NaN or infinite during epoch {epoch + 1}")
         skipped, images = (int(v) for v in global_total(torch.tensor([skipped, images])))  # every rank's share
         if skipped:
             log.warning("epoch %d: skipped %d unreadable images", epoch + 1, skipped)
@@ -332,6 +336,13 @@ class Trainer:
             "images_per_second": round(images / seconds, 2),
             "skipped": skipped,
         }
+
+    def _diverged(self, what: str) -> HashpaError:
+        """The error that ends a diverging run: what happened, what to change, what is kept."""
+        kept = (f"; {self.run.path} keeps epoch {self.epoch} (--resume continues from it, with its settings)" if self.run.has_checkpoint()
+                else "")
+        return HashpaError(f"training diverged: {what}. Lower --lr (it is {self.config.lr:g}), or --alpha ({self.config.alpha:g}), "
+                           f"or a lower --clip-grad ({self.config.clip_grad:g}){kept}")
 
     def _clipping_sides(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
         """The parameters with gradients, split into the float side (backbone, embedding head, metric
@@ -374,6 +385,8 @@ class Trainer:
         for samples, embedded in ((self.split.test, queries), (self.split.gallery, gallery)):
             if embedded is not None:
                 self.unreadable.update(str(samples[i].path) for i in set(range(len(samples))) - set(embedded.positions.tolist()))
+                if not np.isfinite(embedded.embeddings).all():
+                    raise self._diverged(f"the model's outputs on the test images became NaN or infinite (epoch {self.epoch + 1})")
         self.model.train()
         return queries, gallery
 

@@ -26,7 +26,7 @@ def test_index_writes_store_indexes_and_metadata(trained_run, tmp_path):
     assert summary.rows == 15 and summary.embedded == 15 and summary.reused == 0
     meta = json.loads((tmp_path / "idx" / "index.json").read_text())
     generation = meta["store"].split("/")[0]
-    assert {p.name for p in (tmp_path / "idx").iterdir()} == {generation, "index.json", ".hashpa.lock", ".hashpa-manifest.json"}
+    assert {p.name for p in (tmp_path / "idx").iterdir()} == {generation, "index.json", ".hashpa.lock", ".hashpa.json"}
     names = {p.name for p in (tmp_path / "idx" / generation).iterdir()}
     assert names == {"store.h5", "float-Flat.faiss", "float-HNSW32.faiss", "binary-BFlat.faiss", "binary-BHNSW32.faiss"}
     store = read_store(index_file(tmp_path / "idx", "store.h5"))

@@ -36,7 +36,7 @@ def test_training_beats_the_untrained_model(image_folder, tmp_path):
 def test_run_directory_contents(image_folder, tmp_path):
     run = tmp_path / "run"
     result = train(config_for(image_folder, run, epochs=2))
-    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "last.pt", "best.pt", ".hashpa.lock", ".hashpa-manifest.json"}
+    assert {p.name for p in run.iterdir()} == {"config.json", "history.jsonl", "last.pt", "best.pt", ".hashpa.lock", ".hashpa.json"}
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r.get("stage")) for r in history] == [(0, "start"), (1, None), (2, None), (2, "codes")]
     assert {"float", "codes", "features", "features_itq"} <= set(history[0])  # the baseline: the start and its backbone's features
