@@ -23,6 +23,7 @@ import numpy as np
 from hashpa.errors import HashpaError
 from hashpa.metrics import knn
 from hashpa.metrics.ranking import full_ranking
+from hashpa.metrics.relevance import check_labels, relevant
 
 if TYPE_CHECKING:
     from hashpa.embed import Embedded
@@ -53,8 +54,9 @@ def recall_at_k(
     """Recall@K with ties broken by database id.
 
     queries: float [Nq, D] for metric "cosine", packed uint8 codes [Nq, bits/8] for "hamming".
-    query_labels: int [Nq]. database / database_labels: likewise [Nd], or None to search the queries
-    themselves (each query's own row excluded). Returns {K: recall in [0, 1]}.
+    query_labels: int [Nq], or multi-hot [Nq, C] (relevant: a label in common; ``metrics.relevance``).
+    database / database_labels: likewise [Nd], or None to search the queries themselves (each
+    query's own row excluded). Returns {K: recall in [0, 1]}.
     """
     result = evaluate_retrieval(
         queries, query_labels, database, database_labels, metric=metric, ks=ks, tie_aware=False, with_map_at_r=False
@@ -113,7 +115,7 @@ def evaluate_retrieval(
     started = time.perf_counter()
     ks = _check_ks(ks)
     q = knn.prepare(queries, metric, "queries")
-    q_labels = _labels(query_labels, q.shape[0], "query_labels")
+    q_labels = check_labels(query_labels, q.shape[0], "query_labels")
     exclude_self = database is None or paired
     if database is None:
         db, db_labels = q, q_labels
@@ -121,7 +123,7 @@ def evaluate_retrieval(
         if database_labels is None:
             raise HashpaError("database_labels are required with a database")
         db = knn.prepare(database, metric, "database")
-        db_labels = _labels(database_labels, db.shape[0], "database_labels")
+        db_labels = check_labels(database_labels, db.shape[0], "database_labels")
         if db.shape[1] != q.shape[1]:
             raise HashpaError(f"queries have {q.shape[1]} columns, the database {db.shape[1]}: they come from different models")
         if paired and db.shape[0] != q.shape[0]:
@@ -133,7 +135,7 @@ def evaluate_retrieval(
     parts: dict[str, list] = {}
     for start, dist in knn.distance_chunks(q, db, metric, device, chunk_bytes):
         rows = np.arange(dist.shape[0])
-        positive = q_labels[start : start + len(rows), None] == db_labels[None, :]
+        positive = relevant(q_labels[start : start + len(rows)], db_labels)
         own = start + rows if exclude_self else None
         if exclude_self:
             dist[rows, own] = knn.excluded_distance(metric, db)
@@ -243,12 +245,3 @@ def _check_ks(ks: Sequence[int]) -> list[int]:
     if not ks or ks[0] < 1:
         raise HashpaError(f"ks must be positive integers, got {ks}")
     return ks
-
-
-def _labels(labels, n: int, what: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-        raise HashpaError(f"{what} must have shape [{n}], got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise HashpaError(f"{what} must be integers, got {labels.dtype}")
-    return labels
