@@ -125,7 +125,8 @@ def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) 
 @json_option
 @friendly_errors
 def compare(index_dir, as_json, **options) -> None:
-    """Float vs binary vs rerank, side by side: Recall@K, MAP@R, speed, memory."""
+    """Float vs binary vs rerank, side by side: Recall@K, MAP@R, speed, memory; and the deep-hashing protocol
+    (mAP@1000, mAP@ALL, P@K, P@H<=2, precision-recall curves) of the floats and the codes."""
     from hashpa.report.comparison import compare as run_compare
     from hashpa.report.tables import compare_table
 
@@ -134,7 +135,7 @@ def compare(index_dir, as_json, **options) -> None:
         echo_json(report)
         return
     click.echo(compare_table(report))
-    click.echo(f"\nwrote compare.json, compare.md and compare.png in {options['out'] or index_dir}")
+    click.echo(f"\nwrote compare.json, compare.md, compare.png and compare-pr.png in {options['out'] or index_dir}")
 
 
 @cli.command()

@@ -66,12 +66,13 @@ def train(config_file, resume_dir, **options) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--workers", type=int, help="DataLoader worker processes (default: the run's).")
-@click.option("--out", type=click.Path(file_okay=False), help="Also write eval.json and eval.md to this folder.")
+@click.option("--out", type=click.Path(file_okay=False), help="Also write eval.json, eval.md and eval-pr.png to this folder.")
 @overwrite_option
 @json_option
 @friendly_errors
 def evaluate(run_dir, as_json, **options) -> None:
-    """Float embeddings vs hash codes of a trained run on a test split: Recall@K and MAP@R."""
+    """Float embeddings vs hash codes of a trained run on a test split: Recall@K, MAP@R and the deep-hashing protocol
+    (mAP@1000, mAP@ALL, P@K, P@H<=2, precision-recall curves)."""
     from hashpa.report.evaluation import evaluate as run_evaluate
     from hashpa.report.tables import eval_table
 
@@ -81,4 +82,4 @@ def evaluate(run_dir, as_json, **options) -> None:
         return
     click.echo(eval_table(report))
     if options["out"]:
-        click.echo(f"wrote eval.json and eval.md in {options['out']}")
+        click.echo(f"wrote eval.json, eval.md and eval-pr.png in {options['out']}")

@@ -47,21 +47,24 @@ def hashing_scores(
     map_at: Sequence[int | str] = MAP_CUTOFFS,
     precision_at: Sequence[int] = PRECISION_KS,
     radius: int = RADIUS,
+    own_rows: np.ndarray | None = None,
     device: str | None = None,
     chunk_bytes: int = knn.DEFAULT_CHUNK_BYTES // 4,
 ) -> dict:
     """The deep-hashing figures of `queries` against `database` (or each other, leave-one-out).
+    `own_rows` (int [Q]): the database row that is each query itself, left out of its results
+    (queries taken from the database; without a database, each query's own row).
 
     queries / database: packed uint8 codes [N, bits/8] (metric "hamming") or float embeddings
-    [N, dim] ("cosine"); labels int [N] or multi-hot [N, C]. Cut-offs beyond the database are
-    clipped to its size. Returns a flat record: ``map@K``, ``map@all``, ``precision@K``, with
+    [N, dim] ("cosine"); labels int [N] or multi-hot [N, C]. A precision@K beyond the database is
+    reported at its size (under that K). Returns a flat record: ``map@K``, ``map@all``, ``precision@K``, with
     Hamming also ``map@all_tie_aware``, ``p@h<=R``, ``p@h<=R_empty`` (queries finding nothing
     inside the radius) and ``pr_curve_radius`` {"radius", "precision", "recall"}; always
     ``pr_curve_rank`` {"rank", "precision", "recall"}, ``queries`` and ``queries_without_relevant``.
     """
     q = knn.prepare(queries, metric, "queries")
     q_labels = check_labels(query_labels, q.shape[0], "query_labels")
-    exclude_self = database is None
+    exclude_self = database is None or own_rows is not None
     db, db_labels = (q, q_labels) if database is None else (knn.prepare(database, metric, "database"), None)
     if database is not None:
         if database_labels is None:
@@ -69,10 +72,13 @@ def hashing_scores(
         db_labels = check_labels(database_labels, db.shape[0], "database_labels")
         if db.shape[1] != q.shape[1]:
             raise HashpaError(f"queries have {q.shape[1]} columns, the database {db.shape[1]}: they come from different models")
+    own = np.arange(q.shape[0]) if own_rows is None else np.asarray(own_rows, dtype=np.int64)
+    if exclude_self and own.shape != (q.shape[0],):
+        raise HashpaError(f"own_rows must give one database row per query, got shape {own.shape}")
     searchable = db.shape[0] - exclude_self
     if searchable < 1:
         raise HashpaError("the deep-hashing metrics need at least one database item besides each query")
-    cutoffs = [c if c == "all" else min(int(c), searchable) for c in map_at]
+    cutoffs = [c if c == "all" else int(c) for c in map_at]  # the top K of fewer items is all of them: mAP@K is mAP@ALL there
     ks = sorted({min(int(k), searchable) for k in precision_at})
     curve_at = np.unique(np.geomspace(1, searchable, RANK_CURVE_POINTS).round().astype(np.int64))
     bits = db.shape[1] * 8
@@ -82,9 +88,10 @@ def hashing_scores(
         positive = relevant(q_labels[start : start + len(rows)], db_labels)
         counted = np.ones(dist.shape, dtype=bool)
         if exclude_self:
-            dist[rows, start + rows] = knn.excluded_distance(metric, db)
-            positive[rows, start + rows] = False
-            counted[rows, start + rows] = False
+            mine = own[start : start + len(rows)]
+            dist[rows, mine] = knn.excluded_distance(metric, db)
+            positive[rows, mine] = False
+            counted[rows, mine] = False
         ranked = np.take_along_axis(positive, full_ranking(dist), axis=1)[:, :searchable]
         chunk = _ranked_metrics(ranked, cutoffs, ks, curve_at)
         if metric == "hamming":
@@ -100,7 +107,7 @@ def _ranked_metrics(ranked: np.ndarray, cutoffs: list, ks: list[int], curve_at: 
     found = np.cumsum(ranked, axis=1)
     out = {"n_relevant": found[:, -1]}
     for cutoff in cutoffs:
-        out[f"map@{cutoff}"] = average_precision(ranked, ranked.shape[1] if cutoff == "all" else cutoff)
+        out[f"map@{cutoff}"] = average_precision(ranked, ranked.shape[1] if cutoff == "all" else min(cutoff, ranked.shape[1]))
     for k in ks:
         out[f"precision@{k}"] = found[:, k - 1] / k
     out["curve_found"] = found[:, curve_at - 1]

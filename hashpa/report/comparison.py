@@ -22,11 +22,12 @@ import numpy as np
 from hashpa.errors import HashpaError
 from hashpa.fileio import write_json
 from hashpa.indexdir.layout import EXACT_INDEXES
+from hashpa.metrics.hashing import hashing_scores
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
 from hashpa.outputs import check_replaceable, write_output
 from hashpa.report.frontier import frontier_methods
 from hashpa.report.machine import machine_info
-from hashpa.report.plots import plot_compare
+from hashpa.report.plots import plot_compare, plot_pr_curves
 from hashpa.report.tables import compare_table
 from hashpa.report.timing import busy_cores, search_speed
 from hashpa.search.index import Index, open_index
@@ -35,7 +36,7 @@ from hashpa.search.queries import expand_queries
 
 log = logging.getLogger(__name__)
 
-REPORT_FILES = ("compare.json", "compare.md", "compare.png")  # what compare writes, in its output folder
+REPORT_FILES = ("compare.json", "compare.md", "compare.png", "compare-pr.png")  # what compare writes, in its output folder
 SPEED_K = 10
 
 
@@ -122,6 +123,7 @@ def compare(
             memory = {"bytes_per_image": extra.code_bytes, "index_bytes": extra.index_bytes}
             rows.append(_measured(asked, {"method": extra.name, "mode": "frontier", "index": extra.name},
                                   lambda qe, qc, k, extra=extra: extra.search(qe, k), memory))
+    hashing = hashing_protocol(ix, q_emb[judged], q_codes[judged], q_labels[judged], None if self_rows is None else self_rows[judged])
     report = {
         "index": str(ix.path),
         "database": len(store),
@@ -140,12 +142,35 @@ def compare(
         "latency_threads": 1,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "methods": rows,
+        "hashing": hashing,
     }
-    json_file, table_file, plot_file = report_files
+    json_file, table_file, plot_file, pr_file = report_files
     write_output(json_file, lambda tmp: write_json(tmp, report), overwrite)
     write_output(table_file, lambda tmp: tmp.write_text(compare_table(report) + "\n", encoding="utf-8"), overwrite)
     plot_compare(report, plot_file, overwrite)
+    if "skipped" not in hashing:
+        plot_pr_curves(hashing, f"{report['database']:,} images, {report['judged_queries']:,} queries", pr_file, overwrite)
     return report
+
+
+HASHING_PAIRS = 4 * 10**8  # query-database pairs the deep-hashing protocol ranks in full, at most
+
+
+def hashing_protocol(ix: Index, embeddings: np.ndarray, codes: np.ndarray, labels: np.ndarray, own_rows: np.ndarray | None) -> dict:
+    """The deep-hashing protocol's figures (``hashpa.metrics.hashing``) of the stored float
+    embeddings and of the codes the binary indexes hold, for queries that have something to find:
+    an exhaustive ranking of the whole database, whatever index a method searches."""
+    store = ix.store
+    if not len(labels):
+        return {"skipped": "no labelled query has a relevant image in the index"}
+    if len(labels) * len(store) > HASHING_PAIRS:
+        log.info("the deep-hashing protocol ranks every image for every query: %d x %d is too many, left out (query a sample with --queries)",
+                 len(labels), len(store))
+        return {"skipped": f"{len(labels):,} queries x {len(store):,} images is more than {HASHING_PAIRS:,} pairs to rank in full"}
+    return {
+        "float": hashing_scores(embeddings, labels, ix.files.float_rows(np.arange(len(store))), store.labels, metric="cosine", own_rows=own_rows),
+        "codes": hashing_scores(codes, labels, store.index_codes, store.labels, metric="hamming", own_rows=own_rows),
+    }
 
 
 @dataclass

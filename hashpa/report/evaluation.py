@@ -20,10 +20,12 @@ from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled, load
 from hashpa.errors import HashpaError
 from hashpa.fileio import write_json
-from hashpa.metrics.retrieval import RECALL_KS, model_scores, retrieval_scores
+from hashpa.metrics.hashing import hashing_scores
+from hashpa.metrics.retrieval import RECALL_KS, REPRESENTATIONS, model_scores, retrieval_scores
 from hashpa.outputs import check_replaceable, write_output
 from hashpa.quantizers import enough_rows, fit_itq, fit_lsh
 from hashpa.report.machine import machine_info
+from hashpa.report.plots import plot_pr_curves
 from hashpa.report.tables import eval_table
 from hashpa.training.rundir import RunDir
 
@@ -41,11 +43,11 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
     them (data, dataset, root, split, train_dir, test_dir, test_fraction, class_depth): an image
     folder `data` with `split` half|seen, `train_dir` + `test_dir`, or `dataset` under `root`.
     Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with `out`,
-    writes it there as eval.json and eval.md, under the write rule (``hashpa.outputs``: files of those
+    writes it there as eval.json, eval.md and eval-pr.png (the precision-recall curves), under the write rule (``hashpa.outputs``: files of those
     names that hashpa did not write are replaced only with `overwrite`, checked before anything runs).
     """
     started = time.perf_counter()
-    report_files = [] if out is None else [Path(out) / "eval.json", Path(out) / "eval.md"]
+    report_files = [] if out is None else [Path(out) / name for name in ("eval.json", "eval.md", "eval-pr.png")]
     for path in report_files:
         check_replaceable(path, overwrite)
     other_data = {k: v for k, v in data.items() if v is not None}
@@ -67,16 +69,20 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
         train = embed_labelled(model.network, chosen.train, progress="training images", **loader)
         rows += baseline_rows(train.embeddings, queries.embeddings, queries.labels, model.bits, "the float embedding", distances_on,
                               *(() if gallery is None else (gallery.embeddings, gallery.labels)))
+    hashing = {name: hashing_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
+                                    None if gallery is None else gallery.labels, metric=metric, device=distances_on)
+               for name, metric in REPRESENTATIONS.items()}
     report = {
         "run": str(run), "checkpoint": model.checkpoint, "epoch": state["epoch"],
         "after_code_stage": state.get("codes_fitted_at") == state["epoch"],
         "split": chosen.description, "queries": len(queries.labels),
         "database": len(queries.labels) - 1 if gallery is None else len(gallery.labels),
-        "rows": rows, "seconds": round(time.perf_counter() - started, 3), "machine": machine_info(),
+        "rows": rows, "hashing": hashing, "seconds": round(time.perf_counter() - started, 3), "machine": machine_info(),
     }
     if report_files:
         write_output(report_files[0], lambda tmp: write_json(tmp, report), overwrite)
         write_output(report_files[1], lambda tmp: tmp.write_text(eval_table(report) + "\n", encoding="utf-8"), overwrite)
+        plot_pr_curves(report["hashing"], f"{report['run']} on {report['split']}", report_files[2], overwrite)
     return report
 
 

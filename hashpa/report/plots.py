@@ -48,6 +48,28 @@ def plot_compare(report: dict, path: Path, overwrite: bool = False) -> None:
     _save(fig, path, dpi=120, overwrite=overwrite)
 
 
+def plot_pr_curves(hashing: dict, title: str, path: Path, overwrite: bool = False) -> None:
+    """Precision against recall (``hashpa.metrics.hashing``'s curves) of each representation in
+    `hashing` ({name: scores}): by rank cut-off for every one, and by Hamming radius for codes."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for name, scores in hashing.items():
+        rank = scores["pr_curve_rank"]
+        ax.plot(rank["recall"], rank["precision"], marker=".", label=f"{name}, by rank (mAP@all {scores['map@all']:.3f})")
+        radius = scores.get("pr_curve_radius")
+        if radius:
+            points = [(r, p) for r, p in zip(radius["recall"], radius["precision"]) if p is not None]
+            ax.plot(*zip(*points), marker="x", linestyle="--", label=f"{name}, by Hamming radius")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=8)
+    _save(fig, path, dpi=110, overwrite=overwrite)
+
+
 def _pyplot():
     import matplotlib
 

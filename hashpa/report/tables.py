@@ -38,6 +38,9 @@ def compare_table(report: dict) -> str:
         lines.append(f"Batched: the median of the timed repeats (largest spread {spread:.0%}); single queries on {report.get('latency_threads', 1)} "
                      f"FAISS thread; load average {load['before']:.1f} before, {load['after']:.1f} after"
                      + (" (a busy machine: slower and erratic figures)." if load["before"] > 0.5 * (report["machine"]["cpu_cores"] or 1) else "."))
+    if report.get("hashing") and "skipped" not in report["hashing"]:
+        lines += ["", hashing_table(report["hashing"]), "", "Over the stored float embeddings and the codes the binary indexes hold, "
+                  "each query ranking the whole database (whatever index a method searches)."]
     return "\n".join(lines)
 
 
@@ -59,7 +62,26 @@ def eval_table(report: dict) -> str:
     if len(report["rows"]) > 2:
         lines.append("\nLSH and PCA-ITQ rows are fitted to the training images; \"fitted to the test photos\" to the database "
                      "itself, without labels (hashpa index --codes itq); asymmetric: the queries' real-valued projections against those codes.")
+    if "hashing" in report:
+        lines += ["", hashing_table(report["hashing"])]
     lines.append(f"\n{report['seconds']:.0f} s on {describe_machine(report['machine'])}")
+    return "\n".join(lines)
+
+
+def hashing_table(hashing: dict) -> str:
+    """The deep-hashing protocol's figures (``hashpa.metrics.hashing``) of each representation, as Markdown."""
+    first = next(iter(hashing.values()))
+    maps = [key for key in first if key.startswith("map@") and not key.endswith("tie_aware") and key != "map@all"]
+    precisions = [key for key in first if key.startswith("precision@")]
+    header = ["representation", *(key.replace("map@", "mAP@") for key in maps), "mAP@ALL", "mAP@ALL (ties averaged)",
+              *(key.replace("precision@", "P@") for key in precisions), "P@H<=2 (queries finding none)"]
+    lines = ["Deep-hashing protocol (by id: equal distances ordered by database row):", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for name, scores in hashing.items():
+        tie_aware = f"{scores['map@all_tie_aware']:.4f}" if "map@all_tie_aware" in scores else "-"
+        radius = f"{scores['p@h<=2']:.4f} ({scores['p@h<=2_empty']:,})" if "p@h<=2" in scores else "-"
+        cells = [name, *(f"{scores[key]:.4f}" for key in maps), f"{scores['map@all']:.4f}", tie_aware, *(f"{scores[key]:.4f}" for key in precisions), radius]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
