@@ -3,7 +3,10 @@
 from hashpa._lazy import lazy_exports
 
 _MODULES = {
-    ".registry": "LOSS_NAMES build_loss",
+    ".registry": "CODE_LOSS_NAMES LOSS_NAMES build_loss",
+    ".csq": "CSQLoss",
+    ".orthohash": "OrthoHashLoss",
+    ".centers": "hash_centers",
     ".base": "MetricLoss ProxyLoss",
     ".decorrelation": "DecorrelationLoss",
     ".distillation": "SimilarityDistillationLoss",

@@ -10,11 +10,16 @@ if TYPE_CHECKING:
     from hashpa.losses.base import MetricLoss
 
 LOSS_NAMES = ("proxy_anchor", "proxy_nca", "ms")
+# the losses of the relaxed codes: the metric losses, and two deep-hashing ones whose targets are fixed hash centres
+CODE_LOSS_NAMES = (*LOSS_NAMES, "csq", "orthohash")
 
 
 def build_loss(name: str, num_classes: int, embedding_dim: int, alpha: float = 32.0, margin: float = 0.1) -> MetricLoss:
-    """A metric loss by its command-line name; ``alpha``/``margin`` apply to Proxy Anchor only."""
+    """A loss by its command-line name; ``alpha``/``margin`` apply to Proxy Anchor only (CSQ and
+    OrthoHash keep their papers' settings, and take the code length as `embedding_dim`)."""
+    from hashpa.losses.csq import CSQLoss
     from hashpa.losses.multi_similarity import MultiSimilarityLoss
+    from hashpa.losses.orthohash import OrthoHashLoss
     from hashpa.losses.proxy_anchor import ProxyAnchorLoss
     from hashpa.losses.proxy_nca import ProxyNCALoss
 
@@ -24,4 +29,8 @@ def build_loss(name: str, num_classes: int, embedding_dim: int, alpha: float = 3
         return ProxyNCALoss(num_classes, embedding_dim)
     if name == "ms":
         return MultiSimilarityLoss()
-    raise HashpaError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+    if name == "csq":
+        return CSQLoss(num_classes, embedding_dim)
+    if name == "orthohash":
+        return OrthoHashLoss(num_classes, embedding_dim)
+    raise HashpaError(f"unknown loss {name!r}; choose one of {', '.join(CODE_LOSS_NAMES)}")

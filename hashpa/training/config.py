@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hashpa.data.splits import DATASET_KINDS
 from hashpa.errors import HashpaError
-from hashpa.losses.registry import LOSS_NAMES
+from hashpa.losses.registry import CODE_LOSS_NAMES, LOSS_NAMES
 from hashpa.models.config import ModelConfig
 from hashpa.settings import check_types, setting
 
@@ -63,7 +63,8 @@ class TrainConfig:
     loss: str = setting("proxy_anchor", "Metric loss of the float embedding.", LOSS_NAMES)
     alpha: float = setting(32.0, "Proxy Anchor alpha (scale).")
     margin: float = setting(0.1, "Proxy Anchor delta (margin).")
-    code_loss: str = setting("proxy_anchor", "Metric loss on the relaxed codes during training (ms: Multi-Similarity, a pairwise loss).", LOSS_NAMES)
+    code_loss: str = setting("proxy_anchor", "Loss on the relaxed codes during training (ms: Multi-Similarity, a pairwise loss; csq and "
+                                             "orthohash: the deep-hashing losses towards fixed Hadamard hash centres).", CODE_LOSS_NAMES)
     code_alpha: float = setting(32.0, "Proxy Anchor alpha on the relaxed codes.")
     code_weight: float = setting(1.0, "Weight of the metric loss on the relaxed codes.")
     code_relaxation: str = setting("tanh", "What the code loss and distillation see: tanh(h), or ste: the signed codes "
