@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
+.PHONY: install demo test lint bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -90,6 +90,10 @@ bench-flowers-frontier: install
 	$(PY) -m eval.frontier $(RUN64) --benchmarks BENCHMARKS.md --plot docs/frontier.png --out bench-results/frontier
 
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
+# The deep-hashing protocol on Flowers' seen classes: Proxy Anchor codes against CSQ, OrthoHash and PCA-ITQ at 16/32/64 bits.
+bench-hashing-baselines: install
+	$(PY) -m eval.hashing_baselines --data $(FLOWERS) --benchmarks BENCHMARKS.md --out bench-results/hashing-baselines
+
 bench-reliability: install
 	$(PY) -m eval.kill_resume --points 20 --benchmarks BENCHMARKS.md --out bench-results/reliability
 

@@ -19,7 +19,8 @@ from hashpa.errors import HashpaError
 
 SPLITS = ("half", "seen", "dirs")
 DATASETS = ("cub", "cars", "sop", "inshop")  # the Proxy Anchor paper's benchmarks (hashpa.data.paper_datasets reads them)
-DATASET_KINDS = ("builtin", "folder", *DATASETS)  # where a split's images come from
+HASHING_DATASETS = ("cifar10", "cifar10-59k", "cifar10-50k", "imagenet100", "nuswide", "coco")  # hashpa.data.hashing_datasets reads them
+DATASET_KINDS = ("builtin", "folder", *DATASETS, *HASHING_DATASETS)  # where a split's images come from
 
 
 @dataclass
@@ -117,8 +118,9 @@ def build_split(dataset: str = "builtin", data: str | Path | None = None, root: 
                 train_dir: str | Path | None = None, test_dir: str | Path | None = None, test_fraction: float = 0.2,
                 seed: int = 0, class_depth: int = LEAF) -> RetrievalSplit:
     """The train/test split of `dataset` (one of DATASET_KINDS): the built-in set or an image folder
-    `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, or a paper dataset under
-    `root`. Folders are labelled by ``hashpa.data.labels.class_of`` at `class_depth`."""
+    `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, a metric-learning paper's
+    dataset under `root`, or a deep-hashing dataset's protocol under `root` (drawn with `seed`).
+    Folders are labelled by ``hashpa.data.labels.class_of`` at `class_depth`."""
     from hashpa.data.builtin import builtin_dataset
     from hashpa.data.paper_datasets import load_paper_dataset
 
@@ -134,4 +136,8 @@ def build_split(dataset: str = "builtin", data: str | Path | None = None, root: 
         return split_folder(data, split, test_fraction, seed, class_depth)
     if not root:
         raise HashpaError(f"--dataset {dataset} needs --root, the folder holding the dataset")
+    if dataset in HASHING_DATASETS:
+        from hashpa.data.hashing_datasets import load_hashing_dataset
+
+        return load_hashing_dataset(dataset, root, seed)
     return load_paper_dataset(dataset, root)

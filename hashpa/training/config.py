@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashpa.data.splits import DATASET_KINDS
+from hashpa.data.splits import DATASET_KINDS, HASHING_DATASETS
 from hashpa.errors import HashpaError
 from hashpa.losses.registry import CODE_LOSS_NAMES, LOSS_NAMES
 from hashpa.models.config import ModelConfig
@@ -50,7 +50,7 @@ class TrainConfig:
     # data: an image folder (--data), the built-in set, or a paper dataset under --root
     dataset: str = setting("builtin", "Where the images come from (inferred from --data / --root when not given).", DATASET_KINDS)
     data: str | None = setting(None, "Image folder, one sub-folder per class (default: the built-in dataset).")
-    root: str | None = setting(None, "Folder holding --dataset (cub, cars, sop, inshop).")
+    root: str | None = setting(None, "Folder holding --dataset (cub, cars, sop, inshop; cifar10, cifar10-59k, cifar10-50k, imagenet100).")
     split: str = setting("half", "half: the first half of the classes trains, the rest tests (unseen classes); seen: part of every "
                                  "class is held out; dirs: --train-dir and --test-dir.", ("half", "seen", "dirs"))
     train_dir: str | None = setting(None, "Explicit training folder (with --test-dir).")
@@ -185,6 +185,8 @@ PRESETS: dict[str, dict] = {
     "cars": dict(epochs=60, warmup_epochs=1, lr=1e-4, lr_decay_step=20, model=dict(backbone="bn_inception", weights="imagenet", freeze_bn=True)),
     "sop": dict(epochs=60, warmup_epochs=1, lr=6e-4, lr_decay_step=20, lr_decay_gamma=0.25, model=dict(backbone="bn_inception", weights="imagenet")),
     "inshop": dict(epochs=60, warmup_epochs=1, lr=6e-4, lr_decay_step=20, lr_decay_gamma=0.25, model=dict(backbone="bn_inception", weights="imagenet")),
+    # The deep-hashing datasets (their protocols give the split): a pretrained backbone at 224 px, as their papers fine-tune.
+    **{name: dict(epochs=30, model=dict(backbone="tf_efficientnet_lite0", weights="imagenet", image_size=224)) for name in HASHING_DATASETS},
 }
 
 

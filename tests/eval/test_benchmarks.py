@@ -111,3 +111,14 @@ def test_flowers_protocol_line_names_the_split():
     assert "a fifth of every class" in flowers.markdown(report)
     report["settings"]["split"] = "half"
     assert "unseen classes a .. d" in flowers.markdown(report)
+
+
+def test_hashing_baselines_tiny(tmp_path):
+    from eval import hashing_baselines
+
+    folder = make_image_folder(tmp_path / "photos", classes=4, per_class=10)
+    hashing_baselines.main(["--data", str(folder), "--bits", "16", "--epochs", "1", "--frozen-epochs", "1", "--backbone", "smallcnn",
+                            "--weights", "none", "--image-size", "32", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "hashing-baselines.json").read_text())
+    assert {r["design"] for r in report["rows"]} == {"proxy_anchor", "pca_itq", "float", "csq", "orthohash"}
+    assert all(0 <= r["map@all"] <= 1 for r in report["rows"]) and "| 16 | CSQ codes" in (tmp_path / "out" / "hashing-baselines.md").read_text()
