@@ -10,13 +10,15 @@ from hashpa.errors import HashpaError
 
 
 class MetricLoss(nn.Module):
-    """A loss over a batch of embeddings [B, D] with integer class labels [B].
+    """A loss over a batch of embeddings [B, D] with integer class labels [B] (or, for losses with
+    ``multi_label = True``, multi-hot labels bool [B, num_classes]: a sample of several classes).
 
     Inputs in bf16/fp16 (or produced under autocast) are computed in float32, float64 stays
     float64. Subclasses implement ``compute(embeddings, labels) -> scalar``.
     """
 
     num_classes: int | None = None
+    multi_label = False  # whether compute() takes multi-hot labels too
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._check_inputs(embeddings, labels)
@@ -30,6 +32,13 @@ class MetricLoss(nn.Module):
     def _check_inputs(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         if embeddings.ndim != 2:
             raise HashpaError(f"{type(self).__name__}: embeddings must be [batch, dim], got shape {tuple(embeddings.shape)}")
+        if labels.ndim == 2:
+            if not self.multi_label:
+                raise HashpaError(f"{type(self).__name__} takes one class per sample: labels [batch], got multi-labels {tuple(labels.shape)}")
+            if labels.shape != (embeddings.shape[0], self.num_classes) or labels.dtype != torch.bool:
+                raise HashpaError(f"{type(self).__name__}: multi-labels must be bool [batch, classes] = [{embeddings.shape[0]}, "
+                                  f"{self.num_classes}], got {labels.dtype} {tuple(labels.shape)}")
+            return
         if labels.shape != (embeddings.shape[0],):
             raise HashpaError(
                 f"{type(self).__name__}: labels must be [batch] = [{embeddings.shape[0]}], got shape {tuple(labels.shape)}"
@@ -74,6 +83,14 @@ class ProxyLoss(MetricLoss):
     def loss_from_cosine(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """cosine: [B, C] similarity of each embedding to each proxy."""
         raise NotImplementedError
+
+
+def positive_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, classes): every (sample, class) pair where the sample belongs to the class, for class
+    indices [B] (one pair a sample) or multi-hot labels bool [B, C] (as many as its classes)."""
+    if labels.ndim == 2:
+        return torch.nonzero(labels, as_tuple=True)
+    return torch.arange(len(labels), device=labels.device), labels
 
 
 def log1p_sum_exp(z: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:

@@ -18,8 +18,12 @@ class OrthoHashLoss(MetricLoss):
         -\log\frac{e^{s(\cos(u, c_y) - m)}}{e^{s(\cos(u, c_y) - m)} + \sum_{j \ne y} e^{s\cos(u, c_j)}}
 
     with the paper's s = 8 and m = 0.2. The codewords are fixed ``hash_centers`` (Hadamard rows:
-    orthogonal whenever there are at most as many classes as bits), kept as a buffer.
+    orthogonal whenever there are at most as many classes as bits), kept as a buffer. With
+    multi-hot labels (hashpa's form) every label gets the margin, and the loss is the mean over a
+    sample's labels of their cross-entropy terms.
     """
+
+    multi_label = True
 
     def __init__(self, num_classes: int, bits: int, scale: float = 8.0, margin: float = 0.2, seed: int = 0):
         super().__init__()
@@ -29,5 +33,9 @@ class OrthoHashLoss(MetricLoss):
 
     def compute(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cosine = F.normalize(codes, dim=1) @ F.normalize(self.codewords.to(codes.dtype), dim=1).T
-        logits = self.scale * (cosine - self.margin * F.one_hot(labels, self.num_classes).to(codes.dtype))
-        return F.cross_entropy(logits, labels)
+        positive = labels.to(codes.dtype) if labels.ndim == 2 else F.one_hot(labels, self.num_classes).to(codes.dtype)
+        logits = self.scale * (cosine - self.margin * positive)
+        if labels.ndim == 1:
+            return F.cross_entropy(logits, labels)
+        log_probability = F.log_softmax(logits, dim=1)
+        return (-(log_probability * positive).sum(dim=1) / positive.sum(dim=1).clamp(min=1)).mean()

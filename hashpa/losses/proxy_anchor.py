@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from hashpa.losses.base import ProxyLoss, log1p_sum_exp_all
+from hashpa.losses.base import ProxyLoss, log1p_sum_exp_all, positive_pairs
 
 
 class ProxyAnchorLoss(ProxyLoss):
@@ -15,12 +15,16 @@ class ProxyAnchorLoss(ProxyLoss):
         \frac{1}{|P^+|}\sum_{p\in P^+}\log\Big(1+\sum_{x\in X_p^+}e^{-\alpha(s(x,p)-\delta)}\Big)
         + \frac{1}{|P|}\sum_{p\in P}\log\Big(1+\sum_{x\in X_p^-}e^{\alpha(s(x,p)+\delta)}\Big)
 
-    P+ are the proxies with at least one positive in the batch, P all proxies.
+    P+ are the proxies with at least one positive in the batch, P all proxies. With multi-hot
+    labels a sample is a positive of every proxy of its labels and a negative of the others (the
+    paper's loss over the sets X_p^+, unchanged).
 
     ``proxy_chunk``: if set, proxies are processed in chunks of that many with activation
     checkpointing, so the [B, C] similarity never exists whole (for very many classes); the
     result is the same.
     """
+
+    multi_label = True
 
     def __init__(
         self,
@@ -45,28 +49,28 @@ class ProxyAnchorLoss(ProxyLoss):
         for index, proxies in enumerate(torch.split(self.proxies, self.proxy_chunk)):
             pos, neg = checkpoint(self._chunk_sums, x, proxies, labels, index * self.proxy_chunk, use_reentrant=False)
             positive_sum, negative_sum = positive_sum + pos, negative_sum + neg
-        with_positive = torch.unique(labels).numel()
+        with_positive = torch.unique(positive_pairs(labels)[1]).numel()
         return positive_sum / with_positive + negative_sum / self.num_classes
 
     def loss_from_cosine(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(len(labels), device=labels.device)
-        positive_lse, negative_lse, with_positive = self._terms(cosine, rows, labels)
+        rows, cols = positive_pairs(labels)
+        positive_lse, negative_lse, with_positive = self._terms(cosine, rows, cols)
         return positive_lse.sum() / with_positive.sum() + negative_lse.mean()
 
     def _chunk_sums(self, x, proxies, labels, first_class):
         proxies = torch.nn.functional.normalize(proxies.to(x.dtype), dim=1)
-        local = labels - first_class
-        rows = torch.nonzero((local >= 0) & (local < len(proxies))).squeeze(1)
-        positive_lse, negative_lse, _ = self._terms(x @ proxies.T, rows, local[rows])
+        rows, cols = positive_pairs(labels)
+        local = cols - first_class
+        inside = (local >= 0) & (local < len(proxies))
+        positive_lse, negative_lse, _ = self._terms(x @ proxies.T, rows[inside], local[inside])
         return positive_lse.sum(), negative_lse.sum()
 
     def _terms(self, cosine: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
         """Per-proxy positive and negative log-sum-exp terms of `cosine` [B, C], where sample rows[i]
-        has its positive proxy in column cols[i].
+        has a positive proxy in column cols[i] (a multi-label sample appears once per class).
 
-        Each sample has one positive proxy, so the positive side is gathered (B values) and grouped
-        by proxy, and the negative side is the whole [B, C] matrix with those entries removed: no
-        [B, C] mask is ever built.
+        The positive side is gathered (one value a pair) and grouped by proxy, and the negative side
+        is the whole [B, C] matrix with those entries removed: no [B, C] mask is ever built.
         """
         classes = cosine.shape[1]
         positive_z = -self.alpha * (cosine[rows, cols] - self.margin)
