@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	# exactly these builds: they are on this workplace's disk (any other version is a multi-GB download)
+	# exactly these builds (the project is tested with them; another version may be a multi-GB download)
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -e '.[lite,dev]'
 	touch $@

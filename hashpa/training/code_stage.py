@@ -1,8 +1,8 @@
 """The code stage: after the float embedding is trained, fit the hash head to the frozen model.
 
-Measured on Flowers-102 (BENCHMARKS.md): a head trained jointly with the embedding lags behind it
-(the embedding moves, the head's small steps on tanh relaxations do not keep up) and ends below
-PCA-ITQ codes of the same embedding. Here the model is frozen, so the hash head's inputs can be
+Why: a head trained jointly with the embedding can lag behind it (the embedding moves, the head's
+small steps on tanh relaxations do not keep up) and end below PCA-ITQ codes of the same embedding
+(BENCHMARKS.md measures it). Here the model is frozen, so the hash head's inputs can be
 computed once -- the training images under the test transform plus `code_views` augmented
 passes -- and the head, started from PCA-ITQ of those inputs, trains for many cheap epochs on them:
 
@@ -11,12 +11,11 @@ passes -- and the head, started from PCA-ITQ of those inputs, trains for many ch
 - "proxy_anchor": Proxy Anchor on the codes with code proxies started at the classes' mean
   directions; suited to classes seen in training;
 - "distill": similarity distillation from the float embedding only: on classes the model has
-  not seen, class supervision of the codes over-fits the training classes (a scratch check, not a benchmark), while
-  keeping the embedding's neighbourhoods transfers;
+  not seen, class supervision of the codes can over-fit the training classes, while keeping the
+  embedding's neighbourhoods transfers;
 - "auto": proxy_anchor when every test class is a training class, distill otherwise;
 - the number of epochs is chosen on held-out training images (held-out classes for distill), and
-  may be 0: where training does not beat the PCA-ITQ start on them (Flowers-102 at 16 bits), the
-  start is kept.
+  may be 0: where training does not beat the PCA-ITQ start on them, the start is kept.
 """
 
 from __future__ import annotations
@@ -100,8 +99,8 @@ def start_head_from_itq(model: HashingModel, samples: Sequence[Sample], device: 
     """Set the hash head to PCA-ITQ of its inputs over `samples` (test transform); False (the head
     left as it is) when too few images could be read for PCA-ITQ.
 
-    Measured on Flowers-102 (BENCHMARKS.md): a randomly initialised head trained by the code
-    losses ends below PCA-ITQ codes of the same embedding; starting from them it does not.
+    A randomly initialised head trained by the code losses can end below PCA-ITQ codes of the
+    same embedding; started from them it begins where they are (BENCHMARKS.md measures both).
     """
     from hashpa.embed import embed_all
 

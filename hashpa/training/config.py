@@ -30,23 +30,21 @@ LEGACY_DEFAULTS = {"code_validation": 0.0, "class_depth": 1, "baseline": False, 
 
 # Named recipes: what fits a machine, layered over the dataset kind's preset (hashpa train --preset).
 RECIPES: dict[str, dict] = {
-    # The Flowers-102 CPU recipe of BENCHMARKS.md: 112-px crops, 6 epochs, batch 120, frozen BatchNorm
-    # (about 10 minutes for 3,500 training images on the 2-core development CPU).
+    # The Flowers-102 CPU recipe of BENCHMARKS.md: 112-px crops, 6 epochs, batch 120, frozen BatchNorm.
     "cpu-quick": dict(image_size=112, epochs=6, batch_size=120, freeze_bn=True, workers=2),
-    # The paper's: 224-px crops, batch 180, frozen BatchNorm, 40 epochs (not timed here: no GPU has been lent to this project).
+    # The paper's: 224-px crops, batch 180, frozen BatchNorm, 40 epochs.
     "gpu-paper": dict(image_size=224, epochs=40, batch_size=180, freeze_bn=True, workers=8),
 }
-RECIPE_TIMES = {"cpu-quick": "about 10 min for 3,500 training images on the 2-core development CPU",
-                "gpu-paper": "not timed: no GPU has been lent to this project yet"}
+RECIPE_PURPOSES = {"cpu-quick": "a short schedule for a CPU", "gpu-paper": "the paper's schedule, for a GPU"}
 PRESET_CHOICES = ("auto", "none", *RECIPES)
 
 
 @dataclass
 class TrainConfig:
     # the recipe: auto picks cpu-quick for an image folder on a machine without a GPU (with the default backbone)
-    preset: str = setting("auto", "A named recipe layered over the dataset kind's defaults: cpu-quick (112 px, 6 epochs: about 10 min "
-                                  "for 3,500 images on 2 CPU cores), gpu-paper (224 px, batch 180, 40 epochs), none; auto: cpu-quick "
-                                  "for an image folder when there is no GPU, else none.", PRESET_CHOICES)
+    preset: str = setting("auto", "A named recipe layered over the dataset kind's defaults: cpu-quick (112 px, 6 epochs, batch 120), "
+                                  "gpu-paper (224 px, batch 180, 40 epochs), none; auto: cpu-quick for an image folder when there is "
+                                  "no GPU, else none (BENCHMARKS.md times them).", PRESET_CHOICES)
     # data: an image folder (--data), the built-in set, or a paper dataset under --root
     dataset: str = setting("builtin", "Where the images come from (inferred from --data / --root when not given).", DATASET_KINDS)
     data: str | None = setting(None, "Image folder, one sub-folder per class (default: the built-in dataset).")

@@ -26,7 +26,7 @@ from hashpa.outputs import check_folder, claim_folder
 from hashpa.quantizers import enough_rows
 from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
-from hashpa.training.config import RECIPE_TIMES, TrainConfig
+from hashpa.training.config import RECIPE_PURPOSES, TrainConfig
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
 from hashpa.training.relaxation import binary_fraction
@@ -198,7 +198,7 @@ class Trainer:
             shown = "; ".join(f"{path} ({why})" for path, why in self.unusable[:3])
             log.warning("%d image files cannot be read and are left out: %s%s", len(self.unusable), shown, " ..." if len(self.unusable) > 3 else "")
         log.info("data: %s: %s", self.split.description, self.split.summary())
-        recipe = f"preset {c.preset} ({RECIPE_TIMES[c.preset]})" if c.preset in RECIPE_TIMES else "no preset"
+        recipe = f"preset {c.preset} ({RECIPE_PURPOSES[c.preset]})" if c.preset in RECIPE_PURPOSES else "no preset"
         log.info("settings: %s; %s (%s weights) at %d px, %d epochs, batch %d, %d-bit codes, %d-d embedding, on %s",
                  recipe, model.backbone, model.weights, self.model.preprocessing.input_size, c.epochs, c.batch_size, model.bits, model.dim,
                  self.device)
