@@ -32,3 +32,27 @@ def test_every_lazy_export_resolves(package):
 def test_light_entry_points_import_neither_torch_nor_faiss(code):
     check = f"{code}; import sys; print(sorted(m for m in ('torch', 'faiss', 'timm') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def _imports(path: Path) -> set[str]:
+    """The hashpa modules `path` imports, anywhere in it (lazy imports inside functions too)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("hashpa"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("hashpa")}
+    return found
+
+
+def test_the_data_readers_do_not_import_each_other_in_a_circle():
+    modules = {".".join(p.relative_to(LIBRARY.parent).with_suffix("").parts): p for p in (LIBRARY / "data").glob("*.py")}
+    graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(step == goal or (step not in seen and reaches(step, goal, seen | {step})) for step in graph[start])
+
+    circles = [name for name in graph if reaches(name, name, {name})]
+    assert not circles, circles

@@ -6,7 +6,8 @@ from hashpa._lazy import lazy_exports
 _MODULES = {
     ".folder": "IMAGE_EXTENSIONS Sample find_images is_image labelled_samples",
     ".labels": "class_of label_paths",
-    ".splits": "DATASET_KINDS SPLITS RetrievalSplit build_split split_dirs split_folder DATASETS",
+    ".splits": "SPLITS build_split split_dirs split_folder",
+    ".retrieval_split": "DATASET_KINDS DATASETS HASHING_DATASETS RetrievalSplit",
     ".paper_datasets": "load_paper_dataset",
     ".builtin": "builtin_dataset",
     ".loading": "ImageDataset",

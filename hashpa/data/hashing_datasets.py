@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from hashpa.data.folder import Sample, labelled_samples
-from hashpa.data.splits import HASHING_DATASETS, RetrievalSplit
+from hashpa.data.retrieval_split import HASHING_DATASETS, RetrievalSplit
 from hashpa.errors import HashpaError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from hashpa.data.folder import Sample
-from hashpa.data.splits import DATASETS, RetrievalSplit
+from hashpa.data.retrieval_split import DATASETS, RetrievalSplit
 from hashpa.errors import HashpaError
 
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashpa.data.splits import DATASET_KINDS, HASHING_DATASETS
+from hashpa.data.retrieval_split import DATASET_KINDS, HASHING_DATASETS
 from hashpa.errors import HashpaError
 from hashpa.losses.registry import CODE_LOSS_NAMES, LOSS_NAMES
 from hashpa.models.config import ModelConfig

@@ -14,7 +14,8 @@ import torch
 from tqdm import tqdm
 
 from hashpa import __version__
-from hashpa.data.splits import RetrievalSplit, build_split
+from hashpa.data.retrieval_split import RetrievalSplit
+from hashpa.data.splits import build_split
 from hashpa.devices import autocast, distance_device, resolve_device
 from hashpa.distributed import barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
 from hashpa.embed import embed_all, embed_labelled

@@ -10,7 +10,8 @@ from PIL import Image
 
 from hashpa.data import hashing_datasets
 from hashpa.data.hashing_datasets import CIFAR_PROTOCOLS, LIST_DATASETS, cifar10, load_hashing_dataset, read_label_list
-from hashpa.data.splits import HASHING_DATASETS, build_split
+from hashpa.data.retrieval_split import HASHING_DATASETS
+from hashpa.data.splits import build_split
 from hashpa.errors import HashpaError
 
 CLASSES = [f"c{i}" for i in range(10)]
