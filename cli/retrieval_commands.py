@@ -9,7 +9,7 @@ import click
 from hashpa.cli.main import cli, echo_json, friendly_errors, json_option, overwrite_option
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
-from hashpa.search.modes import MODES
+from hashpa.search.modes import MODE_FACTS, MODES
 from hashpa.training.rundir import CHECKPOINTS
 
 DEFAULTS = IndexSettings()
@@ -93,15 +93,14 @@ def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) 
     if as_json:
         echo_json([asdict(r) for r in results])
         return
-    mode = options["mode"]
-    score_name = {"binary": "Hamming", "asymmetric": "score"}.get(mode, "cosine")
+    facts = MODE_FACTS[options["mode"]]
     for result in results:
         click.echo(f"query {escape_name(result.query)}")
         if show_codes:
             click.echo(f"  code {result.code}")
         for hit in result.hits:
-            score = f"{hit.score:.0f}" if mode == "binary" else f"{hit.score:.4f}"
-            click.echo(f"  {hit.rank:>3}  {score_name} {score:>7}  {escape_name(hit.path)}")
+            score = f"{hit.score:.0f}" if facts.whole_scores else f"{hit.score:.4f}"
+            click.echo(f"  {hit.rank:>3}  {facts.score_short} {score:>7}  {escape_name(hit.path)}")
     if grid:
         click.echo(f"wrote {grid}")
 

@@ -84,7 +84,7 @@ def retrieval_scores(
                                 tie_aware=tie_aware, device=device, paired=paired)
     scores = {f"recall@{k}": v for k, v in result["recall"].items()}
     if tie_aware:
-        scores.update({f"expected_recall@{k}": v for k, v in result["recall_tie_aware"].items()})
+        scores.update({f"expected_recall@{k}": v for k, v in result["expected_recall"].items()})
     scores["map@r"] = result["map_at_r"]
     return scores
 
@@ -109,7 +109,7 @@ def evaluate_retrieval(
     ``device`` computes the distances with torch there (e.g. "cuda") instead of on the CPU.
     ``paired``: database row i is query i in another form (e.g. its code for a float query): it is
     excluded from query i's results, as a query's own row is without a database.
-    Returns a dict: recall {K: float}, recall_tie_aware {K: float} (if tie_aware), map_at_r,
+    Returns a dict: recall {K: float}, expected_recall {K: float} (tie-aware, if tie_aware), map_at_r,
     r_precision (if with_map_at_r), map {cut-off: float}, queries, queries_without_positives, seconds.
     """
     started = time.perf_counter()
@@ -230,7 +230,7 @@ def _summarise(merged: dict, ks, map_at, started: float) -> dict:
         "queries_without_positives": int((~has_positive).sum()),
     }
     if "expected_hits" in merged:
-        result["recall_tie_aware"] = {k: float(v) for k, v in zip(ks, merged["expected_hits"].mean(axis=0))}
+        result["expected_recall"] = {k: float(v) for k, v in zip(ks, merged["expected_hits"].mean(axis=0))}
     if "ap_at_r" in merged:
         result["map_at_r"] = float(np.nanmean(merged["ap_at_r"])) if has_positive.any() else 0.0
         result["r_precision"] = float(np.nanmean(merged["r_precision"])) if has_positive.any() else 0.0

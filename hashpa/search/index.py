@@ -68,7 +68,7 @@ class Index:
     @property
     def modes(self) -> list[str]:
         """The search modes this index supports."""
-        return [m for m in modes.MODES if m != "asymmetric" or self.store.fitted is not None]
+        return [m for m, facts in modes.MODE_FACTS.items() if not facts.needs_fitted_codes or self.store.fitted is not None]
 
     def model(self):
         """The model that built the index (loaded on first use, its fingerprint checked)."""

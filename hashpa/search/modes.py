@@ -23,7 +23,31 @@ from hashpa.search.asymmetric import DistinctCodes, asymmetric_scan, rescore_asy
 if TYPE_CHECKING:
     from hashpa.indexdir.open import IndexDir
 
-MODES = ("float", "binary", "rerank", "asymmetric")
+@dataclass(frozen=True)
+class ModeFacts:
+    """What a search mode is, for every place that shows or measures one (the command line, the
+    server, compare)."""
+
+    score: str  # what its scores are
+    score_short: str  # the same, for a terminal column
+    whole_scores: bool  # the scores are whole numbers (Hamming distances)
+    shortlist: bool  # whether a shortlist (--shortlist) applies
+    needs_fitted_codes: bool  # needs codes fitted to the database (hashpa index --codes itq)
+    keeps_floats: bool  # reads the float embeddings of the database
+    keeps_codes: bool  # reads the database's codes
+
+    def bytes_per_item(self, float_bytes: float, code_bytes: float) -> float:
+        """What the mode reads per database item: its float embedding and/or its code."""
+        return self.keeps_floats * float_bytes + self.keeps_codes * code_bytes
+
+
+MODE_FACTS = {
+    "float": ModeFacts("cosine", "cosine", False, False, False, True, False),
+    "binary": ModeFacts("Hamming distance", "Hamming", True, False, False, False, True),
+    "rerank": ModeFacts("cosine", "cosine", False, True, False, True, True),
+    "asymmetric": ModeFacts("projection . code", "score", False, True, True, False, True),
+}
+MODES = tuple(MODE_FACTS)
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
 SHORTLIST_PER_K = 10  # rerank's default shortlist: 10 k candidates
 
@@ -41,7 +65,7 @@ def check_request(ix: IndexDir, mode: str, k: int, shortlist: int | None) -> Non
         raise HashpaError(f"-k must be between 1 and the index size {len(ix)}, got {k}")
     if shortlist is not None and shortlist < 1:
         raise HashpaError(f"--shortlist must be at least 1 (it is raised to -k when smaller), got {shortlist}")
-    if mode == "asymmetric" and ix.store.fitted is None:
+    if MODE_FACTS[mode].needs_fitted_codes and ix.store.fitted is None:
         raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {ix.path} with hashpa index ... --codes itq")
 
 

@@ -35,6 +35,7 @@ from hashpa.codes import code_strings
 from hashpa.data.decode import ImageError, decode_image
 from hashpa.errors import HashpaError
 from hashpa.fileio import finite, json_default
+from hashpa.search.modes import MODE_FACTS
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +135,15 @@ class SearchService:
 
     def _mode(self, ix, mode: str, embeddings, codes, k: int, shortlist: int | None, label: str | None) -> dict:
         started = time.perf_counter()
-        found = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist if mode in ("rerank", "asymmetric") else None)
+        facts = MODE_FACTS[mode]
+        found = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist if facts.shortlist else None)
         ms = (time.perf_counter() - started) * 1000
         hits = []
         for rank, (row, score) in enumerate(zip(found.ids[0].tolist(), found.scores[0].tolist()), start=1):
             hit_label = _label(ix, row)
             hits.append({"rank": rank, "row": row, "path": ix.store.paths[row], "score": float(score), "label": hit_label,
                          "correct": None if label is None or hit_label is None else hit_label == label})
-        return {"ms": ms, "score": {"binary": "Hamming distance", "asymmetric": "projection . code"}.get(mode, "cosine"), "hits": hits}
+        return {"ms": ms, "score": facts.score, "hits": hits}
 
     def thumbnail(self, served: Served, row: int) -> bytes:
         ix = served.index
@@ -429,8 +431,7 @@ def _facts(name: str, ix) -> dict:
             figures = None  # not a compare report: the page shows no figures
     return {"name": name, "path": str(ix.path), "items": len(ix), "bits": store.bits, "dim": int(store.embeddings.shape[1]),
             "code_source": store.code_source, "modes": ix.modes, "labels": bool(store.has_labels), "classes": len(store.class_names),
-            "bytes_per_item": {mode: size for mode, size in {"float": float_bytes, "binary": store.bits / 8, "rerank": float_bytes + store.bits / 8,
-                                                              "asymmetric": store.bits / 8}.items() if mode in ix.modes},
+            "bytes_per_item": {mode: MODE_FACTS[mode].bytes_per_item(float_bytes, store.bits / 8) for mode in ix.modes},
             "model": meta.model, "fingerprint": meta.model_fingerprint, "compare": figures,
             "sample_rows": np.linspace(0, len(ix) - 1, min(len(ix), 48)).astype(int).tolist()}
 

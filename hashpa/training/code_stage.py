@@ -235,7 +235,7 @@ def _recall_at_1(head: HashHead, validation: CodeFeatures) -> float:
     inputs = validation.hash_inputs[: validation.plain_rows].to(head.linear.weight.device)
     codes = pack_codes(head(inputs)).cpu().numpy()
     labels = validation.labels[: validation.plain_rows].numpy()
-    return float(evaluate_retrieval(codes, labels, metric="hamming", ks=(1,), with_map_at_r=False)["recall_tie_aware"][1])
+    return float(evaluate_retrieval(codes, labels, metric="hamming", ks=(1,), with_map_at_r=False)["expected_recall"][1])
 
 
 def _loss(settings: CodeStageSettings, hasher: LinearHasher, plain: np.ndarray, labels: torch.Tensor, num_classes: int,
