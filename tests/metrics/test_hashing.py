@@ -21,18 +21,19 @@ def relevant_pairs(q_labels, db_labels) -> np.ndarray:
     return np.array([[q >= 0 and q == d for d in db_labels] for q in q_labels])
 
 
+def average_precision_of(ranking, relevant) -> float:
+    """AP of one ranking (item ids, best first), by the definition: 0 when nothing relevant is in it."""
+    found, total = 0, 0.0
+    for rank, j in enumerate(ranking, start=1):
+        if relevant[j]:
+            found += 1
+            total += found / rank
+    return total / found if found else 0.0
+
+
 def brute(dist, rel, cutoff):
-    """AP@cutoff of each query from its (distance, id) order, by the definition."""
-    out = []
-    for d, r in zip(dist, rel):
-        order = sorted(range(len(d)), key=lambda j: (d[j], j))[:cutoff]
-        found, total = 0, 0.0
-        for rank, j in enumerate(order, start=1):
-            if r[j]:
-                found += 1
-                total += found / rank
-        out.append(total / found if found else 0.0)
-    return np.mean(out)
+    """mAP@cutoff over the queries, each ranked by (distance, id)."""
+    return np.mean([average_precision_of(sorted(range(len(d)), key=lambda j: (d[j], j))[:cutoff], r) for d, r in zip(dist, rel)])
 
 
 @pytest.fixture
@@ -84,15 +85,8 @@ def test_the_tie_aware_map_is_the_mean_over_every_order_of_the_ties():
         rel = rng.random(7) < 0.5
         levels = sorted(set(dist.tolist()))
         groups = [[j for j in range(7) if dist[j] == level] for level in levels]
-        aps = []
-        for orders in itertools.product(*(itertools.permutations(g) for g in groups)):
-            ranking = [j for group in orders for j in group]
-            found, total = 0, 0.0
-            for rank, j in enumerate(ranking, start=1):
-                if rel[j]:
-                    found += 1
-                    total += found / rank
-            aps.append(total / found if found else 0.0)
+        aps = [average_precision_of([j for group in orders for j in group], rel)
+               for orders in itertools.product(*(itertools.permutations(g) for g in groups))]
         items = np.array([[len(g) for g in groups]], dtype=float)
         hits = np.array([[int(rel[g].sum()) for g in groups]], dtype=float)
         assert expected_average_precision(items, hits)[0] == pytest.approx(np.mean(aps))
