@@ -6,7 +6,8 @@ _MODULES = {
     ".layout": "CODE_SOURCES INDEX_JSON STORE_FILE IndexMeta index_key read_meta",
     ".store": "FittedCodes Store read_store write_store",
     ".settings": "IndexSettings",
-    ".build": "IndexSummary build_index fit_database_codes write_index_dir",
+    ".build": "IndexSummary build_index fit_database_codes",
+    ".write": "write_index_dir",
     ".open": "IndexDir",
     ".facts": "info",
 }

@@ -17,30 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
-from hashpa import __version__
 from hashpa.codes import check_bits
 from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
 from hashpa.distributed import barrier, is_main_process, process_group, rank, rank_device, world_size
 from hashpa.errors import HashpaError
-from hashpa.fileio import check_free_space, checksum, folder_lock, remove_temporaries, verify
-from hashpa.indexdir.changes import FolderFiles, contained, scan_folder, scan_samples, unchanged_rows
-from hashpa.indexdir.faiss_files import build_faiss_index, make_faiss_index, write_faiss
-from hashpa.indexdir.generations import new_generation, retire_unused
+from hashpa.fileio import folder_lock, remove_temporaries, verify
+from hashpa.indexdir.changes import FolderFiles, contained, unchanged_rows
+from hashpa.indexdir.faiss_files import make_faiss_index
 from hashpa.indexdir.layout import (
-    DEFAULT_INDEXES,
     STORE_FILE,
-    IndexMeta,
-    index_file_name,
-    index_key,
-    read_meta,
-    write_meta,
 )
 from hashpa.indexdir.partial import PartialBatches, Rows
-from hashpa.indexdir.settings import INDEX_SPLITS, IndexSettings
-from hashpa.indexdir.store import FittedCodes, Store, StoredRows, read_store_rows, write_store
+from hashpa.indexdir.settings import IndexSettings
+from hashpa.indexdir.sources import files_to_index
+from hashpa.indexdir.store import FittedCodes, Store, StoredRows, read_store_rows
+from hashpa.indexdir.write import current_meta, write_index_dir
 from hashpa.outputs import check_folder, claim_folder
-from hashpa.paths import recorded
 from hashpa.quantizers import LOW_DATA_ROWS_PER_BIT, enough_rows, fit_itq
 
 log = logging.getLogger(__name__)
@@ -84,7 +77,7 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
         main = is_main_process()
         if main:
             check_folder(out, "index")
-        folder, files = _files_to_index(folder, model, split, options.class_depth)
+        folder, files = files_to_index(folder, model, split, options.class_depth)
         if main:
             claim_folder(out, "index")
         with folder_lock(out, "hashpa index") if main else contextlib.nullcontext():  # rank 0 holds it for all
@@ -92,45 +85,6 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
                 remove_temporaries(out)
             barrier()
             return _build(folder, files, model, out, options, started)
-
-
-def _files_to_index(folder: str | Path | None, model: str | Path, split: str | None, class_depth: int) -> tuple[Path, FolderFiles]:
-    """(the folder the paths are relative to, its files): a folder's images, or a run's split."""
-    if split is None:
-        if folder is None:
-            raise HashpaError("give an image folder to index, or --split test (or train) to index the model run's own split")
-        return Path(folder), scan_folder(Path(folder))
-    from hashpa.data.splits import build_split
-    from hashpa.training.rundir import RunDir
-
-    if split not in INDEX_SPLITS:
-        raise HashpaError(f"--split must be one of {', '.join(INDEX_SPLITS)}, got {split!r}")
-    if folder is not None:
-        raise HashpaError("--split indexes the model run's own data: give it without an image folder")
-    if not Path(model).is_dir():
-        raise HashpaError(f"--split needs --model to be a run directory (it reads the run's data settings), got {model}")
-    config = RunDir(model).read_config()
-    chosen = build_split(**config.data_settings()).check()
-    samples = {"train": chosen.train, "test": chosen.test, "gallery": chosen.gallery}[split]
-    if samples is None:
-        raise HashpaError(f"{chosen.description} has no gallery split (only In-Shop does): use --split test")
-    root = Path(_split_root(config, split))
-    classes = chosen.train_classes if split == "train" else chosen.test_classes
-    log.info("indexing the %s split of %s: %d images of %d classes under %s", split, model, len(samples), len(classes), root)
-    return root, scan_samples(root, samples, classes)
-
-
-def _split_root(config, split: str) -> str:
-    """The folder a run's split lives under: the one its paths are stored relative to."""
-    from hashpa.data.builtin import builtin_dataset
-
-    if config.dataset == "builtin":
-        return builtin_dataset()
-    if config.dataset == "folder":
-        if config.train_dir or config.test_dir:
-            return config.train_dir if split == "train" else config.test_dir
-        return config.data
-    return config.root
 
 
 def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary | None:
@@ -212,7 +166,7 @@ def _check_before_embedding(options: IndexSettings, embedder, images: int) -> No
 def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:
     """The rows of the store in `out` when the same model built it; none for a new index, a store
     that cannot be read (rebuilt from the images), or, with `replace`, another model's store."""
-    meta = _current_meta(out)
+    meta = current_meta(out)
     path = out / (meta.store if meta else STORE_FILE)
     nothing = StoredRows(path, np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64), {})
     if meta is None or not path.is_file():
@@ -276,66 +230,3 @@ def fit_database_codes(embeddings: np.ndarray, bits: int, seed: int = 0) -> Fitt
     codes = np.concatenate([hasher.encode(embeddings[start : start + 65536]) for start in range(0, n, 65536)])
     log.info("fitted %d-bit PCA-ITQ codes to %d embeddings in %.1f s", bits, min(n, ITQ_SAMPLE), time.perf_counter() - started)
     return FittedCodes(codes, hasher)
-
-
-def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["float"], binary_specs=DEFAULT_INDEXES["binary"],
-                    source: dict | None = None) -> dict:
-    """Write `store` and its FAISS indexes as a new generation of the index directory `out`, publish
-    it by replacing index.json, then remove older generations no reader holds (``generations``);
-    returns the indexes built.
-
-    Every FAISS index is built, and the free space checked, before anything is written, so a bad
-    factory string or a full disk leaves an existing index as it was; searches running meanwhile
-    answer from the old generation. `store.attrs["model_fingerprint"]` names the model; `source`
-    gives the indexed "folder", the "model" and its "checkpoint" for index.json (defaults: the
-    store's root, unknown). No file hashpa did not write is deleted.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    data = {"float": store.embeddings, "binary": store.index_codes}
-    made = {(kind, spec): build_faiss_index(kind, data[kind], spec) for kind, specs in (("float", float_specs), ("binary", binary_specs))
-            for spec in dict.fromkeys(specs)}
-    build_seconds = round((time.perf_counter() - started) / max(len(made), 1), 3)
-    check_free_space(out, _bytes_needed(store, made), "the index")
-    previous = _current_meta(out)
-    generation = new_generation()
-    store_file = f"{generation}/{STORE_FILE}"
-    store_id = write_store(out / store_file, store)
-    files = {store_file: checksum(out / store_file)}
-    built = {}
-    for (kind, spec), faiss_index in made.items():
-        name = f"{generation}/{index_file_name(kind, spec)}"
-        write_faiss(faiss_index, out / name)
-        files[name] = checksum(out / name)
-        built[index_key(kind, spec)] = {"kind": kind, "spec": spec, "file": name, "ntotal": int(faiss_index.ntotal),
-                                        "bytes": files[name]["bytes"], "build_seconds": build_seconds}
-    source = source or {}
-    folder, folder_from_index = recorded(source.get("folder") or store.attrs.get("root") or out, out)
-    model, model_from_index = recorded(source["model"], out) if source.get("model") else ("", "")
-    meta = IndexMeta(
-        model=model, model_from_index=model_from_index, checkpoint=source.get("checkpoint", "best"),
-        model_fingerprint=store.attrs.get("model_fingerprint", ""),
-        folder=folder, folder_from_index=folder_from_index, store_id=store_id, rows=len(store), bits=store.bits,
-        code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
-        labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), indexes=built, files=files, store=store_file,
-        hashpa_version=__version__,
-    )
-    write_meta(out, meta)
-    retire_unused(out, meta, previous)
-    return built
-
-
-def _bytes_needed(store: Store, made: dict) -> int:
-    """About what writing `store` and the FAISS indexes `made` takes on disk."""
-    vectors = store.embeddings.nbytes + store.codes.nbytes + (store.fitted.codes.nbytes if store.fitted else 0)
-    faiss_bytes = sum(index.ntotal * (index.code_size if hasattr(index, "code_size") else 0) for index in made.values())
-    return int(vectors + faiss_bytes + 64 * len(store) + 2**20)
-
-
-def _current_meta(out: Path) -> IndexMeta | None:
-    """The index directory's current index.json, if it has a readable one."""
-    try:
-        return read_meta(out)
-    except HashpaError:
-        return None

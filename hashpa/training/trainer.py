@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -16,12 +15,12 @@ from tqdm import tqdm
 from hashpa import __version__
 from hashpa.data.retrieval_split import RetrievalSplit
 from hashpa.data.splits import build_split
-from hashpa.devices import autocast, distance_device, resolve_device
+from hashpa.devices import distance_device, resolve_device
 from hashpa.distributed import barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
 from hashpa.embed import embed_all, embed_labelled
 from hashpa.errors import HashpaError
-from hashpa.fileio import folder_lock, remove_temporaries
-from hashpa.metrics.retrieval import RECALL_KS, model_scores
+from hashpa.fileio import remove_temporaries
+from hashpa.metrics.retrieval import model_scores
 from hashpa.models.hashing_model import HashingModel
 from hashpa.outputs import check_folder, claim_folder
 from hashpa.quantizers import enough_rows
@@ -30,6 +29,8 @@ from hashpa.training.code_stage import CodeStageSettings, choose_objective, code
 from hashpa.training.config import RECIPE_PURPOSES, TrainConfig
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
+from hashpa.training.processes import TrainingStep, main_lock, on_main
+from hashpa.training.progress import code_stage_line, epoch_line, start_line, warn_code_stage_skipped
 from hashpa.training.relaxation import binary_fraction
 from hashpa.training.rundir import RunDir
 from hashpa.training.start import start_scores
@@ -43,25 +44,6 @@ class TrainResult:
     history: list[dict]
     best: dict = field(default_factory=dict)  # {"epoch", "metric", "value", "float", "codes"[, "stage"]}
     skipped_images: int = 0
-
-
-class TrainingStep(torch.nn.Module):
-    """The model and the objective as one module: under torchrun, DistributedDataParallel wraps it,
-    so that the proxies are kept identical on every rank as the network is."""
-
-    def __init__(self, model: torch.nn.Module, forward, objective: HashingObjective):
-        super().__init__()
-        self.model, self.objective = model, objective
-        self._forward = forward  # the model, or torch.compile of it
-
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, freeze_backbone: bool, detach_hash_input: bool, amp: bool, device: torch.device):
-        self.model.hash_head.across_ranks = True  # its batch statistics over the global batch (only here: rank 0 alone runs the code stage)
-        try:
-            with autocast(device, amp):
-                output = self._forward(inputs, freeze_backbone=freeze_backbone, detach_hash_input=detach_hash_input)
-        finally:
-            self.model.hash_head.across_ranks = False
-        return self.objective(output, labels)
 
 
 class Trainer:
@@ -214,7 +196,7 @@ class Trainer:
         if c.baseline and self.epoch == 0 and not self.started:
             if main:
                 record = self.evaluate_start()
-                self._record(record, _start_line(record, c.model.bits))
+                self._record(record, start_line(record, c.model.bits))
             barrier()
         while self.epoch < c.epochs:
             if c.hash_init == "itq" and self.epoch == c.warmup_epochs and self.model.hash_head.projects:
@@ -226,11 +208,11 @@ class Trainer:
                 barrier()
             self.epoch += 1
             record["epoch"] = self.epoch
-            self._record(record, _epoch_line(record, c.epochs))
+            self._record(record, epoch_line(record, c.epochs))
         if c.code_epochs and self.codes_fitted_at != self.epoch and self.model.hash_head.projects:
             record = self.fit_codes() if main else None
             if record is not None:
-                self._record(record, _code_stage_line(record))
+                self._record(record, code_stage_line(record))
             barrier()
         return TrainResult(self.run.path, self.history, self.best.best, len(self.unreadable))
 
@@ -268,11 +250,11 @@ class Trainer:
         c = self.config
         started = time.perf_counter()
         if not enough_rows(len(self.split.train), c.model.bits):  # before embedding anything; unreadable images are counted below
-            return _skip_code_stage(c.model.bits, len(self.split.train))
+            return warn_code_stage_skipped(c.model.bits, len(self.split.train))
         features = code_features(self.model, self.split.train, c.code_views, (c.crop_scale_min, 1.0), c.hflip, self.device,
                                  max(c.batch_size, 64), c.workers, c.seed * 1000 + self.epoch)
         if not enough_rows(features.plain_rows, c.model.bits):
-            return _skip_code_stage(c.model.bits, features.plain_rows)
+            return warn_code_stage_skipped(c.model.bits, features.plain_rows)
         settings = CodeStageSettings(
             objective=choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes),
             epochs=c.code_epochs, lr=c.code_lr, proxy_lr=c.code_lr * c.proxy_lr_mult, weight_decay=c.weight_decay,
@@ -392,38 +374,6 @@ class Trainer:
         return queries, gallery
 
 
-def _epoch_line(record: dict, epochs: int) -> str:
-    line = f"epoch {record['epoch']}/{epochs}: loss {record['loss']['total']:.4f}, {record['images_per_second']:.0f} img/s"
-    if "float" in record:
-        line += (
-            f" | Recall@1/2/4/8 float {_recalls(record['float'])}"
-            f" | codes {_recalls(record['codes'])}"
-        )
-    return line
-
-
-def _start_line(record: dict, bits: int) -> str:
-    itq = f", PCA-ITQ of them ({bits} bits) {_recalls(record['features_itq'])}" if "features_itq" in record else ""
-    return (f"epoch 0 (the start, {record['seconds']:.0f} s): Recall@1/2/4/8 float {_recalls(record['float'])} | codes {_recalls(record['codes'])}"
-            f" | the backbone's pooled features {_recalls(record['features'])}{itq}")
-
-
-def _skip_code_stage(bits: int, images: int) -> None:
-    log.warning("code stage skipped: it starts from PCA-ITQ, which needs more than %d training images, found %d; "
-                "the jointly trained hash head is kept", bits, images)
-
-
-def _code_stage_line(record: dict) -> str:
-    stage = record["code_stage"]
-    chosen = f", {stage['validation']['epochs']} epochs chosen on held-out images" if stage.get("validation") else ""
-    return (f"code stage ({stage['objective']}{chosen}, {stage['steps']} steps, {record['seconds']:.0f} s)"
-            f" | Recall@1/2/4/8 float {_recalls(record['float'])} | codes {_recalls(record['codes'])}")
-
-
-def _recalls(metrics: dict) -> str:
-    return "/".join(f"{metrics[f'recall@{k}']:.3f}" if f"recall@{k}" in metrics else "-" for k in RECALL_KS)
-
-
 def train(config: TrainConfig) -> TrainResult | None:
     """Train from scratch into config.out (which must not hold a run yet); under torchrun, with every
     process (rank 0 returns the result, the others None)."""
@@ -433,7 +383,7 @@ def train(config: TrainConfig) -> TrainResult | None:
         trainer = Trainer(config)
         with main_lock(trainer.run.path):
             trainer.start()
-            return _on_main(trainer.fit())
+            return on_main(trainer.fit())
 
 
 def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = None, workers: int | None = None) -> TrainResult | None:
@@ -454,15 +404,4 @@ def resume(run_dir: str | Path, epochs: int | None = None, device: str | None = 
             trainer.restore()
             if is_main_process():
                 run.write_config(config)
-            return _on_main(trainer.fit())
-
-
-def _on_main(result: TrainResult) -> TrainResult | None:
-    return result if is_main_process() else None
-
-
-@contextlib.contextmanager
-def main_lock(folder: Path):
-    """The run directory's lock, held by rank 0 for all (the other ranks never write in it)."""
-    with folder_lock(folder, "hashpa train") if is_main_process() else contextlib.nullcontext():
-        yield
+            return on_main(trainer.fit())

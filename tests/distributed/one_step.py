@@ -11,7 +11,7 @@ from hashpa.models.config import ModelConfig
 from hashpa.models.hashing_model import HashingModel
 from hashpa.training.config import resolve_config
 from hashpa.training.objective import HashingObjective
-from hashpa.training.trainer import TrainingStep
+from hashpa.training.processes import TrainingStep
 
 BATCH, CLASSES = 12, 4
 
