@@ -1,9 +1,8 @@
 """``hashpa index``: embed an image folder once, store both representations, build FAISS indexes.
 
 Re-running on the same folder embeds only new or changed files and drops deleted ones; finished
-batches of an interrupted run are kept (``partial``) and not embedded again. Every file is written
-to a temporary name and renamed; index.json, written last, names the store its indexes were built
-from (``layout``).
+batches of an interrupted run are kept (``partial``) and not embedded again. What is indexed comes
+from ``sources``; the result is written as a new generation (``write``, ``generations``).
 """
 
 from __future__ import annotations
