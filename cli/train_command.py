@@ -11,7 +11,7 @@ from hashpa.settings import SettingInfo
 from hashpa.training.config import PRESETS, TrainConfig
 from hashpa.training.rundir import CHECKPOINTS
 
-DATA_SETTINGS = {"dataset", "data", "root", "split", "train_dir", "test_dir", "test_fraction", "class_depth"}
+DATA_SETTINGS = {"dataset", "data", "labels", "root", "split", "train_dir", "test_dir", "test_fraction", "class_depth"}
 
 
 def default_with_presets(info: SettingInfo) -> str:

@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from hashpa.data.folder import Sample
+from hashpa.data.folder import Sample, sample_labels
 from hashpa.data.loading import Batch, ImageDataset, collate_skipping, read_rgb, usable_workers
 from hashpa.data.preprocess import TestTransform
 from hashpa.devices import autocast, resolve_device
@@ -269,7 +269,7 @@ class Embedded:
 
     embeddings: np.ndarray  # float32 [n, dim], L2-normalised
     codes: np.ndarray  # uint8 [n, bits/8]
-    labels: np.ndarray  # int64 [n]
+    labels: np.ndarray  # int64 [n], or multi-hot bool [n, classes]
     positions: np.ndarray | None = None  # int64 [n]: positions of these images in the sample list (unreadable ones are missing)
     features: np.ndarray | None = None  # float32 [n, C]: the pooled backbone features (output "embed_and_features")
 
@@ -278,7 +278,8 @@ class Embedded:
         return self.embeddings if name == "float" else self.codes
 
 
-def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> Embedded:
-    """embed_all over `samples`, with the labels of the images that could be read (kwargs as embed_batches')."""
+def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, num_classes: int | None = None, **kwargs) -> Embedded:
+    """embed_all over `samples`, with the labels of the images that could be read (``sample_labels``:
+    multi-hot [n, num_classes] for multi-label samples); kwargs as embed_batches'."""
     embeddings, codes, positions, _, features = _joined(list(embed_batches(model, samples, device, **kwargs)))
-    return Embedded(embeddings, codes, np.array([samples[i].label for i in positions], dtype=np.int64), positions, features)
+    return Embedded(embeddings, codes, sample_labels(samples, num_classes)[positions], positions, features)

@@ -6,6 +6,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from hashpa.data.labels import LEAF, class_of
 from hashpa.errors import HashpaError
@@ -19,7 +22,21 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 @dataclass(frozen=True)
 class Sample:
     path: Path
-    label: int  # index into the split's class list; -1 when unknown
+    label: int  # index into the split's class list; -1 when unknown; a multi-label sample's first label
+    labels: tuple[int, ...] | None = None  # every label of a multi-label sample (None: the one `label`)
+
+
+def sample_labels(samples: Sequence[Sample], num_classes: int | None = None) -> np.ndarray:
+    """The labels of `samples` as every metric and loss takes them: int64 [n] class indices, or, when
+    any sample is multi-label, a multi-hot bool [n, num_classes] (default: the largest label + 1)."""
+    if not any(s.labels is not None for s in samples):
+        return np.array([s.label for s in samples], dtype=np.int64)
+    sets = [s.labels if s.labels is not None else ((s.label,) if s.label >= 0 else ()) for s in samples]
+    width = num_classes or 1 + max((max(labels) for labels in sets if labels), default=0)
+    matrix = np.zeros((len(samples), width), dtype=bool)
+    for row, labels in enumerate(sets):
+        matrix[row, list(labels)] = True
+    return matrix
 
 
 def is_image(path: str | Path) -> bool:

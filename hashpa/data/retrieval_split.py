@@ -59,6 +59,11 @@ class RetrievalSplit:
                                self.notes)
         return clean.check(), sorted(problems.items())
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the images carry several labels each (``Sample.labels``)."""
+        return any(s.labels is not None for s in [*self.train, *self.test, *(self.gallery or [])])
+
     def summary(self) -> str:
         """Images and classes of each part, in words."""
         parts = [f"{len(self.train):,} training images of {len(self.train_classes):,} classes",

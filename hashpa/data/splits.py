@@ -29,6 +29,17 @@ def split_folder(root: str | Path, mode: str = "half", test_fraction: float = 0.
     raise HashpaError(f"unknown split {mode!r}; choose half or seen, or give --train-dir and --test-dir")
 
 
+def split_labelled(root: str | Path, labels_file: str | Path, mode: str = "seen", test_fraction: float = 0.2, seed: int = 0) -> RetrievalSplit:
+    """The images a labels file lists (``hashpa.data.label_files``), multi-label, a fraction of each
+    first label held out (classes cannot split in halves when images belong to several)."""
+    from hashpa.data.label_files import labelled_by_file
+
+    if mode != "seen":
+        raise HashpaError(f"--labels gives images several classes: use --split seen (held-out images), not --split {mode}")
+    samples, classes = labelled_by_file(root, labels_file)
+    return _split_within_classes(samples, classes, test_fraction, seed, f"{root} labelled by {labels_file} (seen classes, {test_fraction:.0%} held out)")
+
+
 def split_dirs(train_dir: str | Path, test_dir: str | Path, class_depth: int = LEAF) -> RetrievalSplit:
     train, train_classes = labelled_samples(train_dir, check_depth(class_depth))
     test, test_classes = labelled_samples(test_dir, class_depth)
@@ -60,11 +71,12 @@ def _split_within_classes(samples, classes, test_fraction: float, seed: int, des
 
 def build_split(dataset: str = "builtin", data: str | Path | None = None, root: str | Path | None = None, split: str = "half",
                 train_dir: str | Path | None = None, test_dir: str | Path | None = None, test_fraction: float = 0.2,
-                seed: int = 0, class_depth: int = LEAF) -> RetrievalSplit:
+                seed: int = 0, class_depth: int = LEAF, labels: str | Path | None = None) -> RetrievalSplit:
     """The train/test split of `dataset` (one of DATASET_KINDS): the built-in set or an image folder
     `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, a metric-learning paper's
     dataset under `root`, or a deep-hashing dataset's protocol under `root` (drawn with `seed`).
-    Folders are labelled by ``hashpa.data.labels.class_of`` at `class_depth`."""
+    Folders are labelled by ``hashpa.data.labels.class_of`` at `class_depth`, or, with `labels` (a
+    CSV or JSON file, ``hashpa.data.label_files``), by that file: multi-label."""
     from hashpa.data.builtin import builtin_dataset
     from hashpa.data.paper_datasets import load_paper_dataset
 
@@ -77,6 +89,8 @@ def build_split(dataset: str = "builtin", data: str | Path | None = None, root: 
             return split_dirs(train_dir, test_dir, class_depth)
         if not data:
             raise HashpaError("no image folder given: pass --data DIR (or leave it out to train on the built-in dataset)")
+        if labels:
+            return split_labelled(data, labels, split, test_fraction, seed)
         return split_folder(data, split, test_fraction, seed, class_depth)
     if not root:
         raise HashpaError(f"--dataset {dataset} needs --root, the folder holding the dataset")

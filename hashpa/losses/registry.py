@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 LOSS_NAMES = ("proxy_anchor", "proxy_nca", "ms")
 # the losses of the relaxed codes: the metric losses, and two deep-hashing ones whose targets are fixed hash centres
 CODE_LOSS_NAMES = (*LOSS_NAMES, "csq", "orthohash")
+MULTI_LABEL_LOSSES = ("proxy_anchor", "csq", "orthohash")  # the losses that take multi-hot labels
 
 
 def build_loss(name: str, num_classes: int, embedding_dim: int, alpha: float = 32.0, margin: float = 0.1) -> MetricLoss:

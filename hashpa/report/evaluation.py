@@ -51,14 +51,15 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
     for path in report_files:
         check_replaceable(path, overwrite)
     other_data = {k: v for k, v in data.items() if v is not None}
-    config = RunDir(run).read_config(find_data=not {"data", "dataset", "root", "train_dir", "test_dir"} & set(other_data))
+    config = RunDir(run).read_config(find_data=not {"data", "labels", "dataset", "root", "train_dir", "test_dir"} & set(other_data))
     _use_data(config, other_data)
     model = load(run, checkpoint, device)
     state = model.state
     chosen = build_split(**config.data_settings()).check()
     loader = dict(device=model.device, batch_size=batch_size, workers=config.workers if workers is None else workers)
-    queries = embed_labelled(model.network, chosen.test, progress="test images", **loader)
-    gallery = None if chosen.gallery is None else embed_labelled(model.network, chosen.gallery, progress="gallery images", **loader)
+    classes = len(chosen.test_classes)
+    queries = embed_labelled(model.network, chosen.test, num_classes=classes, progress="test images", **loader)
+    gallery = None if chosen.gallery is None else embed_labelled(model.network, chosen.gallery, num_classes=classes, progress="gallery images", **loader)
     distances_on = distance_device(model.device)
     scores = model_scores(queries, gallery, distances_on)
     rows = [
@@ -66,7 +67,7 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
         {"key": "codes", "method": "the model's codes", "bits": model.bits, **scores["codes"]},
     ]
     if baselines:
-        train = embed_labelled(model.network, chosen.train, progress="training images", **loader)
+        train = embed_labelled(model.network, chosen.train, num_classes=len(chosen.train_classes), progress="training images", **loader)
         rows += baseline_rows(train.embeddings, queries.embeddings, queries.labels, model.bits, "the float embedding", distances_on,
                               *(() if gallery is None else (gallery.embeddings, gallery.labels)))
     hashing = {name: hashing_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
@@ -91,8 +92,8 @@ def _use_data(config, data: dict) -> None:
     unknown = set(data) - set(config.data_settings())
     if unknown:
         raise HashpaError(f"unknown data settings: {', '.join(sorted(unknown))}")
-    if {"data", "dataset", "root", "train_dir", "test_dir"} & set(data):
-        config.dataset, config.data, config.root, config.train_dir, config.test_dir = "folder", None, None, None, None
+    if {"data", "labels", "dataset", "root", "train_dir", "test_dir"} & set(data):
+        config.dataset, config.data, config.labels, config.root, config.train_dir, config.test_dir = "folder", None, None, None, None, None
     for name, value in data.items():
         setattr(config, name, str(value) if isinstance(value, Path) else value)
     config.check()

@@ -24,7 +24,7 @@ CODE_RELAXATIONS = ("tanh", "ste")  # hashpa.training.relaxation
 # Settings added after run directories were first written: a saved config without one gets the value
 # that reproduces what its run did, not today's default.
 DATA_FROM_RUN = "data_from_run"  # config.json's record of the data folders relative to the run directory
-DATA_FOLDERS = ("data", "root", "train_dir", "test_dir")  # the data settings that are folders
+DATA_FOLDERS = ("data", "labels", "root", "train_dir", "test_dir")  # the data settings that are paths
 LEGACY_DEFAULTS = {"code_validation": 0.0, "class_depth": 1, "baseline": False, "preset": "none"}
 
 
@@ -48,6 +48,7 @@ class TrainConfig:
     # data: an image folder (--data), the built-in set, or a paper dataset under --root
     dataset: str = setting("builtin", "Where the images come from (inferred from --data / --root when not given).", DATASET_KINDS)
     data: str | None = setting(None, "Image folder, one sub-folder per class (default: the built-in dataset).")
+    labels: str | None = setting(None, "A CSV or JSON file of the --data images' labels, several an image (multi-label; with --split seen).")
     root: str | None = setting(None, "Folder holding --dataset (cub, cars, sop, inshop; cifar10, cifar10-59k, cifar10-50k, imagenet100).")
     split: str = setting("half", "half: the first half of the classes trains, the rest tests (unseen classes); seen: part of every "
                                  "class is held out; dirs: --train-dir and --test-dir.", ("half", "seen", "dirs"))
@@ -122,7 +123,8 @@ class TrainConfig:
 
     def data_settings(self) -> dict:
         """The fields that choose the images: hashpa.data.splits.build_split's arguments."""
-        return {name: getattr(self, name) for name in ("dataset", "data", "root", "split", "train_dir", "test_dir", "test_fraction", "seed", "class_depth")}
+        return {name: getattr(self, name) for name in ("dataset", "data", "labels", "root", "split", "train_dir", "test_dir", "test_fraction", "seed",
+                                                       "class_depth")}
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "training settings") -> "TrainConfig":

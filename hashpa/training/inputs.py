@@ -9,7 +9,7 @@ import torch
 
 from hashpa.data.augment import augment_batch
 from hashpa.data.cache import decoded_images
-from hashpa.data.folder import Sample
+from hashpa.data.folder import Sample, sample_labels
 from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
 from hashpa.data.preprocess import test_resize
 from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
@@ -31,12 +31,20 @@ def batch_sampler(config: TrainConfig, labels: list[int], epoch: int) -> list[li
     return [rank_share(batch) for batch in sampler]
 
 
+def multi_hot_labels(samples: list[Sample], num_classes: int) -> torch.Tensor | None:
+    """bool [n, num_classes] labels of multi-label training samples (what the losses take), or None
+    when every sample has one class (the batches' class indices then)."""
+    labels = sample_labels(samples, num_classes)
+    return torch.from_numpy(labels) if labels.ndim == 2 else None
+
+
 class FileBatches:
     """Decode and augment in DataLoader workers (PIL), one image at a time."""
 
-    def __init__(self, config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):
+    def __init__(self, config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device, num_classes: int):
         self.config, self.samples, self.device = config, samples, device
         self.dataset = ImageDataset(samples, train_transform(preprocessing, (config.crop_scale_min, 1.0), config.hflip))
+        self.multi_hot = multi_hot_labels(samples, num_classes)
 
     def epoch(self, epoch: int) -> Batches:
         c = self.config
@@ -45,15 +53,17 @@ class FileBatches:
             collate_fn=collate_skipping, pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(c.seed * 1000 + epoch),
         )
         for batch in loader:
-            yield batch.images.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True), batch.unreadable
+            labels = batch.labels if self.multi_hot is None else self.multi_hot[batch.indices]
+            yield batch.images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True), batch.unreadable
 
 
 class CachedBatches:
     """Images decoded once (hashpa.data.cache), cropped and flipped a whole batch at a time on the device."""
 
-    def __init__(self, config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):
+    def __init__(self, config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device, num_classes: int):
         self.config, self.samples, self.preprocessing, self.device = config, samples, preprocessing, device
         self._decoded = None
+        self.multi_hot = multi_hot_labels(samples, num_classes)
 
     def epoch(self, epoch: int) -> Batches:
         c, pre = self.config, self.preprocessing
@@ -67,14 +77,16 @@ class CachedBatches:
             index = torch.tensor(indices, device=data.images.device)
             images = data.images[index].to(self.device, non_blocking=True)
             inputs = augment_batch(images, pre.input_size, pre, (c.crop_scale_min, 1.0), c.hflip, generator)
-            yield inputs, data.labels[index].to(self.device, non_blocking=True), unreadable
+            labels = data.labels[index] if self.multi_hot is None else self.multi_hot[torch.from_numpy(data.positions[index.cpu().numpy()])]
+            yield inputs, labels.to(self.device, non_blocking=True), unreadable
             unreadable = ()
 
 
-def training_batches(config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device):
-    """The input pipeline --data-path asks for (auto: the decoded cache on CUDA, files on the CPU)."""
+def training_batches(config: TrainConfig, samples: list[Sample], preprocessing: Preprocessing, device: torch.device, num_classes: int):
+    """The input pipeline --data-path asks for (auto: the decoded cache on CUDA, files on the CPU);
+    its labels are class indices [B], or multi-hot [B, num_classes] for multi-label samples."""
     path = config.data_path if config.data_path != "auto" else ("cache" if device.type == "cuda" else "files")
-    return (CachedBatches if path == "cache" else FileBatches)(config, samples, preprocessing, device)
+    return (CachedBatches if path == "cache" else FileBatches)(config, samples, preprocessing, device, num_classes)
 
 
 def _fits_on_gpu(images: torch.Tensor) -> bool:

@@ -36,7 +36,7 @@ class HashingObjective(nn.Module):
         logits = gather_with_grad(output.hash_logits)
         relaxed, c = torch.tanh(logits), self.config
         codes = relaxed_codes(logits, c.code_relaxation, self.binary_fraction)
-        labels = gather_with_grad(labels)
+        labels = gather_with_grad(labels.to(torch.uint8)).bool() if labels.dtype == torch.bool else gather_with_grad(labels)  # gloo gathers no bool
         terms = {"float": (1.0, lambda: self.metric(embeddings, labels))}
         terms["codes"] = (c.code_weight, lambda: self.code_metric(codes, labels))
         terms["quantization"] = (c.quantization_weight, lambda: self.quantization(relaxed))

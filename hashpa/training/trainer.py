@@ -20,6 +20,7 @@ from hashpa.distributed import barrier, broadcast_module, global_total, is_main_
 from hashpa.embed import embed_all, embed_labelled
 from hashpa.errors import HashpaError
 from hashpa.fileio import remove_temporaries
+from hashpa.losses.registry import MULTI_LABEL_LOSSES
 from hashpa.metrics.retrieval import model_scores
 from hashpa.models.hashing_model import HashingModel
 from hashpa.outputs import check_folder, claim_folder
@@ -60,7 +61,10 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         forward = torch.compile(self.model) if config.compile else self.model
-        self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device)
+        self.multi_label = self.split.multi_label
+        if self.multi_label:
+            self._check_multi_label()
+        self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device, len(self.split.train_classes))
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
         self.step = TrainingStep(self.model, forward, self.objective)
         if world_size() > 1:  # gradients averaged over the ranks; the frozen backbone of the warm-up leaves some unused
@@ -102,6 +106,17 @@ class Trainer:
                 f"at least as many; raise --dim to {c.model.bits} or more, or pass --hash-source features, "
                 "or --hash-init random --code-epochs 0"
             )
+
+    def _check_multi_label(self) -> None:
+        """Multi-label data trains with the losses that take multi-labels; its code stage is skipped."""
+        c = self.config
+        unable = [f"--{flag} {name}" for flag, name in (("loss", c.loss), ("code-loss", c.code_loss)) if name not in MULTI_LABEL_LOSSES]
+        if unable:
+            raise HashpaError(f"{self.split.description} is multi-label: {' and '.join(unable)} take one class per image; "
+                              f"use {', '.join(MULTI_LABEL_LOSSES)}")
+        if c.code_epochs and self.model.hash_head.projects:
+            log.info("multi-label data: the code stage (which holds out classes and starts proxies at class means) is skipped; "
+                     "the codes are the jointly trained head's")
 
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -209,7 +224,7 @@ class Trainer:
             self.epoch += 1
             record["epoch"] = self.epoch
             self._record(record, epoch_line(record, c.epochs))
-        if c.code_epochs and self.codes_fitted_at != self.epoch and self.model.hash_head.projects:
+        if c.code_epochs and self.codes_fitted_at != self.epoch and self.model.hash_head.projects and not self.multi_label:
             record = self.fit_codes() if main else None
             if record is not None:
                 self._record(record, code_stage_line(record))
@@ -362,9 +377,11 @@ class Trainer:
 
     def _embed_test(self, output: str):
         """(queries, gallery or None) of the test split embedded as `output` says; unreadable files are noted."""
-        queries = embed_labelled(self.model, self.split.test, self.device, progress="evaluating" if is_main_process() else None, output=output,
-                                 **self._loader())
-        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, self.device, output=output, **self._loader())
+        classes = len(self.split.test_classes)
+        queries = embed_labelled(self.model, self.split.test, self.device, classes, progress="evaluating" if is_main_process() else None,
+                                 output=output, **self._loader())
+        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, self.device, classes, output=output,
+                                                                          **self._loader())
         for samples, embedded in ((self.split.test, queries), (self.split.gallery, gallery)):
             if embedded is not None:
                 self.unreadable.update(str(samples[i].path) for i in set(range(len(samples))) - set(embedded.positions.tolist()))

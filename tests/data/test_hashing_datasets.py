@@ -117,14 +117,14 @@ def test_imagenet100_lists_with_relative_and_foreign_absolute_paths(imagenet_tre
     assert split.test[0].path == imagenet_tree / "n01" / "n01_1.JPEG" and [s.label for s in split.train] == [0, 1, 1]
 
 
-def test_multi_label_lists_are_read_but_refused_for_training(imagenet_tree):
-    rows = [("n01/n01_0.JPEG", {0, 3}), ("n02/n02_0.JPEG", {1})]
+def test_multi_label_lists_give_multi_label_samples(imagenet_tree):
+    rows = [("n01/n01_0.JPEG", {0, 3}), ("n02/n02_0.JPEG", {1}), ("n02/n02_1.JPEG", {1, 2})]
     for part in ("train", "test", "database"):
         write_list(imagenet_tree / f"{part}.txt", rows, 21)
     paths_, labels = read_label_list(imagenet_tree / "train.txt", imagenet_tree, 21)
-    assert labels.shape == (2, 21) and labels[0, 3] and labels.sum() == 3
-    with pytest.raises(HashpaError, match="multi-label"):
-        load_hashing_dataset("nuswide", imagenet_tree)
+    assert labels.shape == (3, 21) and labels[0, 3] and labels.sum() == 5
+    split = load_hashing_dataset("nuswide", imagenet_tree)
+    assert split.multi_label and split.train[0].labels == (0, 3) and split.train[1].labels == (1,) and len(split.test_classes) == 21
 
 
 @pytest.mark.parametrize("line,needle", [("n01/n01_0.JPEG 0 1", "expected an image path and 100 labels"),
