@@ -198,7 +198,11 @@ def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, p
     previous.copy_into("codes", from_store[rows[in_store]], codes, np.flatnonzero(in_store))
     embeddings[~in_store], codes[~in_store] = done.embeddings[from_partial[rows[~in_store]]], done.codes[from_partial[rows[~in_store]]]
     paths = [str(p) for p in files.paths[rows]]
-    if files.classes is not None:  # a dataset split, labelled as it labels its images
+    label_sets = None
+    if files.label_sets is not None:  # multi-label data: every class kept, the first as the label
+        class_names, label_sets = files.class_names, files.label_sets[rows]
+        labels = np.where(label_sets.any(axis=1), label_sets.argmax(axis=1), -1).astype(np.int32)
+    elif files.classes is not None:  # a dataset split, labelled as it labels its images
         class_names = sorted(set(files.classes[rows]))
         position = {name: i for i, name in enumerate(class_names)}
         labels = np.array([position[c] for c in files.classes[rows]], dtype=np.int32)
@@ -207,7 +211,7 @@ def _assemble(files: FolderFiles, present: np.ndarray, from_store: np.ndarray, p
     model_config = embedder.state["config"]["model"]
     return Store(
         paths=paths, labels=labels, class_names=class_names, embeddings=embeddings, codes=codes,
-        sizes=files.sizes[rows], mtimes=files.mtimes[rows],
+        sizes=files.sizes[rows], mtimes=files.mtimes[rows], label_sets=label_sets,
         attrs={"backbone": model_config["backbone"], "model_config": model_config, "preprocessing": embedder.preprocessing.to_dict(),
                "model_fingerprint": embedder.fingerprint, "root": str(folder.resolve()), "class_depth": options.class_depth},
     )

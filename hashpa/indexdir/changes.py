@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashpa.data.folder import list_images
+from hashpa.data.folder import list_images, sample_labels
 
 
 @dataclass
@@ -21,6 +21,8 @@ class FolderFiles:
     mtimes: np.ndarray  # int64 [N], nanoseconds
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of image files that cannot be indexed
     classes: np.ndarray | None = None  # object [N]: each file's class name, when a dataset gives them (else the path's)
+    label_sets: np.ndarray | None = None  # bool [N, C]: each file's classes, for multi-label data (columns: class_names)
+    class_names: list[str] | None = None  # the dataset's classes, with label_sets
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -37,14 +39,16 @@ def scan_folder(folder: Path) -> FolderFiles:
 
 def scan_samples(root: Path, samples: list, class_names: list[str]) -> FolderFiles:
     """The files of a dataset split (``hashpa.data.Sample`` list, labels indexing `class_names`), as
-    paths relative to `root`, with their classes."""
+    paths relative to `root`, with their classes (and every class of multi-label samples)."""
     root = root.absolute()
     relative = [Path(s.path).absolute().relative_to(root).as_posix() for s in samples]
     order = np.argsort(np.array(relative, dtype=object), kind="stable")
     stats = [os.stat(samples[i].path) for i in order]
+    multi = sample_labels(samples, len(class_names))
     return FolderFiles(np.array(relative, dtype=object)[order], np.array([s.st_size for s in stats], dtype=np.int64),
                        np.array([s.st_mtime_ns for s in stats], dtype=np.int64),
-                       classes=np.array([class_names[samples[i].label] for i in order], dtype=object))
+                       classes=np.array([class_names[samples[i].label] if samples[i].label >= 0 else "" for i in order], dtype=object),
+                       label_sets=multi[order] if multi.ndim == 2 else None, class_names=list(class_names) if multi.ndim == 2 else None)
 
 
 def unchanged_rows(files: FolderFiles, paths: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:

@@ -30,9 +30,6 @@ def files_to_index(folder: str | Path | None, model: str | Path, split: str | No
         raise HashpaError(f"--split needs --model to be a run directory (it reads the run's data settings), got {model}")
     config = RunDir(model).read_config()
     chosen = build_split(**config.data_settings()).check()
-    if chosen.multi_label:
-        raise HashpaError(f"{chosen.description} is multi-label, and an index stores one class per image: index its images as a folder "
-                          "(hashpa index FOLDER ...) for search, and score it with hashpa eval, whose metrics take multi-labels")
     samples = {"train": chosen.train, "test": chosen.test, "gallery": chosen.gallery}[split]
     if samples is None:
         raise HashpaError(f"{chosen.description} has no gallery split (only In-Shop does): use --split test")

@@ -11,6 +11,7 @@ Layout of ``store.h5`` (readable with plain h5py):
       codes      uint8 [N, bits/8]   sign((embeddings - mean) @ projection), packed
       mean       float32 [dim]
       projection float32 [dim, bits] PCA-ITQ fitted on the embeddings (no labels used)
+    label_sets   bool [N, C]         only for multi-label data: every class of each image (``labels`` holds its first)
     sizes        int64 [N]           file sizes and
     mtimes       int64 [N]           modification times (ns): what incremental runs compare
     attrs: bits (of the indexed codes), dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
@@ -59,9 +60,22 @@ class Store:
     mtimes: np.ndarray
     attrs: dict = field(default_factory=dict)
     fitted: FittedCodes | None = None
+    label_sets: np.ndarray | None = None  # bool [N, C] for multi-label data
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def relevance_labels(self) -> np.ndarray:
+        """What the metrics judge relevance by: the multi-hot label sets, or the class indices."""
+        return self.label_sets if self.label_sets is not None else self.labels
+
+    def label_text(self, row: int) -> str | None:
+        """The class (or, for multi-label data, the classes joined by ', ') of `row`, or None."""
+        if self.label_sets is not None:
+            names = [self.class_names[i] for i in np.flatnonzero(self.label_sets[row])]
+            return ", ".join(names) or None
+        return self.class_names[self.labels[row]] if self.labels[row] >= 0 else None
 
     @property
     def bits(self) -> int:
@@ -102,6 +116,8 @@ def write_store(path: str | Path, store: Store) -> str:
             h5.create_dataset("class_names", data=np.array(store.class_names, dtype=object), dtype=_STRINGS)
             h5.create_dataset("embeddings", data=store.embeddings)
             h5.create_dataset("codes", data=store.codes.astype(np.uint8))
+            if store.label_sets is not None:
+                h5.create_dataset("label_sets", data=store.label_sets.astype(bool))
             h5.create_dataset("sizes", data=store.sizes.astype(np.int64))
             h5.create_dataset("mtimes", data=store.mtimes.astype(np.int64))
             if store.fitted:
@@ -166,6 +182,7 @@ def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
             mtimes=h5["mtimes"][()],
             attrs={k: _attr(v) for k, v in h5.attrs.items()},
             fitted=_read_fitted(h5),
+            label_sets=h5["label_sets"][()] if "label_sets" in h5 else None,
         )
 
 

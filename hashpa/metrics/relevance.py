@@ -43,3 +43,24 @@ def relevant(query_labels: np.ndarray, database_labels: np.ndarray) -> np.ndarra
 def has_label(labels: np.ndarray) -> np.ndarray:
     """bool [N]: which items carry a label at all."""
     return labels.any(axis=1) if is_multi_label(labels) else labels >= 0
+
+
+def relevant_at(query_labels: np.ndarray, database_labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """bool [Q, k]: whether database row ids[i, j] is relevant to query i (an id < 0, a missing
+    result, never is)."""
+    found = database_labels[np.maximum(ids, 0)]
+    if is_multi_label(query_labels):
+        related = (found & query_labels[:, None, :]).any(axis=2)
+    else:
+        related = (found == query_labels[:, None]) & (query_labels[:, None] >= 0)
+    return related & (ids >= 0)
+
+
+def relevant_counts(query_labels: np.ndarray, database_labels: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """int64 [Q]: how many database items are relevant to each query."""
+    if not is_multi_label(query_labels):
+        known = database_labels[database_labels >= 0]
+        counts = np.bincount(known, minlength=max(int(database_labels.max(initial=-1)), int(query_labels.max(initial=-1)), 0) + 1)
+        return np.where(query_labels >= 0, counts[np.maximum(query_labels, 0)], 0).astype(np.int64)
+    return np.concatenate([relevant(query_labels[start : start + chunk], database_labels).sum(axis=1)
+                           for start in range(0, len(query_labels), chunk)] or [np.zeros(0, np.int64)]).astype(np.int64)

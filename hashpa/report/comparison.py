@@ -23,6 +23,7 @@ from hashpa.errors import HashpaError
 from hashpa.fileio import write_json
 from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.metrics.hashing import hashing_scores
+from hashpa.metrics.relevance import has_label, relevant_at, relevant_counts
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
 from hashpa.outputs import check_replaceable, write_output
 from hashpa.report.frontier import frontier_methods
@@ -95,10 +96,10 @@ def compare(
     store = ix.store
     speed_k = min(SPEED_K, len(store))
     q_emb, q_codes, q_labels, self_rows = _queries(ix, queries)
-    labelled = q_labels >= 0
+    labelled = has_label(q_labels)
     if not labelled.any():
         log.warning("no labelled queries: only speed and memory are reported (labels come from class sub-folders)")
-    n_positive = _positives(store.labels, q_labels, self_rows)
+    n_positive = _positives(store.relevance_labels, q_labels, self_rows)
     judged = labelled & (n_positive > 0)
     if (labelled & ~judged).any():
         log.warning("%d labelled queries have no other image of their class in the index: they are left out of Recall@K and MAP@R "
@@ -109,7 +110,7 @@ def compare(
     if load_before > 0.5 * (os.cpu_count() or 1):
         log.warning("the machine is busy (load average %.1f on %d cores): the speed figures will be slower and more erratic than on a quiet one",
                     load_before, os.cpu_count() or 1)
-    asked = _Asked(q_emb, q_codes, q_labels, judged, store.labels, self_rows, depth, tuple(ks), speed_k, repeats, latency_queries)
+    asked = _Asked(q_emb, q_codes, q_labels, judged, store.relevance_labels, self_rows, depth, tuple(ks), speed_k, repeats, latency_queries)
     rows = []
     for method in methods_of(ix, shortlist):
         def ids_of(qe, qc, k, method=method):
@@ -168,8 +169,9 @@ def hashing_protocol(ix: Index, embeddings: np.ndarray, codes: np.ndarray, label
                  len(labels), len(store))
         return {"skipped": f"{len(labels):,} queries x {len(store):,} images is more than {HASHING_PAIRS:,} pairs to rank in full"}
     return {
-        "float": hashing_scores(embeddings, labels, ix.files.float_rows(np.arange(len(store))), store.labels, metric="cosine", own_rows=own_rows),
-        "codes": hashing_scores(codes, labels, store.index_codes, store.labels, metric="hamming", own_rows=own_rows),
+        "float": hashing_scores(embeddings, labels, ix.files.float_rows(np.arange(len(store))), store.relevance_labels, metric="cosine",
+                                own_rows=own_rows),
+        "codes": hashing_scores(codes, labels, store.index_codes, store.relevance_labels, metric="hamming", own_rows=own_rows),
     }
 
 
@@ -179,7 +181,7 @@ class _Asked:
 
     embeddings: np.ndarray
     codes: np.ndarray
-    labels: np.ndarray  # int64 [Q], -1: unlabelled
+    labels: np.ndarray  # int64 [Q], -1: unlabelled; or multi-hot bool [Q, C]
     judged: np.ndarray  # bool [Q]: labelled, with at least one relevant image in the index
     db_labels: np.ndarray
     self_rows: np.ndarray | None  # leave-one-out: each query's own store row
@@ -216,26 +218,28 @@ def _queries(ix: Index, queries):
     """(embeddings, codes, labels int64, self_rows): the store's labelled rows themselves, or the images of a query folder."""
     store = ix.store
     if queries is None:
-        rows = np.flatnonzero(store.labels >= 0) if store.has_labels else np.arange(len(store))
-        return ix.files.float_rows(rows), store.index_codes[rows], store.labels[rows].astype(np.int64), rows
+        rows = np.flatnonzero(has_label(store.relevance_labels)) if store.has_labels else np.arange(len(store))
+        labels = store.relevance_labels[rows]
+        return ix.files.float_rows(rows), store.index_codes[rows], labels if labels.ndim == 2 else labels.astype(np.int64), rows
     found = expand_queries([queries], ix.meta.class_depth)
     index = {name: i for i, name in enumerate(store.class_names)}
     labels = np.array([index.get(name, -1) for _, name in found], dtype=np.int64)  # classes the index does not hold: unlabelled
+    if store.label_sets is not None:  # a query folder's class, as one of the index's label sets
+        labels = (labels[:, None] == np.arange(len(store.class_names))[None, :])
     embeddings, codes, positions = ix.embed_files([p for p, _ in found])
     return embeddings, codes, labels[positions], None
 
 
 def _positives(db_labels, q_labels, self_rows) -> np.ndarray:
-    counts = np.bincount(db_labels[db_labels >= 0], minlength=max(int(db_labels.max(initial=-1)), int(q_labels.max(initial=-1)), 0) + 1)
-    n = np.where(q_labels >= 0, counts[np.maximum(q_labels, 0)], 0)
-    return n - (self_rows is not None) * (q_labels >= 0)
+    """Each query's relevant database items, its own row left out (leave-one-out)."""
+    return relevant_counts(q_labels, db_labels) - (self_rows is not None) * has_label(q_labels)
 
 
 def _relevance(ids, db_labels, q_labels, self_rows, depth) -> np.ndarray:
     if self_rows is not None:  # drop each query's own row wherever the index returned it
         keep = ids != self_rows[:, None]
         ids = np.stack([row[mask][: depth - 1] for row, mask in zip(ids, keep)])
-    return (db_labels[np.maximum(ids, 0)] == q_labels[:, None]) & (ids >= 0) & (q_labels[:, None] >= 0)
+    return relevant_at(q_labels, db_labels, ids)
 
 
 def memory_of(ix: Index, method: Method) -> dict:

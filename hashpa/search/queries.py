@@ -70,7 +70,7 @@ def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mo
     strings = code_strings(codes) if with_codes else [None] * len(readable)
     return [
         QueryResult(str(path), label, [
-            Hit(rank + 1, int(row), store.paths[row], float(score), store.class_names[store.labels[row]] if store.labels[row] >= 0 else None)
+            Hit(rank + 1, int(row), store.paths[row], float(score), store.label_text(row))
             for rank, (row, score) in enumerate(zip(result.ids[q], result.scores[q]))
         ], strings[q])
         for q, (path, label) in enumerate(readable)

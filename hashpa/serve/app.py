@@ -35,6 +35,7 @@ from hashpa.codes import code_strings
 from hashpa.data.decode import ImageError, decode_image
 from hashpa.errors import HashpaError
 from hashpa.fileio import finite, json_default
+from hashpa.metrics.relevance import relevant_at
 from hashpa.search.modes import MODE_FACTS
 
 log = logging.getLogger(__name__)
@@ -129,20 +130,23 @@ class SearchService:
                 embeddings, codes = ix.files.float_rows([row]), ix.store.index_codes[[row]]
                 label = _label(ix, row)
             embed_ms = (time.perf_counter() - started) * 1000
-            results = {mode: self._mode(ix, mode, embeddings, codes, k, shortlist, label) for mode in modes}
+            results = {mode: self._mode(ix, mode, embeddings, codes, k, shortlist, row if label is not None else None) for mode in modes}
         return {"index": served.name, "query": {"row": row, "label": label, "code": code_strings(codes)[0], "embed_ms": embed_ms},
                 "results": results}
 
-    def _mode(self, ix, mode: str, embeddings, codes, k: int, shortlist: int | None, label: str | None) -> dict:
+    def _mode(self, ix, mode: str, embeddings, codes, k: int, shortlist: int | None, query_row: int | None) -> dict:
+        """One mode's hits; with a labelled indexed row as the query, each hit is marked correct when relevant to it (a shared class)."""
         started = time.perf_counter()
         facts = MODE_FACTS[mode]
         found = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist if facts.shortlist else None)
         ms = (time.perf_counter() - started) * 1000
+        labels = ix.store.relevance_labels
+        correct = None if query_row is None else relevant_at(labels[[query_row]], labels, found.ids[:1])[0]
         hits = []
         for rank, (row, score) in enumerate(zip(found.ids[0].tolist(), found.scores[0].tolist()), start=1):
             hit_label = _label(ix, row)
             hits.append({"rank": rank, "row": row, "path": ix.store.paths[row], "score": float(score), "label": hit_label,
-                         "correct": None if label is None or hit_label is None else hit_label == label})
+                         "correct": None if correct is None or hit_label is None else bool(correct[rank - 1])})
         return {"ms": ms, "score": facts.score, "hits": hits}
 
     def thumbnail(self, served: Served, row: int) -> bytes:
@@ -399,8 +403,7 @@ def _decoded(data: bytes):
 
 
 def _label(ix, row: int) -> str | None:
-    label = int(ix.store.labels[row])
-    return ix.store.class_names[label] if label >= 0 else None
+    return ix.store.label_text(row)
 
 
 def _warm_up(ix) -> None:

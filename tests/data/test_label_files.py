@@ -73,7 +73,21 @@ def test_train_and_eval_on_multi_label_data(labelled, tmp_path):
     report = json.loads(hashpa("eval", tmp_path / "run", "--json", "--workers", "0").succeeded().stdout)
     assert 0 < report["rows"][0]["recall@1"] <= 1 and 0 < report["hashing"]["codes"]["map@all"] <= 1
     hashpa("train", *common, "--out", tmp_path / "ms", "--code-loss", "ms").failed_with("is multi-label", "--code-loss ms")
-    hashpa("index", "--split", "test", "--model", tmp_path / "run", "--out", tmp_path / "idx").failed_with("multi-label", "index its images as a folder")
+    hashpa("index", "--split", "train", "--model", tmp_path / "run", "--out", tmp_path / "idx", "--workers", "0").succeeded()
+    compared = json.loads(hashpa("compare", tmp_path / "idx", "--json", "--repeats", "1", "--latency-queries", "0").succeeded().stdout)
+    from hashpa.indexdir import read_store
+    from tests.conftest import index_file
+
+    store = read_store(index_file(tmp_path / "idx", "store.h5"))
+    assert store.label_sets is not None and store.label_sets.shape[1] == 4 and (store.label_sets.sum(axis=1) >= 1).all()
+    similarity = store.embeddings @ store.embeddings.T
+    np.fill_diagonal(similarity, -np.inf)
+    nearest = similarity.argmax(axis=1)
+    shared = (store.label_sets[nearest] & store.label_sets).any(axis=1)  # brute force: the nearest other image shares a concept
+    flat = next(r for r in compared["methods"] if r["method"] == "float Flat")
+    assert flat["recall@1"] == pytest.approx(shared.mean()) and compared["hashing"]["codes"]["queries"] == len(store)
+    found = json.loads(hashpa("search", tmp_path / "idx", base / "photos" / store.paths[0], "-k", "2", "--json").succeeded().stdout)
+    assert found[0]["hits"][0]["label"] == store.label_text(found[0]["hits"][0]["row"])  # every class of the hit, joined
 
 
 def test_multi_label_relevance_in_training_metrics_is_a_shared_label(labelled, tmp_path):
