@@ -73,6 +73,16 @@ def rank_device(device: torch.device) -> torch.device:
     return device
 
 
+def average_gradients(parameters) -> None:
+    """Average the gradients of `parameters` over every process, as DistributedDataParallel does
+    (for steps that back-propagate outside its forward)."""
+    if world_size() == 1:
+        return
+    for parameter in parameters:
+        if parameter.grad is not None:
+            parameter.grad.copy_(global_total(parameter.grad) / world_size())
+
+
 def global_total(x: torch.Tensor) -> torch.Tensor:
     """The sum of `x` over every process (no gradient)."""
     if world_size() == 1:

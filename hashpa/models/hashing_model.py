@@ -43,7 +43,15 @@ class HashingModel(nn.Module):
         """images: float [B, 3, H, W], preprocessed. With freeze_backbone no gradient reaches the
         backbone; with detach_hash_input the hash head's gradient stops at its own input."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_backbone):
-            features = self.pool(self.backbone(images))
+            features = self.backbone_features(images)
+        return self.heads(features, detach_hash_input)
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled features [B, C] of preprocessed images (with gradients when enabled)."""
+        return self.pool(self.backbone(images))
+
+    def heads(self, features: torch.Tensor, detach_hash_input: bool = False) -> ModelOutput:
+        """The embedding and hash heads on pooled features [B, C] (``forward`` after the backbone)."""
         raw = self.embedding(features)
         hash_input = self._hash_input(features, raw)
         hash_logits = self.hash_head(hash_input.detach() if detach_hash_input else hash_input)

@@ -98,6 +98,8 @@ class TrainConfig:
     lr_decay_step: int = setting(10, "Step schedule: epochs between decays.")
     lr_decay_gamma: float = setting(0.5, "Step schedule: decay factor.")
     clip_grad: float = setting(10.0, "Gradient norm clipping, float and code parameters apart (0: none).")
+    chunk_size: int = setting(0, "Run the backbone this many images at a time within a batch: the exact gradient of the whole batch "
+                                 "(Proxy Anchor is no sum over samples) in the memory of a chunk (gradient caching); 0: the whole batch at once.")
     # augmentation
     crop_scale_min: float = setting(0.08, "Smallest area fraction of the random resized crop.")
     hflip: bool = setting(True, "Random horizontal flips.")
@@ -162,6 +164,7 @@ class TrainConfig:
             (0 < self.test_fraction < 1, f"--test-fraction must be between 0 and 1, got {self.test_fraction}"),
             (self.per_class >= 0, f"--per-class must be >= 0, got {self.per_class}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.chunk_size >= 0, f"--chunk-size must be >= 0, got {self.chunk_size}"),
             (self.class_depth >= 0, f"--class-depth must be >= 0, got {self.class_depth}"),
         ]
         for ok, message in checks:

@@ -16,7 +16,7 @@ from hashpa import __version__
 from hashpa.data.retrieval_split import RetrievalSplit
 from hashpa.data.splits import build_split
 from hashpa.devices import distance_device, resolve_device
-from hashpa.distributed import barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
+from hashpa.distributed import average_gradients, barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
 from hashpa.embed import embed_all, embed_labelled
 from hashpa.errors import HashpaError
 from hashpa.fileio import remove_temporaries
@@ -26,6 +26,7 @@ from hashpa.models.hashing_model import HashingModel
 from hashpa.outputs import check_folder, claim_folder
 from hashpa.quantizers import enough_rows
 from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
+from hashpa.training.chunked import chunked_step
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
 from hashpa.training.config import RECIPE_PURPOSES, TrainConfig
 from hashpa.training.inputs import training_batches
@@ -66,7 +67,7 @@ class Trainer:
             self._check_multi_label()
         self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device, len(self.split.train_classes))
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
-        self.step = TrainingStep(self.model, forward, self.objective)
+        self.step = self.plain_step = TrainingStep(self.model, forward, self.objective)
         if world_size() > 1:  # gradients averaged over the ranks; the frozen backbone of the warm-up leaves some unused
             self.step = torch.nn.parallel.DistributedDataParallel(
                 self.step, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=config.warmup_epochs > 0)
@@ -302,11 +303,9 @@ class Trainer:
                 continue
             if self.channels_last:
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
-            loss, parts = self.step(inputs, labels, frozen, not c.codes_train_backbone, c.amp, self.device)
-            if not torch.isfinite(loss.detach()):
-                raise self._diverged(f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {steps + 1}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, parts = self.gradients(inputs, labels, frozen)
+            if not torch.isfinite(loss):
+                raise self._diverged(f"the loss became {float(loss)} at epoch {epoch + 1}, step {steps + 1}")
             if c.clip_grad:
                 for side in self._clipping_sides():
                     torch.nn.utils.clip_grad_norm_(side, c.clip_grad)
@@ -334,6 +333,19 @@ class Trainer:
             "images_per_second": round(images / seconds, 2),
             "skipped": skipped,
         }
+
+    def gradients(self, inputs: torch.Tensor, labels: torch.Tensor, frozen: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The batch's loss (detached) and its parts, with its gradients in the parameters; with
+        --chunk-size the backbone runs a chunk at a time (``chunked``), the gradient still the whole batch's."""
+        c = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        if c.chunk_size and c.chunk_size < len(inputs):
+            loss, parts = chunked_step(self.plain_step, inputs, labels, c.chunk_size, frozen, not c.codes_train_backbone, c.amp, self.device)
+            average_gradients(self.plain_step.parameters())  # back-propagated outside DistributedDataParallel's forward
+            return loss, parts
+        loss, parts = self.step(inputs, labels, frozen, not c.codes_train_backbone, c.amp, self.device)
+        loss.backward()
+        return loss.detach(), parts
 
     def _diverged(self, what: str) -> HashpaError:
         """The error that ends a diverging run: what happened, what to change, what is kept."""
