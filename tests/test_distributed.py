@@ -38,10 +38,11 @@ def hashpa(*args, processes: int = 2) -> subprocess.CompletedProcess:
     return torchrun("-m", "hashpa.cli", *args, processes=processes)
 
 
-def test_one_step_on_two_ranks_equals_one_process_with_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("chunk", [0, 3], ids=["ddp", "chunks"])
+def test_one_step_on_two_ranks_equals_one_process_with_the_whole_batch(tmp_path, chunk):
     subprocess.run([sys.executable, str(ROOT / "tests/distributed/one_step.py"), str(tmp_path / "one.pt")], cwd=ROOT, check=True,
                    env={**os.environ, "PYTHONPATH": str(ROOT)})
-    torchrun(ROOT / "tests/distributed/one_step.py", tmp_path / "two.pt")
+    torchrun(ROOT / "tests/distributed/one_step.py", tmp_path / "two.pt", *([chunk] if chunk else []))
     one, two = torch.load(tmp_path / "one.pt", weights_only=True), torch.load(tmp_path / "two.pt", weights_only=True)
     torch.testing.assert_close(two["loss"], one["loss"], rtol=1e-5, atol=1e-6)
     assert set(one["parts"]) == {"float", "codes", "quantization", "distillation", "decorrelation", "total"}  # Proxy Anchor and every code term
