@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from hashpa.errors import HashpaError
 from hashpa.losses.base import ProxyLoss, log1p_sum_exp_all, positive_pairs
 
 
@@ -22,6 +23,12 @@ class ProxyAnchorLoss(ProxyLoss):
     ``proxy_chunk``: if set, proxies are processed in chunks of that many with activation
     checkpointing, so the [B, C] similarity never exists whole (for very many classes); the
     result is the same.
+
+    ``proxies_per_class`` K > 1 gives each class K proxies (``.proxies`` [C * K, D], class c's in
+    rows c * K .. c * K + K - 1), so that a class of several modes is not squeezed onto one point:
+    s(x, p_c) above is then SoftTriple's smooth maximum over the class's proxies (Qian et al.,
+    "SoftTriple Loss: Deep Metric Learning Without Triplet Sampling", ICCV 2019, equation 5),
+    \sum_k \mathrm{softmax}_k(\gamma s(x, p_c^k))\, s(x, p_c^k), with its paper's γ = 10 (1 / 0.1).
     """
 
     multi_label = True
@@ -33,11 +40,21 @@ class ProxyAnchorLoss(ProxyLoss):
         alpha: float = 32.0,
         margin: float = 0.1,
         proxy_chunk: int | None = None,
+        proxies_per_class: int = 1,
+        smoothness: float = 10.0,
     ):
         super().__init__(num_classes, embedding_dim)
+        if proxies_per_class < 1:
+            raise HashpaError(f"--proxies-per-class must be at least 1, got {proxies_per_class}")
+        if proxies_per_class > 1 and proxy_chunk:
+            raise HashpaError("several proxies per class and proxy chunks do not combine: leave proxy_chunk unset")
+        if proxies_per_class > 1:
+            self.proxies = torch.nn.Parameter(torch.empty(num_classes * proxies_per_class, embedding_dim))
+            torch.nn.init.kaiming_normal_(self.proxies, mode="fan_out")
         self.alpha = alpha
         self.margin = margin
         self.proxy_chunk = proxy_chunk
+        self.proxies_per_class, self.smoothness = proxies_per_class, smoothness
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if not self.proxy_chunk or self.proxy_chunk >= self.num_classes:
@@ -53,6 +70,9 @@ class ProxyAnchorLoss(ProxyLoss):
         return positive_sum / with_positive + negative_sum / self.num_classes
 
     def loss_from_cosine(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.proxies_per_class > 1:  # [B, C * K] -> [B, C]: each class's smooth maximum over its proxies
+            per_class = cosine.view(len(cosine), self.num_classes, self.proxies_per_class)
+            cosine = (torch.softmax(self.smoothness * per_class, dim=2) * per_class).sum(dim=2)
         rows, cols = positive_pairs(labels)
         positive_lse, negative_lse, with_positive = self._terms(cosine, rows, cols)
         return positive_lse.sum() / with_positive.sum() + negative_lse.mean()

@@ -15,17 +15,19 @@ CODE_LOSS_NAMES = (*LOSS_NAMES, "csq", "orthohash")
 MULTI_LABEL_LOSSES = ("proxy_anchor", "csq", "orthohash")  # the losses that take multi-hot labels
 
 
-def build_loss(name: str, num_classes: int, embedding_dim: int, alpha: float = 32.0, margin: float = 0.1) -> MetricLoss:
-    """A loss by its command-line name; ``alpha``/``margin`` apply to Proxy Anchor only (CSQ and
-    OrthoHash keep their papers' settings, and take the code length as `embedding_dim`)."""
+def build_loss(name: str, num_classes: int, embedding_dim: int, alpha: float = 32.0, margin: float = 0.1, proxies_per_class: int = 1) -> MetricLoss:
+    """A loss by its command-line name; ``alpha``, ``margin`` and ``proxies_per_class`` apply to Proxy
+    Anchor only (CSQ and OrthoHash keep their papers' settings, and take the code length as `embedding_dim`)."""
     from hashpa.losses.csq import CSQLoss
     from hashpa.losses.multi_similarity import MultiSimilarityLoss
     from hashpa.losses.orthohash import OrthoHashLoss
     from hashpa.losses.proxy_anchor import ProxyAnchorLoss
     from hashpa.losses.proxy_nca import ProxyNCALoss
 
+    if proxies_per_class > 1 and name != "proxy_anchor":
+        raise HashpaError(f"--proxies-per-class applies to Proxy Anchor, not to {name}")
     if name == "proxy_anchor":
-        return ProxyAnchorLoss(num_classes, embedding_dim, alpha=alpha, margin=margin)
+        return ProxyAnchorLoss(num_classes, embedding_dim, alpha=alpha, margin=margin, proxies_per_class=proxies_per_class)
     if name == "proxy_nca":
         return ProxyNCALoss(num_classes, embedding_dim)
     if name == "ms":

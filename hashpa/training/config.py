@@ -62,6 +62,7 @@ class TrainConfig:
     loss: str = setting("proxy_anchor", "Metric loss of the float embedding.", LOSS_NAMES)
     alpha: float = setting(32.0, "Proxy Anchor alpha (scale).")
     margin: float = setting(0.1, "Proxy Anchor delta (margin).")
+    proxies_per_class: int = setting(1, "Proxies of each class for the float embedding's Proxy Anchor (K > 1: SoftTriple's smooth maximum over them).")
     code_loss: str = setting("proxy_anchor", "Loss on the relaxed codes during training (ms: Multi-Similarity, a pairwise loss; csq and "
                                              "orthohash: the deep-hashing losses towards fixed Hadamard hash centres).", CODE_LOSS_NAMES)
     code_alpha: float = setting(32.0, "Proxy Anchor alpha on the relaxed codes.")
@@ -165,6 +166,8 @@ class TrainConfig:
             (self.per_class >= 0, f"--per-class must be >= 0, got {self.per_class}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (self.chunk_size >= 0, f"--chunk-size must be >= 0, got {self.chunk_size}"),
+            (self.proxies_per_class >= 1, f"--proxies-per-class must be >= 1, got {self.proxies_per_class}"),
+            (self.proxies_per_class == 1 or self.loss == "proxy_anchor", f"--proxies-per-class applies to --loss proxy_anchor, not {self.loss}"),
             (self.class_depth >= 0, f"--class-depth must be >= 0, got {self.class_depth}"),
         ]
         for ok, message in checks:

@@ -23,7 +23,8 @@ class HashingObjective(nn.Module):
     def __init__(self, config: TrainConfig, num_classes: int):
         super().__init__()
         self.config = config
-        self.metric = build_loss(config.loss, num_classes, config.model.dim, alpha=config.alpha, margin=config.margin)
+        self.metric = build_loss(config.loss, num_classes, config.model.dim, alpha=config.alpha, margin=config.margin,
+                                 proxies_per_class=config.proxies_per_class)
         self.code_metric = build_loss(config.code_loss, num_classes, config.model.bits, alpha=config.code_alpha, margin=config.margin)
         self.quantization = QuantizationLoss()
         self.distillation = SimilarityDistillationLoss(config.distill_temperature)
