@@ -8,7 +8,7 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier gpu-bundle clean
+.PHONY: install demo test lint bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -88,6 +88,21 @@ bench-flowers-compare: install
 # After bench-flowers-64: every representation of its embedding on the unseen classes (PQ, RaBitQ, float16, PCA, PCA-ITQ 32-256 bits)
 bench-flowers-frontier: install
 	$(PY) -m eval.frontier $(RUN64) --benchmarks BENCHMARKS.md --plot docs/frontier.png --out bench-results/frontier
+
+# The paper's frontier on Flowers-102 (a short CPU schedule, runs shared in one folder): what a training step
+# costs against the batch size with and without --chunk-size, and batch 120 against 480 in chunks; several
+# proxies per class against one; the alpha x delta grid with its heat map.
+FRONTIER := bench-results/paper-frontier
+bench-large-batches: install
+	$(PY) -m eval.large_batches --data $(FLOWERS) --benchmarks BENCHMARKS.md --out $(FRONTIER)
+
+bench-proxies: install
+	$(PY) -m eval.proxies_per_class --data $(FLOWERS) --benchmarks BENCHMARKS.md --out $(FRONTIER)
+
+bench-sensitivity: install
+	$(PY) -m eval.sensitivity --data $(FLOWERS) --plot docs/sensitivity.png --benchmarks BENCHMARKS.md --out $(FRONTIER)
+
+bench-paper-frontier: bench-large-batches bench-proxies bench-sensitivity
 
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
 # The deep-hashing protocol on Flowers' seen classes: Proxy Anchor codes against CSQ, OrthoHash and PCA-ITQ at 16/32/64 bits.

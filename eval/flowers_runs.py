@@ -1,0 +1,70 @@
+"""Flowers-102 training runs for the benchmarks: one schedule's options, and a run trained as
+``hashpa train`` trains it, continued when interrupted and reused when finished.
+
+The schedule is the cpu-quick recipe's (tf_efficientnet_lite0 with its ImageNet weights, 112 px,
+batch 120, frozen BatchNorm) with the epochs, code stage and evaluations a benchmark chooses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import hashpa
+from hashpa.training.rundir import RunDir
+
+log = logging.getLogger("eval.flowers_runs")
+
+
+def add_schedule_options(parser: argparse.ArgumentParser, epochs: int, code_views: int | None = None) -> None:
+    """The options of the data and the training schedule (a benchmark's defaults for `epochs` and
+    `code_views`; None: the trainer's)."""
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=120)
+    parser.add_argument("--code-epochs", type=int, help="epochs of the code stage (default: the trainer's; 0: none)")
+    parser.add_argument("--code-views", type=int, default=code_views,
+                        help="augmented passes of the training photos in the code stage (default: " + ("the trainer's" if code_views is None else str(code_views)) + ")")
+    parser.add_argument("--code-validation", type=float, help="held-out fraction choosing the code stage's epochs (default: the trainer's; 0: none)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_name(alpha: float, delta: float, bits: int, *variant: str) -> str:
+    """A run's folder name under <--out>/runs/, so that benchmarks sharing --out share their runs
+    (a32-d0.1-64bit is the default run of the sensitivity grid, the proxies and the batch benchmarks)."""
+    return "-".join([f"a{alpha:g}", f"d{delta:g}", f"{bits}bit", *variant])
+
+
+def run_settings(args: argparse.Namespace, split: str, out: Path, overrides: dict) -> dict:
+    """The settings of one run: the schedule's, then `overrides`."""
+    return {
+        "data": str(args.data), "split": split, "out": str(out), "epochs": args.epochs, "batch_size": args.batch_size,
+        "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
+        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, "code_epochs": args.code_epochs,
+        "code_views": args.code_views, "code_validation": args.code_validation, **overrides,
+    }
+
+
+def train_run(args: argparse.Namespace, name: str, overrides: dict, split: str = "half"):
+    """The hashpa.TrainResult of the run `name` (under <--out>/runs/) with the schedule's settings and
+    `overrides`: trained, continued from its last checkpoint, or read back when finished."""
+    run_dir = args.out / "runs" / name
+    started = time.perf_counter()
+    if RunDir(run_dir).has_checkpoint():
+        result = hashpa.resume(run_dir)
+    else:
+        result = hashpa.train(hashpa.resolve_config(run_settings(args, split, run_dir, overrides)))
+    log.info("%s: ready in %.0f s", name, time.perf_counter() - started)
+    return result
+
+
+def training_seconds(result) -> float:
+    """Seconds a run spent in its epochs and code stage (also across interruptions)."""
+    return float(sum(record["seconds"] for record in result.history))
