@@ -9,8 +9,8 @@ import click
 from hashpa.cli.main import cli, echo_json, friendly_errors, json_option, overwrite_option
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
+from hashpa.runs.directory import CHECKPOINTS
 from hashpa.search.modes import MODE_FACTS, MODES
-from hashpa.training.rundir import CHECKPOINTS
 
 DEFAULTS = IndexSettings()
 

@@ -7,11 +7,9 @@ import click
 from hashpa.cli.main import cli, echo_json, friendly_errors, json_option, overwrite_option
 from hashpa.cli.options import setting_options, shown
 from hashpa.models.config import ModelConfig
+from hashpa.runs.config import DATA_SETTINGS, PRESETS, TrainConfig
+from hashpa.runs.directory import CHECKPOINTS
 from hashpa.settings import SettingInfo
-from hashpa.training.config import PRESETS, TrainConfig
-from hashpa.training.rundir import CHECKPOINTS
-
-DATA_SETTINGS = {"dataset", "data", "labels", "root", "split", "train_dir", "test_dir", "test_fraction", "class_depth"}
 
 
 def default_with_presets(info: SettingInfo) -> str:
@@ -45,7 +43,7 @@ def builtin_path() -> None:
 def train(config_file, resume_dir, **options) -> None:
     """Train Proxy Anchor float embeddings and hash codes; write a run directory."""
     from hashpa.report.tables import train_summary
-    from hashpa.training.config import resolve_config
+    from hashpa.runs.config import resolve_config
     from hashpa.training.trainer import resume
     from hashpa.training.trainer import train as train_model
 
@@ -60,7 +58,7 @@ def train(config_file, resume_dir, **options) -> None:
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True)
-@setting_options([TrainConfig], only=DATA_SETTINGS, defaults=lambda info: "the run's own")
+@setting_options([TrainConfig], only=set(DATA_SETTINGS), defaults=lambda info: "the run's own")
 @click.option("--baselines", is_flag=True, help="Also LSH and PCA-ITQ codes of the float embedding, fitted to the training images, "
                                                 "and PCA-ITQ fitted to the test photos (with its asymmetric search).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

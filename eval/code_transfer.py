@@ -26,13 +26,12 @@ import torch
 import hashpa
 from eval.publish import command_line, parse_benchmark_args, publish
 from hashpa.codes import check_bits, codes_to_signs
-from hashpa.data.splits import build_split
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled
 from hashpa.errors import HashpaError
 from hashpa.metrics.retrieval import RECALL_KS, retrieval_scores
 from hashpa.quantizers import LinearHasher, enough_rows, fit_itq, fit_pca, itq_rotation, pack_signs, random_rotation
-from hashpa.training.rundir import RunDir
+from hashpa.runs.data import run_config, run_split
 
 log = logging.getLogger("eval.code_transfer")
 
@@ -151,7 +150,7 @@ def _mean_row(rows: list[dict]) -> dict:
 
 def run(args) -> dict:
     model = hashpa.load(args.run, args.checkpoint, args.device)
-    split = build_split(**RunDir(args.run).read_config().data_settings()).check()
+    split = run_split(run_config(args.run))
     loader = dict(device=model.device, workers=args.workers)
     train = embed_labelled(model.network, split.train, progress="training images", **loader)
     test = embed_labelled(model.network, split.test, progress="test images", output="embed_and_features", **loader)

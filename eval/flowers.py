@@ -41,7 +41,7 @@ from hashpa.metrics.retrieval import RECALL_KS, retrieval_scores
 from hashpa.models import HashingModel, ModelConfig
 from hashpa.quantizers import fit_pca
 from hashpa.report.evaluation import baseline_rows
-from hashpa.training.config import TrainConfig
+from hashpa.runs.config import TrainConfig
 
 log = logging.getLogger("eval.flowers")
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import hashpa
-from hashpa.training.rundir import RunDir
+from hashpa.runs.directory import RunDir
 
 log = logging.getLogger("eval.flowers_runs")
 
@@ -28,8 +28,8 @@ def add_schedule_options(parser: argparse.ArgumentParser, epochs: int, code_view
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch-size", type=int, default=120)
     parser.add_argument("--code-epochs", type=int, help="epochs of the code stage (default: the trainer's; 0: none)")
-    parser.add_argument("--code-views", type=int, default=code_views,
-                        help="augmented passes of the training photos in the code stage (default: " + ("the trainer's" if code_views is None else str(code_views)) + ")")
+    trainer = "the trainer's" if code_views is None else code_views
+    parser.add_argument("--code-views", type=int, default=code_views, help=f"augmented passes of the training photos in the code stage (default: {trainer})")
     parser.add_argument("--code-validation", type=float, help="held-out fraction choosing the code stage's epochs (default: the trainer's; 0: none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=2)

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import hashpa
 from eval.publish import command_line, data_missing, parse_benchmark_args, publish
-from hashpa.data.splits import build_split
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled
 from hashpa.metrics.hashing import hashing_scores
 from hashpa.metrics.retrieval import retrieval_scores
 from hashpa.quantizers import fit_itq
-from hashpa.training.rundir import RunDir
+from hashpa.runs.data import run_config, run_split
+from hashpa.runs.directory import RunDir
 
 log = logging.getLogger("eval.hashing_baselines")
 
@@ -78,7 +78,7 @@ def run(args, argv: list[str] | None) -> dict:
         for design in args.designs:
             out = train_run(args, design, bits)
             model = hashpa.load(out, "last", device=args.device)  # the end of training: nothing chosen on the test photos
-            split = build_split(**RunDir(out).read_config().data_settings()).check()
+            split = run_split(run_config(out))
             loader = dict(device=model.device, workers=args.workers)
             test = embed_labelled(model.network, split.test, progress="test images", **loader)
             device = distance_device(model.device)

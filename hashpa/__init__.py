@@ -23,7 +23,7 @@ _MODULES = {
     ".search.index": "open_index Index",
     ".indexdir.build": "build_index",
     ".training.trainer": "train resume",
-    ".training.config": "TrainConfig resolve_config",
+    ".runs.config": "TrainConfig resolve_config",
     ".metrics.retrieval": "recall_at_k evaluate_retrieval",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

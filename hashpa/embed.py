@@ -80,10 +80,10 @@ class Model:
 
 def load(source: str | Path, checkpoint: str = "best", device: str | torch.device = "auto") -> Model:
     """The trained model of a run directory (its `checkpoint`: "best" or "last") or of a checkpoint file."""
-    from hashpa.training.checkpoints import load_trained_model
+    from hashpa.runs.checkpoints import load_network
 
     target = resolve_device(device)
-    network, state = load_trained_model(source, checkpoint, target)
+    network, state = load_network(source, checkpoint, target)
     return Model(network, target, str(source), state["loaded_from"], state)
 
 

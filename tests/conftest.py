@@ -34,7 +34,8 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """A tiny model trained for one epoch (seconds): enough for indexing tests."""
-    from hashpa.training import resolve_config, train
+    from hashpa.runs import resolve_config
+    from hashpa.training import train
 
     base = tmp_path_factory.mktemp("trained")
     folder = make_image_folder(base / "images", classes=4, per_class=12)

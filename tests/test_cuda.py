@@ -11,7 +11,8 @@ from hashpa.data.augment import augment_batch, center_crop_batch, random_crop_bo
 from hashpa.embed import embed_all
 from hashpa.losses import ProxyAnchorLoss
 from hashpa.models.backbones import Preprocessing
-from hashpa.training import load_trained_model, resolve_config, train
+from hashpa.runs import load_network, resolve_config
+from hashpa.training import train
 from tests.conftest import make_image_folder
 from tests.losses.test_proxy_anchor import batch, reference_proxy_anchor
 
@@ -78,7 +79,7 @@ def test_jpeg_decoding_on_cuda_matches_pil(trained_run, tmp_path):
         Image.open(path).convert("RGB").save(path.with_suffix(".jpg"), quality=95)
         path.unlink()
     samples, _ = labelled_samples(folder)
-    model, _ = load_trained_model(trained_run, "best", CUDA)
+    model, _ = load_network(trained_run, "best", CUDA)
     pil = embed_all(model, samples, CUDA, decode="pil")
     device = embed_all(model, samples, CUDA, decode="device")
     np.testing.assert_array_equal(pil[2], device[2])

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hashpa.cli.main import cli
 from hashpa.data import class_of, split_folder
 from hashpa.indexdir import read_store
-from hashpa.training.config import resolve_config
+from hashpa.runs.config import resolve_config
 from tests.conftest import index_file, make_image_folder
 
 TINY = ["--backbone", "smallcnn", "--weights", "none", "--dim", "16", "--bits", "16", "--epochs", "1", "--batch-size", "16",

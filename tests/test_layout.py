@@ -11,7 +11,7 @@ import pytest
 
 LIBRARY = Path(__file__).resolve().parents[1] / "hashpa"
 PACKAGES = ["hashpa", "hashpa.data", "hashpa.indexdir", "hashpa.losses", "hashpa.metrics", "hashpa.models", "hashpa.report",
-            "hashpa.search", "hashpa.training"]
+            "hashpa.runs", "hashpa.search", "hashpa.training"]
 
 
 def test_the_library_never_imports_the_command_line_or_the_benchmarks():
@@ -56,3 +56,10 @@ def test_the_data_readers_do_not_import_each_other_in_a_circle():
 
     circles = [name for name in graph if reaches(name, name, {name})]
     assert not circles, circles
+
+
+def test_only_training_imports_training():
+    """Reading a run (embedding, indexing, evaluation, serving) goes through hashpa.runs; training writes runs."""
+    offending = [str(path.relative_to(LIBRARY.parent)) for path in LIBRARY.rglob("*.py")
+                 if "training" not in path.relative_to(LIBRARY).parts[:1] and any(m.startswith("hashpa.training") for m in _imports(path))]
+    assert not offending, offending

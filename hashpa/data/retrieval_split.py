@@ -5,7 +5,8 @@ but the image headers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from hashpa.data.folder import Sample
 from hashpa.errors import HashpaError
@@ -30,6 +31,12 @@ class RetrievalSplit:
     gallery: list[Sample] | None = None
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    folders: dict[str, Path] = field(default_factory=dict)  # "train", "test", "gallery" -> the folder their paths are under
+
+    def located(self, train: str | Path, test: str | Path | None = None) -> "RetrievalSplit":
+        """This split with the folders its images are under: `train` for every part, or `test` for the test images and gallery."""
+        train, test = Path(train), Path(test or train)
+        return replace(self, folders={"train": train, "test": test, "gallery": test})
 
     def check(self) -> "RetrievalSplit":
         if not self.train:
@@ -55,8 +62,7 @@ class RetrievalSplit:
         if not problems:
             return self, []
         keep = lambda samples: None if samples is None else [s for s in samples if str(s.path) not in problems]  # noqa: E731
-        clean = RetrievalSplit(keep(self.train), keep(self.test), self.train_classes, self.test_classes, keep(self.gallery), self.description,
-                               self.notes)
+        clean = replace(self, train=keep(self.train), test=keep(self.test), gallery=keep(self.gallery))
         return clean.check(), sorted(problems.items())
 
     @property

@@ -76,26 +76,27 @@ def build_split(dataset: str = "builtin", data: str | Path | None = None, root: 
     `data` split by `split` (half | seen), explicit `train_dir` + `test_dir`, a metric-learning paper's
     dataset under `root`, or a deep-hashing dataset's protocol under `root` (drawn with `seed`).
     Folders are labelled by ``hashpa.data.labels.class_of`` at `class_depth`, or, with `labels` (a
-    CSV or JSON file, ``hashpa.data.label_files``), by that file: multi-label."""
+    CSV or JSON file, ``hashpa.data.label_files``), by that file: multi-label. The split records the
+    folders its image paths are under (``RetrievalSplit.folders``)."""
     from hashpa.data.builtin import builtin_dataset
     from hashpa.data.paper_datasets import load_paper_dataset
 
     if dataset == "builtin":
-        return split_folder(builtin_dataset(), split, test_fraction, seed, class_depth)
+        return split_folder(builtin_dataset(), split, test_fraction, seed, class_depth).located(builtin_dataset())
     if dataset == "folder":
         if split == "dirs" or train_dir or test_dir:
             if not (train_dir and test_dir):
                 raise HashpaError("give both --train-dir and --test-dir")
-            return split_dirs(train_dir, test_dir, class_depth)
+            return split_dirs(train_dir, test_dir, class_depth).located(train_dir, test_dir)
         if not data:
             raise HashpaError("no image folder given: pass --data DIR (or leave it out to train on the built-in dataset)")
         if labels:
-            return split_labelled(data, labels, split, test_fraction, seed)
-        return split_folder(data, split, test_fraction, seed, class_depth)
+            return split_labelled(data, labels, split, test_fraction, seed).located(data)
+        return split_folder(data, split, test_fraction, seed, class_depth).located(data)
     if not root:
         raise HashpaError(f"--dataset {dataset} needs --root, the folder holding the dataset")
     if dataset in HASHING_DATASETS:
         from hashpa.data.hashing_datasets import load_hashing_dataset
 
-        return load_hashing_dataset(dataset, root, seed)
-    return load_paper_dataset(dataset, root)
+        return load_hashing_dataset(dataset, root, seed).located(root)
+    return load_paper_dataset(dataset, root).located(root)

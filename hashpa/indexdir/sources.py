@@ -19,8 +19,7 @@ def files_to_index(folder: str | Path | None, model: str | Path, split: str | No
         if folder is None:
             raise HashpaError("give an image folder to index, or --split test (or train) to index the model run's own split")
         return Path(folder), scan_folder(Path(folder))
-    from hashpa.data.splits import build_split
-    from hashpa.training.rundir import RunDir
+    from hashpa.runs.data import run_config, run_split
 
     if split not in INDEX_SPLITS:
         raise HashpaError(f"--split must be one of {', '.join(INDEX_SPLITS)}, got {split!r}")
@@ -28,25 +27,11 @@ def files_to_index(folder: str | Path | None, model: str | Path, split: str | No
         raise HashpaError("--split indexes the model run's own data: give it without an image folder")
     if not Path(model).is_dir():
         raise HashpaError(f"--split needs --model to be a run directory (it reads the run's data settings), got {model}")
-    config = RunDir(model).read_config()
-    chosen = build_split(**config.data_settings()).check()
+    chosen = run_split(run_config(model))
     samples = {"train": chosen.train, "test": chosen.test, "gallery": chosen.gallery}[split]
     if samples is None:
         raise HashpaError(f"{chosen.description} has no gallery split (only In-Shop does): use --split test")
-    root = Path(split_root(config, split))
+    root = chosen.folders[split]
     classes = chosen.train_classes if split == "train" else chosen.test_classes
     log.info("indexing the %s split of %s: %d images of %d classes under %s", split, model, len(samples), len(classes), root)
     return root, scan_samples(root, samples, classes)
-
-
-def split_root(config, split: str) -> str:
-    """The folder a run's split lives under: the one its paths are stored relative to."""
-    from hashpa.data.builtin import builtin_dataset
-
-    if config.dataset == "builtin":
-        return builtin_dataset()
-    if config.dataset == "folder":
-        if config.train_dir or config.test_dir:
-            return config.train_dir if split == "train" else config.test_dir
-        return config.data
-    return config.root

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from hashpa.codes import codes_to_signs
-from hashpa.data.splits import build_split
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled, load
-from hashpa.errors import HashpaError
 from hashpa.fileio import write_json
 from hashpa.metrics.hashing import hashing_scores
 from hashpa.metrics.retrieval import RECALL_KS, REPRESENTATIONS, model_scores, retrieval_scores
@@ -27,7 +25,7 @@ from hashpa.quantizers import enough_rows, fit_itq, fit_lsh
 from hashpa.report.machine import machine_info
 from hashpa.report.plots import plot_pr_curves
 from hashpa.report.tables import eval_table
-from hashpa.training.rundir import RunDir
+from hashpa.runs.data import run_config, run_split
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +38,8 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
     """Evaluate checkpoint `checkpoint` ("best" or "last") of the run directory `run`.
 
     The test split is the run's own unless `data` gives data settings as ``hashpa train`` takes
-    them (data, dataset, root, split, train_dir, test_dir, test_fraction, class_depth): an image
-    folder `data` with `split` half|seen, `train_dir` + `test_dir`, or `dataset` under `root`.
+    them (``hashpa.runs.data.run_config``): an image folder `data` with `split` half|seen,
+    `train_dir` + `test_dir`, or `dataset` under `root`.
     Returns the report (rows of Recall@K, expected Recall@K for codes, MAP@R) and, with `out`,
     writes it there as eval.json, eval.md and eval-pr.png (the precision-recall curves), under the write rule (``hashpa.outputs``: files of those
     names that hashpa did not write are replaced only with `overwrite`, checked before anything runs).
@@ -50,12 +48,10 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
     report_files = [] if out is None else [Path(out) / name for name in ("eval.json", "eval.md", "eval-pr.png")]
     for path in report_files:
         check_replaceable(path, overwrite)
-    other_data = {k: v for k, v in data.items() if v is not None}
-    config = RunDir(run).read_config(find_data=not {"data", "labels", "dataset", "root", "train_dir", "test_dir"} & set(other_data))
-    _use_data(config, other_data)
+    config = run_config(run, data)
     model = load(run, checkpoint, device)
     state = model.state
-    chosen = build_split(**config.data_settings()).check()
+    chosen = run_split(config)
     loader = dict(device=model.device, batch_size=batch_size, workers=config.workers if workers is None else workers)
     classes = len(chosen.test_classes)
     queries = embed_labelled(model.network, chosen.test, num_classes=classes, progress="test images", **loader)
@@ -85,18 +81,6 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
         write_output(report_files[1], lambda tmp: tmp.write_text(eval_table(report) + "\n", encoding="utf-8"), overwrite)
         plot_pr_curves(report["hashing"], f"{report['run']} on {report['split']}", report_files[2], overwrite)
     return report
-
-
-def _use_data(config, data: dict) -> None:
-    """Point the run's config at other data, when any is given."""
-    unknown = set(data) - set(config.data_settings())
-    if unknown:
-        raise HashpaError(f"unknown data settings: {', '.join(sorted(unknown))}")
-    if {"data", "labels", "dataset", "root", "train_dir", "test_dir"} & set(data):
-        config.dataset, config.data, config.labels, config.root, config.train_dir, config.test_dir = "folder", None, None, None, None, None
-    for name, value in data.items():
-        setattr(config, name, str(value) if isinstance(value, Path) else value)
-    config.check()
 
 
 def baseline_rows(train: np.ndarray, queries: np.ndarray, query_labels: np.ndarray, bits: int, source: str, device: str | None = None,

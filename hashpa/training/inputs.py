@@ -16,7 +16,7 @@ from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.transforms import train_transform
 from hashpa.distributed import rank_share
 from hashpa.models.backbones import Preprocessing
-from hashpa.training.config import TrainConfig
+from hashpa.runs.config import TrainConfig
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]  # (images, labels on the device, positions of unreadable samples)
 

@@ -11,7 +11,7 @@ from hashpa.losses.distillation import SimilarityDistillationLoss
 from hashpa.losses.quantization import QuantizationLoss
 from hashpa.losses.registry import build_loss
 from hashpa.models.hashing_model import ModelOutput
-from hashpa.training.config import TrainConfig
+from hashpa.runs.config import TrainConfig
 from hashpa.training.relaxation import relaxed_codes
 
 

@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from hashpa import __version__
 from hashpa.data.retrieval_split import RetrievalSplit
-from hashpa.data.splits import build_split
 from hashpa.devices import distance_device, resolve_device
 from hashpa.distributed import average_gradients, barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
 from hashpa.embed import embed_all, embed_labelled
@@ -25,16 +24,18 @@ from hashpa.metrics.retrieval import model_scores
 from hashpa.models.hashing_model import HashingModel
 from hashpa.outputs import check_folder, claim_folder
 from hashpa.quantizers import enough_rows
-from hashpa.training.checkpoints import BestPolicy, load_checkpoint, repair_best, save_checkpoints
+from hashpa.runs.checkpoints import load_checkpoint
+from hashpa.runs.config import RECIPE_PURPOSES, TrainConfig
+from hashpa.runs.data import run_split
+from hashpa.runs.directory import RunDir
+from hashpa.training.checkpoints import BestPolicy, repair_best, save_checkpoints
 from hashpa.training.chunked import chunked_step
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
-from hashpa.training.config import RECIPE_PURPOSES, TrainConfig
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
 from hashpa.training.processes import TrainingStep, main_lock, on_main
 from hashpa.training.progress import code_stage_line, epoch_line, start_line, warn_code_stage_skipped
 from hashpa.training.relaxation import binary_fraction
-from hashpa.training.rundir import RunDir
 from hashpa.training.start import start_scores
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, split: RetrievalSplit | None = None):
         self.config = config.check()
         self.device = rank_device(resolve_device(config.device))
-        self.split, self.unusable = (split or build_split(**config.data_settings())).without_unreadable()
+        self.split, self.unusable = (split or run_split(config)).without_unreadable()
         self._fit_batch_to_data()
         self.run = RunDir(config.out)
         torch.manual_seed(config.seed)

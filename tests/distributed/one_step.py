@@ -11,8 +11,8 @@ import torch
 from hashpa.distributed import average_gradients, process_group, rank_share, world_size
 from hashpa.models.config import ModelConfig
 from hashpa.models.hashing_model import HashingModel
+from hashpa.runs.config import resolve_config
 from hashpa.training.chunked import chunked_step
-from hashpa.training.config import resolve_config
 from hashpa.training.objective import HashingObjective
 from hashpa.training.processes import TrainingStep
 

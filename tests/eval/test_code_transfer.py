@@ -52,7 +52,8 @@ def test_too_few_photos_for_the_bits():
 
 
 def test_main_on_a_trained_run(tmp_path):
-    from hashpa.training import resolve_config, train
+    from hashpa.runs import resolve_config
+    from hashpa.training import train
 
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=20)
     config = resolve_config(dict(data=str(folder), split="half", epochs=1, batch_size=12, workers=0, code_epochs=0,

@@ -37,9 +37,9 @@ def test_index_writes_store_indexes_and_metadata(trained_run, tmp_path):
     # every stored row equals a fresh embedding of its file
     from hashpa.data.folder import Sample
     from hashpa.embed import embed_all
-    from hashpa.training import load_trained_model
+    from hashpa.runs import load_network
 
-    model, _ = load_trained_model(trained_run)
+    model, _ = load_network(trained_run)
     embeddings, codes, _, _ = embed_all(model, [Sample(folder / p, -1) for p in store.paths], model.embedding.weight.device)
     meta = json.loads((tmp_path / "idx" / "index.json").read_text())
     assert meta["folder"] == str(folder.resolve()) and meta["folder_from_index"] == "../images"

@@ -97,7 +97,8 @@ def test_a_hash_layer_trained_by_the_loss_learns_its_classes_codes(name):
 
 
 def test_training_with_either_code_loss_runs_and_records_it(tmp_path):
-    from hashpa.training import resolve_config, train
+    from hashpa.runs import resolve_config
+    from hashpa.training import train
     from tests.conftest import make_image_folder
 
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=8)

@@ -58,7 +58,8 @@ def test_options_that_do_not_combine_are_refused():
 
 
 def test_a_run_trains_with_three_proxies_per_class(tmp_path):
-    from hashpa.training import resolve_config, train
+    from hashpa.runs import resolve_config
+    from hashpa.training import train
     from tests.conftest import make_image_folder
 
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=8)

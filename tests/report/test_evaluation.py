@@ -11,7 +11,7 @@ from hashpa.embed import Embedded
 from hashpa.errors import HashpaError
 from hashpa.metrics.retrieval import model_scores
 from hashpa.report.evaluation import evaluate
-from hashpa.training import RunDir
+from hashpa.runs import RunDir
 from tests.conftest import make_image_folder
 
 

@@ -10,8 +10,8 @@ import torch
 from hashpa.losses.registry import CODE_LOSS_NAMES, LOSS_NAMES
 from hashpa.models.config import ModelConfig
 from hashpa.models.hashing_model import HashingModel
+from hashpa.runs.config import TrainConfig
 from hashpa.training.chunked import chunked_step
-from hashpa.training.config import TrainConfig
 from hashpa.training.objective import HashingObjective
 from hashpa.training.processes import TrainingStep
 
@@ -69,7 +69,8 @@ def test_chunks_with_a_frozen_backbone_train_the_heads_only():
 
 
 def test_training_with_chunks_runs_end_to_end(tmp_path):
-    from hashpa.training import resolve_config, train
+    from hashpa.runs import resolve_config
+    from hashpa.training import train
     from tests.conftest import make_image_folder
 
     folder = make_image_folder(tmp_path / "images", classes=4, per_class=8)

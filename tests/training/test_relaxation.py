@@ -7,7 +7,7 @@ import torch
 from hashpa.codes import pack_codes
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import ModelOutput
-from hashpa.training import resolve_config
+from hashpa.runs import resolve_config
 from hashpa.training.objective import HashingObjective
 from hashpa.training.relaxation import binary_fraction, relaxed_codes
 

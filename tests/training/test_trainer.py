@@ -9,7 +9,8 @@ import torch
 
 from hashpa.data import split_folder
 from hashpa.errors import HashpaError
-from hashpa.training import RunDir, Trainer, load_trained_model, resolve_config, resume, train
+from hashpa.runs import RunDir, load_network, resolve_config
+from hashpa.training import Trainer, resume, train
 from tests.conftest import make_image_folder
 
 SETTINGS = dict(
@@ -45,7 +46,7 @@ def test_run_directory_contents(image_folder, tmp_path):
     assert history[3]["code_stage"]["objective"] == "proxy_anchor" and "float" in history[3]
     state = torch.load(run / "last.pt", weights_only=True)  # plain tensors and containers only
     assert state["epoch"] == 2 and state["codes_fitted_at"] == 2 and state["config"]["model"]["bits"] == 32
-    model, _ = load_trained_model(run)
+    model, _ = load_network(run)
     assert model.config.bits == 32 and result.best["epoch"] == 2
     with pytest.raises(HashpaError, match="--resume"):
         train(config_for(image_folder, run, epochs=2))
@@ -203,7 +204,7 @@ def test_the_start_is_epoch_0_and_the_summary_says_whether_training_beat_it(imag
     assert start["features"]["recall@1"] > start["float"]["recall@1"] - 0.5 and 0 <= start["features_itq"]["recall@1"] <= 1
     text = train_summary(result)
     assert "Best: epoch 0 (the starting model, before any training)" in text and "No training epoch ran (--epochs 0)" in text
-    model, state = load_trained_model(tmp_path / "run")  # the starting model is a model like any other
+    model, state = load_network(tmp_path / "run")  # the starting model is a model like any other
     assert state["epoch"] == 0 and state["loaded_from"] == "best"
     trained = train(config_for(image_folder, tmp_path / "trained", epochs=4))
     assert trained.history[0]["stage"] == "start" and "Training beat the start" in train_summary(trained)
@@ -217,7 +218,7 @@ def test_codes_that_are_the_embeddings_own_signs_train_without_a_head_to_start_o
     start, final = result.history[0], result.history[-1]
     assert "no hash projection to start from PCA-ITQ" in caplog.text and all(r.get("stage") != "codes" for r in result.history)
     assert final["codes"]["recall@1"] > start["codes"]["recall@1"] + 0.2
-    model, _ = load_trained_model(result.run_dir, "best")
+    model, _ = load_network(result.run_dir, "best")
     assert not model.hash_head.projects and model.hash_head.in_features == model.config.dim == 32
 
 

@@ -1,12 +1,11 @@
-"""The run directory: resolved config, metrics history and atomically written checkpoints.
+"""The run directory: resolved config, metrics history and checkpoints.
 
     RUN_DIR/config.json     the resolved TrainConfig
     RUN_DIR/history.jsonl   one JSON line per finished epoch (and one for the code stage)
     RUN_DIR/last.pt         everything to resume after the last finished epoch: model, objective, optimiser
     RUN_DIR/best.pt         the model of the best evaluated epoch (weights and metadata, no training state)
 
-Checkpoints hold only tensors, numbers, strings, lists and dicts, so ``torch.load(path,
-weights_only=True)`` reads them.
+Reading the checkpoints: ``hashpa.runs.checkpoints``; writing them: ``hashpa.training.checkpoints``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from pathlib import Path
 from hashpa.errors import HashpaError
 from hashpa.fileio import finite, write_failure, write_json_atomic, write_text_atomic
 from hashpa.paths import found, recorded
-from hashpa.training.config import DATA_FROM_RUN, TrainConfig
+from hashpa.runs.config import DATA_FROM_RUN, TrainConfig, load_saved
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class RunDir:
         `find_data`, a data folder at neither place is an error naming both."""
         if not self.config_path.is_file():
             raise HashpaError(f"{self.path} is not a hashpa run directory (no config.json)")
-        config = TrainConfig.load(self.config_path)
-        from_run = self._data_from_run()
+        config, from_run = load_saved(self.config_path)
         for name, folder in config.data_folders().items():
             where = found(self.path, from_run.get(name), folder)
             if where is not None:
@@ -66,13 +64,6 @@ class RunDir:
                 raise HashpaError(f"{self.config_path} records the {name} folder {folder!r} relative to wherever training ran: "
                                   f"give the data again (hashpa eval --{name.replace('_', '-')} ...), or write its absolute path there")
         return config
-
-    def _data_from_run(self) -> dict:
-        try:
-            recorded_paths = json.loads(self.config_path.read_text(encoding="utf-8")).get(DATA_FROM_RUN, {})
-        except (OSError, ValueError, AttributeError):
-            return {}
-        return recorded_paths if isinstance(recorded_paths, dict) else {}
 
     def start_history(self) -> None:
         """An empty history, for a run that starts (a killed earlier start may have left records)."""

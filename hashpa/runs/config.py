@@ -24,6 +24,10 @@ CODE_RELAXATIONS = ("tanh", "ste")  # hashpa.training.relaxation
 # Settings added after run directories were first written: a saved config without one gets the value
 # that reproduces what its run did, not today's default.
 DATA_FROM_RUN = "data_from_run"  # config.json's record of the data folders relative to the run directory
+# The settings that choose a run's images (hashpa.data.splits.build_split's arguments): where they are,
+# then how they split; giving any of DATA_SOURCES for other data replaces all of them.
+DATA_SETTINGS = ("dataset", "data", "labels", "root", "split", "train_dir", "test_dir", "test_fraction", "seed", "class_depth")
+DATA_SOURCES = ("dataset", "data", "labels", "root", "train_dir", "test_dir")
 DATA_FOLDERS = ("data", "labels", "root", "train_dir", "test_dir")  # the data settings that are paths
 LEGACY_DEFAULTS = {"code_validation": 0.0, "class_depth": 1, "baseline": False, "preset": "none"}
 
@@ -125,9 +129,8 @@ class TrainConfig:
         return {name: getattr(self, name) for name in DATA_FOLDERS if getattr(self, name)}
 
     def data_settings(self) -> dict:
-        """The fields that choose the images: hashpa.data.splits.build_split's arguments."""
-        return {name: getattr(self, name) for name in ("dataset", "data", "labels", "root", "split", "train_dir", "test_dir", "test_fraction", "seed",
-                                                       "class_depth")}
+        """The fields that choose the images (DATA_SETTINGS): hashpa.data.splits.build_split's arguments."""
+        return {name: getattr(self, name) for name in DATA_SETTINGS}
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "training settings") -> "TrainConfig":
@@ -145,9 +148,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         """A run directory's saved config.json."""
-        values = _read_json(path)
-        values.pop(DATA_FROM_RUN, None)
-        return cls.from_dict({**LEGACY_DEFAULTS, **values}, str(path))
+        return load_saved(path)[0]
 
     def check(self) -> "TrainConfig":
         self.model.check()
@@ -286,6 +287,14 @@ def read_config_file(path: str | Path) -> dict:
 
 def _given(values: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def load_saved(path: str | Path) -> tuple[TrainConfig, dict]:
+    """(the TrainConfig of a run directory's config.json, its record of the data folders relative to
+    the run directory: DATA_FROM_RUN, {} when it has none)."""
+    values = _read_json(path)
+    from_run = values.pop(DATA_FROM_RUN, None)
+    return TrainConfig.from_dict({**LEGACY_DEFAULTS, **values}, str(path)), from_run if isinstance(from_run, dict) else {}
 
 
 def _read_json(path: str | Path) -> dict:

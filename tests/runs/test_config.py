@@ -1,7 +1,7 @@
 import pytest
 
 from hashpa.errors import HashpaError
-from hashpa.training import TrainConfig, resolve_config
+from hashpa.runs import TrainConfig, resolve_config
 
 
 def test_presets_then_user_overrides():
