@@ -1,9 +1,13 @@
-"""The built-in default dataset: scikit-learn's handwritten digits as an image folder.
+"""The built-in default dataset: scikit-learn's handwritten digits, scattered, as an image folder.
 
 1,797 real 8x8 scans of handwritten digits (UCI ML hand-written digits), 10 classes, which arrive
-inside the scikit-learn wheel, so a fresh install trains offline. They are written once, upscaled
-to 32x32 grey PNGs, under the cache folder ($HASHPA_CACHE, else $XDG_CACHE_HOME/hashpa, else
-~/.cache/hashpa) as digits/<class>/<id>.png.
+inside the scikit-learn wheel, so a fresh install trains offline. Each is drawn once into a 32x32
+grey picture (``scattered_digit``): at a random size and place, in a random grey on a random grey
+background (either may be the lighter), with a little pixel noise, drawn from a generator seeded
+by the image's number, so every machine writes the same pictures. Unlike the digits centred at one
+size, an untrained network's features tell these apart poorly: what training buys shows. They are
+written once under the cache folder ($HASHPA_CACHE, else $XDG_CACHE_HOME/hashpa, else
+~/.cache/hashpa) as scattered-digits/<class>/<id>.png.
 """
 
 from __future__ import annotations
@@ -19,15 +23,34 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-NAME = "digits"
+NAME = "scattered-digits"
 CLASS_NAMES = ("0_zero", "1_one", "2_two", "3_three", "4_four", "5_five", "6_six", "7_seven", "8_eight", "9_nine")
 IMAGE_SIZE = 32
+DIGIT_SIZES = (16, 26)  # the drawn digit's side in pixels, from the first to the last (inclusive)
+MIN_CONTRAST = 67  # grey levels between the digit and its background, at least
+NOISE = 6.0  # standard deviation of the pixel noise, in grey levels
 
 
 def cache_dir() -> Path:
     if os.environ.get("HASHPA_CACHE"):
         return Path(os.environ["HASHPA_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hashpa"
+
+
+def scattered_digit(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """One 8x8 digit (values 0-16, as scikit-learn gives them) drawn into an IMAGE_SIZE grey picture
+    at a size, place, digit grey and background grey drawn from `rng`."""
+    background = rng.uniform(0, 255)
+    ink = rng.uniform(0, 255)
+    while abs(ink - background) < MIN_CONTRAST:
+        ink = rng.uniform(0, 255)
+    side = int(rng.integers(DIGIT_SIZES[0], DIGIT_SIZES[1] + 1))
+    glyph = np.asarray(Image.fromarray(np.uint8(pixels * (255 / 16))).resize((side, side), Image.BILINEAR), np.float32) / 255
+    top, left = rng.integers(0, IMAGE_SIZE - side + 1, 2)
+    coverage = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    coverage[top : top + side, left : left + side] = glyph
+    picture = background * (1 - coverage) + ink * coverage + rng.normal(0, NOISE, coverage.shape)
+    return Image.fromarray(np.uint8(np.clip(picture, 0, 255).round()), mode="L")
 
 
 def builtin_dataset() -> Path:
@@ -44,8 +67,7 @@ def builtin_dataset() -> Path:
         for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
             folder = staging / CLASS_NAMES[label]
             folder.mkdir(exist_ok=True)
-            grey = Image.fromarray(np.uint8(pixels * (255 / 16)), mode="L")
-            grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR).save(folder / f"{index:04d}.png")
+            scattered_digit(pixels, np.random.default_rng(index)).save(folder / f"{index:04d}.png")
         try:
             staging.rename(target)
         except OSError:  # another process finished first
