@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from hashpa.devices import autocast
-from hashpa.distributed import is_main_process
+from hashpa.distributed import is_main_process, world_size
 from hashpa.fileio import folder_lock
 from hashpa.training.objective import HashingObjective
 
@@ -31,6 +31,15 @@ class TrainingStep(torch.nn.Module):
         finally:
             self.model.hash_head.across_ranks = False
         return self.objective(output, labels)
+
+
+def across_ranks(step: TrainingStep, device: torch.device, warmup_epochs: int) -> torch.nn.Module:
+    """`step` as every rank runs it: under torchrun wrapped in DistributedDataParallel (gradients averaged
+    over the ranks; the backbone frozen by a warm-up leaves some parameters unused), else itself."""
+    if world_size() == 1:
+        return step
+    return torch.nn.parallel.DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None,
+                                                     find_unused_parameters=warmup_epochs > 0)
 
 
 def on_main(result):

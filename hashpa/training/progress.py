@@ -1,12 +1,26 @@
-"""The lines a training run logs: each epoch's loss and recalls, the start's, the code stage's."""
+"""The lines a training run logs: its data and settings, each epoch's loss and recalls, the start's, the code stage's."""
 
 from __future__ import annotations
 
 import logging
 
+from hashpa.data.retrieval_split import RetrievalSplit
 from hashpa.metrics.retrieval import RECALL_KS
+from hashpa.runs.config import RECIPE_PURPOSES, TrainConfig
 
 log = logging.getLogger("hashpa.training.trainer")
+
+
+def announce(split: RetrievalSplit, unusable: list[tuple[str, str]], config: TrainConfig, input_size: int, device) -> None:
+    """A run's first lines: the files left out, the data and its split, the settings."""
+    if unusable:
+        shown = "; ".join(f"{path} ({why})" for path, why in unusable[:3])
+        log.warning("%d image files cannot be read and are left out: %s%s", len(unusable), shown, " ..." if len(unusable) > 3 else "")
+    log.info("data: %s: %s", split.description, split.summary())
+    recipe = f"preset {config.preset} ({RECIPE_PURPOSES[config.preset]})" if config.preset in RECIPE_PURPOSES else "no preset"
+    model = config.model
+    log.info("settings: %s; %s (%s weights) at %d px, %d epochs, batch %d, %d-bit codes, %d-d embedding, on %s",
+             recipe, model.backbone, model.weights, input_size, config.epochs, config.batch_size, model.bits, model.dim, device)
 
 
 def epoch_line(record: dict, epochs: int) -> str:

@@ -1,4 +1,5 @@
-"""The training loop: the paper's recipe, evaluation of float and hash codes, resumable run directory."""
+"""The training loop: the paper's recipe over the epochs, then the code stage, each epoch evaluated
+(``evaluation``) and checkpointed into a resumable run directory; ``train`` and ``resume``."""
 
 from __future__ import annotations
 
@@ -8,35 +9,31 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from hashpa import __version__
 from hashpa.data.retrieval_split import RetrievalSplit
-from hashpa.devices import distance_device, resolve_device
-from hashpa.distributed import average_gradients, barrier, broadcast_module, global_total, is_main_process, process_group, rank_device, world_size
-from hashpa.embed import embed_all, embed_labelled
+from hashpa.devices import resolve_device
+from hashpa.distributed import average_gradients, barrier, global_total, is_main_process, process_group, rank_device
 from hashpa.errors import HashpaError
 from hashpa.fileio import remove_temporaries
-from hashpa.losses.registry import MULTI_LABEL_LOSSES
-from hashpa.metrics.retrieval import model_scores
 from hashpa.models.hashing_model import HashingModel
 from hashpa.outputs import check_folder, claim_folder
-from hashpa.quantizers import enough_rows
 from hashpa.runs.checkpoints import load_checkpoint
-from hashpa.runs.config import RECIPE_PURPOSES, TrainConfig
+from hashpa.runs.config import TrainConfig
 from hashpa.runs.data import run_split
 from hashpa.runs.directory import RunDir
 from hashpa.training.checkpoints import BestPolicy, repair_best, save_checkpoints
+from hashpa.training.checks import check_itq_possible, check_multi_label, fit_batch_to_data
 from hashpa.training.chunked import chunked_step
-from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
+from hashpa.training.code_steps import run_code_stage, start_hash_head
+from hashpa.training.evaluation import RunEvaluation
 from hashpa.training.inputs import training_batches
 from hashpa.training.objective import HashingObjective
-from hashpa.training.processes import TrainingStep, main_lock, on_main
-from hashpa.training.progress import code_stage_line, epoch_line, start_line, warn_code_stage_skipped
+from hashpa.training.processes import TrainingStep, across_ranks, main_lock, on_main
+from hashpa.training.progress import announce, code_stage_line, epoch_line, start_line
 from hashpa.training.relaxation import binary_fraction
-from hashpa.training.start import start_scores
 
 log = logging.getLogger(__name__)
 
@@ -54,71 +51,30 @@ class Trainer:
         self.config = config.check()
         self.device = rank_device(resolve_device(config.device))
         self.split, self.unusable = (split or run_split(config)).without_unreadable()
-        self._fit_batch_to_data()
+        fit_batch_to_data(config, self.split)
         self.run = RunDir(config.out)
         torch.manual_seed(config.seed)
         self.model = HashingModel(config.model).to(self.device)
-        self._check_itq_possible()
+        check_itq_possible(config, self.model)
         self.channels_last = config.channels_last and self.device.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         forward = torch.compile(self.model) if config.compile else self.model
         self.multi_label = self.split.multi_label
         if self.multi_label:
-            self._check_multi_label()
+            check_multi_label(config, self.split, self.model)
         self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device, len(self.split.train_classes))
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
-        self.step = self.plain_step = TrainingStep(self.model, forward, self.objective)
-        if world_size() > 1:  # gradients averaged over the ranks; the frozen backbone of the warm-up leaves some unused
-            self.step = torch.nn.parallel.DistributedDataParallel(
-                self.step, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=config.warmup_epochs > 0)
+        self.plain_step = TrainingStep(self.model, forward, self.objective)
+        self.step = across_ranks(self.plain_step, self.device, config.warmup_epochs)
         self.optimizer = self._optimizer()
         self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         self.epoch = 0
         self.codes_fitted_at: int | None = None  # the epoch after which the code stage last ran
         self.best = BestPolicy(config.best_metric)
         self.history: list[dict] = []
-        self.unreadable: set[str] = {path for path, _ in self.unusable}  # files that could not be read, in training or in evaluation
-
-    def _fit_batch_to_data(self) -> None:
-        """A training set smaller than the batch trains with the largest batch it fills (a multiple of --per-class)."""
-        c, images = self.config, len(self.split.train)
-        if c.batch_size % world_size():
-            raise HashpaError(f"--batch-size {c.batch_size} is the global batch of all {world_size()} processes: make it a multiple of {world_size()}")
-        if images >= c.batch_size:
-            return
-        step = c.per_class * world_size() // math.gcd(c.per_class, world_size()) if c.per_class else world_size()
-        fitted = images - images % step
-        if fitted < 2:
-            raise HashpaError(f"{self.split.description}: {images} training images cannot form a batch (--per-class {c.per_class})")
-        log.info("the training split has %d images, fewer than --batch-size %d: training with batches of %d", images, c.batch_size, fitted)
-        c.batch_size = fitted
-
-    def _check_itq_possible(self) -> None:
-        """PCA-ITQ (the head's start after the warm-up and in the code stage) needs at least as many input dimensions as bits."""
-        c, inputs = self.config, self.model.hash_head.in_features
-        if not self.model.hash_head.projects:
-            if c.hash_init == "itq" or c.code_epochs:
-                log.info("the codes are the signs of the embedding itself (--no-hash-projection): no hash projection to start "
-                         "from PCA-ITQ or to fit in a code stage")
-            return
-        if (c.hash_init == "itq" or c.code_epochs) and inputs < c.model.bits:
-            raise HashpaError(
-                f"--bits {c.model.bits} is more than the {inputs} dimensions the hash head reads: its PCA-ITQ start needs "
-                f"at least as many; raise --dim to {c.model.bits} or more, or pass --hash-source features, "
-                "or --hash-init random --code-epochs 0"
-            )
-
-    def _check_multi_label(self) -> None:
-        """Multi-label data trains with the losses that take multi-labels; its code stage is skipped."""
-        c = self.config
-        unable = [f"--{flag} {name}" for flag, name in (("loss", c.loss), ("code-loss", c.code_loss)) if name not in MULTI_LABEL_LOSSES]
-        if unable:
-            raise HashpaError(f"{self.split.description} is multi-label: {' and '.join(unable)} take one class per image; "
-                              f"use {', '.join(MULTI_LABEL_LOSSES)}")
-        if c.code_epochs and self.model.hash_head.projects:
-            log.info("multi-label data: the code stage (which holds out classes and starts proxies at class means) is skipped; "
-                     "the codes are the jointly trained head's")
+        self.unreadable: set[str] = {path for path, _ in self.unusable}  # files that could not be read in training
+        self.evaluation = RunEvaluation(self.model, self.split, self.device, config.model.bits, config.batch_size, config.workers, self._diverged)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -191,37 +147,25 @@ class Trainer:
 
     # ---- loop ----------------------------------------------------------------------------
 
-    def announce(self) -> None:
-        """The run's first lines: the data, the split and the settings."""
-        c, model = self.config, self.config.model
-        if self.unusable:
-            shown = "; ".join(f"{path} ({why})" for path, why in self.unusable[:3])
-            log.warning("%d image files cannot be read and are left out: %s%s", len(self.unusable), shown, " ..." if len(self.unusable) > 3 else "")
-        log.info("data: %s: %s", self.split.description, self.split.summary())
-        recipe = f"preset {c.preset} ({RECIPE_PURPOSES[c.preset]})" if c.preset in RECIPE_PURPOSES else "no preset"
-        log.info("settings: %s; %s (%s weights) at %d px, %d epochs, batch %d, %d-bit codes, %d-d embedding, on %s",
-                 recipe, model.backbone, model.weights, self.model.preprocessing.input_size, c.epochs, c.batch_size, model.bits, model.dim,
-                 self.device)
-
     def fit(self) -> TrainResult:
         """Train to config.epochs, then the code stage. Under torchrun every rank trains its share of
         each batch; rank 0 alone evaluates, runs the code stage and writes the run directory, while
         the others wait."""
         c, main = self.config, is_main_process()
         if main:
-            self.announce()
+            announce(self.split, self.unusable, c, self.model.preprocessing.input_size, self.device)
         if c.baseline and self.epoch == 0 and not self.started:
             if main:
-                record = self.evaluate_start()
+                record = self.evaluation.start()
                 self._record(record, start_line(record, c.model.bits))
             barrier()
         while self.epoch < c.epochs:
             if c.hash_init == "itq" and self.epoch == c.warmup_epochs and self.model.hash_head.projects:
-                self.init_hash_head_from_itq()
+                start_hash_head(self.model, self.split, c, self.device)
             record = self.train_epoch()
             if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
                 if main:
-                    record.update(self.evaluate())
+                    record.update(self.evaluation.scores(self.epoch))
                 barrier()
             self.epoch += 1
             record["epoch"] = self.epoch
@@ -231,7 +175,18 @@ class Trainer:
             if record is not None:
                 self._record(record, code_stage_line(record))
             barrier()
-        return TrainResult(self.run.path, self.history, self.best.best, len(self.unreadable))
+        return TrainResult(self.run.path, self.history, self.best.best, len(self.unreadable | self.evaluation.unreadable))
+
+    def fit_codes(self) -> dict | None:
+        """The code stage on the model as it is now, then an evaluation: the history record (None when it was skipped)."""
+        started = time.perf_counter()
+        stage = run_code_stage(self.model, self.split, self.config, self.device, self.epoch)
+        if stage is None:
+            return None
+        self.codes_fitted_at = self.epoch
+        record = {"epoch": self.epoch, "stage": "codes", "code_stage": stage, "seconds": round(time.perf_counter() - started, 3)}
+        record.update(self.evaluation.scores(self.epoch))
+        return record
 
     @property
     def started(self) -> bool:
@@ -247,42 +202,6 @@ class Trainer:
         self.history.append(record)
         save_checkpoints(self.run, self._state(), improved)
         log.info(line)
-
-    def init_hash_head_from_itq(self) -> None:
-        """The hash head set to PCA-ITQ of its inputs (computed by rank 0, given to every rank)."""
-        started = time.perf_counter()
-        log.info("hash head start: PCA-ITQ of what it reads for the %d training images", len(self.split.train))
-        self.model.eval()
-        started_from_itq = start_head_from_itq(self.model, self.split.train, self.device, self.config.workers, self.config.seed) if is_main_process() else True
-        broadcast_module(self.model.hash_head)
-        self.model.train()
-        if started_from_itq:
-            log.info("hash head initialised from PCA-ITQ of the %d training images (%.1f s)", len(self.split.train), time.perf_counter() - started)
-        else:
-            log.warning("too few readable training images for PCA-ITQ of %d bits: the hash head keeps its random initialisation", self.config.model.bits)
-
-    def fit_codes(self) -> dict | None:
-        """The code stage (hashpa.training.code_stage) on the model as it is now, then an evaluation;
-        None (with a warning, the head kept as it is) when too few training images could be read."""
-        c = self.config
-        started = time.perf_counter()
-        if not enough_rows(len(self.split.train), c.model.bits):  # before embedding anything; unreadable images are counted below
-            return warn_code_stage_skipped(c.model.bits, len(self.split.train))
-        features = code_features(self.model, self.split.train, c.code_views, (c.crop_scale_min, 1.0), c.hflip, self.device,
-                                 max(c.batch_size, 64), c.workers, c.seed * 1000 + self.epoch)
-        if not enough_rows(features.plain_rows, c.model.bits):
-            return warn_code_stage_skipped(c.model.bits, features.plain_rows)
-        settings = CodeStageSettings(
-            objective=choose_objective(c.code_objective, self.split.train_classes, self.split.test_classes),
-            epochs=c.code_epochs, lr=c.code_lr, proxy_lr=c.code_lr * c.proxy_lr_mult, weight_decay=c.weight_decay,
-            batch_size=c.batch_size, alpha=c.code_alpha, margin=c.code_margin, temperature=c.distill_temperature, seed=c.seed,
-            validation=c.code_validation,
-        )
-        stage = fit_code_stage(self.model.hash_head, features, len(self.split.train_classes), settings)
-        self.codes_fitted_at = self.epoch
-        record = {"epoch": self.epoch, "stage": "codes", "code_stage": stage, "seconds": round(time.perf_counter() - started, 3)}
-        record.update(self.evaluate())
-        return record
 
     def train_epoch(self) -> dict:
         c, epoch = self.config, self.epoch
@@ -362,46 +281,6 @@ class Trainer:
         trainable = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
         return [p for p in trainable if id(p) not in self._code_side], [p for p in trainable if id(p) in self._code_side]
 
-    def evaluate(self) -> dict:
-        """Recall@K, tie-aware Recall@K (codes) and MAP@R of the float embeddings and the codes on the test split."""
-        started = time.perf_counter()
-        queries, gallery = self._embed_test("embed")
-        results = model_scores(queries, gallery, distance_device(self.device))
-        results["eval_seconds"] = round(time.perf_counter() - started, 3)
-        return results
-
-    def evaluate_start(self) -> dict:
-        """Epoch 0, the starting model before any training: its float embeddings and codes, and the
-        backbone's own pooled features with PCA-ITQ codes of them (``start_scores``): the baseline
-        training must beat."""
-        started = time.perf_counter()
-        log.info("epoch 0: evaluating the starting model and its backbone's features (the baseline)")
-        queries, gallery = self._embed_test("embed_and_features")
-        train = embed_all(self.model, self.split.train, self.device, output="features", progress="training images' features",
-                          **self._loader())[0]
-        self.model.train()
-        record = {"epoch": 0, "stage": "start", **model_scores(queries, gallery, distance_device(self.device)),
-                  **start_scores(train, queries, gallery, self.config.model.bits, distance_device(self.device))}
-        record["seconds"] = round(time.perf_counter() - started, 3)
-        return record
-
-    def _loader(self) -> dict:
-        return dict(batch_size=max(self.config.batch_size, 64), workers=self.config.workers)
-
-    def _embed_test(self, output: str):
-        """(queries, gallery or None) of the test split embedded as `output` says; unreadable files are noted."""
-        classes = len(self.split.test_classes)
-        queries = embed_labelled(self.model, self.split.test, self.device, classes, progress="evaluating" if is_main_process() else None,
-                                 output=output, **self._loader())
-        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, self.device, classes, output=output,
-                                                                          **self._loader())
-        for samples, embedded in ((self.split.test, queries), (self.split.gallery, gallery)):
-            if embedded is not None:
-                self.unreadable.update(str(samples[i].path) for i in set(range(len(samples))) - set(embedded.positions.tolist()))
-                if not np.isfinite(embedded.embeddings).all():
-                    raise self._diverged(f"the model's outputs on the test images became NaN or infinite (epoch {self.epoch + 1})")
-        self.model.train()
-        return queries, gallery
 
 
 def train(config: TrainConfig) -> TrainResult | None:

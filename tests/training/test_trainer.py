@@ -25,7 +25,7 @@ def config_for(folder, out, **extra):
 
 def test_training_beats_the_untrained_model(image_folder, tmp_path):
     trainer = Trainer(config_for(image_folder, tmp_path / "run"))
-    untrained = trainer.evaluate()
+    untrained = trainer.evaluation.scores(0)
     trainer.start()
     result = trainer.fit()
     final = result.history[-1]
@@ -112,7 +112,7 @@ def test_too_few_training_images_skip_the_code_stage_with_a_warning(image_folder
     def embedding_is_not_needed(*args, **kwargs):
         raise AssertionError("the image count alone decides the skip")
 
-    monkeypatch.setattr("hashpa.training.trainer.code_features", embedding_is_not_needed)
+    monkeypatch.setattr("hashpa.training.code_steps.code_features", embedding_is_not_needed)
     result = train(config_for(image_folder, tmp_path / "run", epochs=1, eval_every=1, model=dict(SETTINGS["model"], dim=128, bits=128)))
     assert [r.get("stage") for r in result.history] == ["start", None]
     assert "code stage skipped" in caplog.text
