@@ -32,7 +32,7 @@ from hashpa.report.plots import plot_compare, plot_pr_curves
 from hashpa.report.tables import compare_table
 from hashpa.report.timing import busy_cores, search_speed
 from hashpa.search.index import Index, open_index
-from hashpa.search.modes import SHORTLIST_PER_K
+from hashpa.search.modes import SHORTLIST_PER_K, kept_bytes
 from hashpa.search.queries import expand_queries
 
 log = logging.getLogger(__name__)
@@ -243,17 +243,6 @@ def _relevance(ids, db_labels, q_labels, self_rows, depth) -> np.ndarray:
 
 
 def memory_of(ix: Index, method: Method) -> dict:
-    """What a method keeps per image and in all (the files it searches, and for rerank the float
-    embeddings, for asymmetric the codes and the quantiser): {"bytes_per_image", "index_bytes"}."""
-    n = len(ix.store)
-    float_bytes = ix.store.embeddings.itemsize * ix.store.embeddings.shape[1]
-    if method.mode == "rerank":
-        on_disk = ix.meta.entry("binary", method.spec)["bytes"] + n * float_bytes
-    elif method.mode == "asymmetric":  # the codes and the quantiser; a shortlist also needs its binary index
-        hasher = ix.store.fitted.hasher
-        on_disk = ix.store.index_codes.nbytes + hasher.mean.nbytes + hasher.projection.nbytes
-        if method.shortlist:
-            on_disk += ix.meta.entry("binary", method.spec)["bytes"]
-    else:
-        on_disk = ix.meta.entry(method.mode, method.spec)["bytes"]
-    return {"bytes_per_image": on_disk / n, "index_bytes": int(on_disk)}
+    """What a method keeps per image and in all (``hashpa.search.modes.kept_bytes``): {"bytes_per_image", "index_bytes"}."""
+    kept = kept_bytes(ix.files, method.mode, method.spec)
+    return {"bytes_per_image": kept / len(ix.store), "index_bytes": kept}

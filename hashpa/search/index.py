@@ -133,7 +133,7 @@ class Index:
                               f"got {index!r}")
         modes.check_request(self.files, mode, k, shortlist)
         embeddings, codes = self._queries(queries, codes, mode)
-        spec = index or EXACT_INDEXES["float" if mode == "float" else "binary"]
+        spec = index or EXACT_INDEXES[modes.MODE_FACTS[mode].index_kind]
         if mode == "float":
             return modes.search_float(self.files, embeddings, k, spec)
         if mode == "binary":

@@ -33,19 +33,15 @@ class ModeFacts:
     whole_scores: bool  # the scores are whole numbers (Hamming distances)
     shortlist: bool  # whether a shortlist (--shortlist) applies
     needs_fitted_codes: bool  # needs codes fitted to the database (hashpa index --codes itq)
-    keeps_floats: bool  # reads the float embeddings of the database
-    keeps_codes: bool  # reads the database's codes
-
-    def bytes_per_item(self, float_bytes: float, code_bytes: float) -> float:
-        """What the mode reads per database item: its float embedding and/or its code."""
-        return self.keeps_floats * float_bytes + self.keeps_codes * code_bytes
+    index_kind: str  # the kind of FAISS index it searches ("float" or "binary"; asymmetric: for its shortlist only)
+    reads_beside: tuple[str, ...]  # what it reads besides that index: "floats" (every float embedding), "codes" (every code, and their quantiser)
 
 
 MODE_FACTS = {
-    "float": ModeFacts("cosine", "cosine", False, False, False, True, False),
-    "binary": ModeFacts("Hamming distance", "Hamming", True, False, False, False, True),
-    "rerank": ModeFacts("cosine", "cosine", False, True, False, True, True),
-    "asymmetric": ModeFacts("projection . code", "score", False, True, True, False, True),
+    "float": ModeFacts("cosine", "cosine", False, False, False, "float", ()),
+    "binary": ModeFacts("Hamming distance", "Hamming", True, False, False, "binary", ()),
+    "rerank": ModeFacts("cosine", "cosine", False, True, False, "binary", ("floats",)),
+    "asymmetric": ModeFacts("projection . code", "score", False, True, True, "binary", ("codes",)),
 }
 MODES = tuple(MODE_FACTS)
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
@@ -56,6 +52,27 @@ SHORTLIST_PER_K = 10  # rerank's default shortlist: 10 k candidates
 class SearchResult:
     scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank), Hamming distance (binary) or projection . code (asymmetric)
     ids: np.ndarray  # int64 [Q, k]: store rows
+
+
+def default_spec(mode: str, shortlist: int | None = None) -> str | None:
+    """The FAISS index a mode searches unless told otherwise: the exact one of its kind; None for the
+    asymmetric scan, which searches the codes themselves unless it has a shortlist to fetch."""
+    if mode == "asymmetric" and shortlist is None:
+        return None
+    return EXACT_INDEXES[MODE_FACTS[mode].index_kind]
+
+
+def kept_bytes(ix: IndexDir, mode: str, spec: str | None) -> int:
+    """What searching `ix` in `mode` keeps, in bytes: the file of the FAISS index `spec` it searches
+    (None: none), and what the mode reads besides it (``ModeFacts.reads_beside``)."""
+    facts, store = MODE_FACTS[mode], ix.store
+    kept = ix.meta.entry(facts.index_kind, spec)["bytes"] if spec else 0
+    if "floats" in facts.reads_beside:
+        kept += len(store) * store.embeddings.itemsize * store.embeddings.shape[1]
+    if "codes" in facts.reads_beside:
+        hasher = store.fitted.hasher if store.fitted else None
+        kept += store.index_codes.nbytes + (hasher.mean.nbytes + hasher.projection.nbytes if hasher else 0)
+    return int(kept)
 
 
 def check_request(ix: IndexDir, mode: str, k: int, shortlist: int | None) -> None:
