@@ -47,6 +47,7 @@ def recall_at_k(
     queries: np.ndarray,
     query_labels: np.ndarray,
     ks: Sequence[int] = RECALL_KS,
+    *,
     database: np.ndarray | None = None,
     database_labels: np.ndarray | None = None,
     metric: str = "cosine",
@@ -56,11 +57,10 @@ def recall_at_k(
     queries: float [Nq, D] for metric "cosine", packed uint8 codes [Nq, bits/8] for "hamming".
     query_labels: int [Nq], or multi-hot [Nq, C] (relevant: a label in common; ``metrics.relevance``).
     database / database_labels: likewise [Nd], or None to search the queries themselves (each
-    query's own row excluded). Returns {K: recall in [0, 1]}.
+    query's own row excluded). Returns {K: recall in [0, 1]}: ``evaluate_retrieval``'s "recall", the
+    one entry point of the metrics, which gives every other figure too.
     """
-    result = evaluate_retrieval(
-        queries, query_labels, database, database_labels, metric=metric, ks=ks, tie_aware=False, with_map_at_r=False
-    )
+    result = evaluate_retrieval(queries, query_labels, database, database_labels, metric=metric, ks=ks, tie_aware=False, with_map_at_r=False)
     return result["recall"]
 
 
@@ -69,6 +69,7 @@ def retrieval_scores(
     query_labels: np.ndarray,
     database: np.ndarray | None = None,
     database_labels: np.ndarray | None = None,
+    *,
     metric: str = "cosine",
     ks: Sequence[int] = RECALL_KS,
     tie_aware: bool | None = None,
@@ -94,6 +95,7 @@ def evaluate_retrieval(
     query_labels: np.ndarray,
     database: np.ndarray | None = None,
     database_labels: np.ndarray | None = None,
+    *,
     metric: str = "cosine",
     ks: Sequence[int] = RECALL_KS,
     tie_aware: bool = True,
@@ -103,7 +105,7 @@ def evaluate_retrieval(
     chunk_bytes: int = knn.DEFAULT_CHUNK_BYTES,
     paired: bool = False,
 ) -> dict:
-    """Every metric of this module in one pass over the distance chunks.
+    """Every retrieval metric in one pass over the distance chunks: the metrics' entry point.
 
     Arguments as ``recall_at_k``; ``map_at`` lists cut-offs for the hashing mAP (ints, or "all");
     ``device`` computes the distances with torch there (e.g. "cuda") instead of on the CPU.
