@@ -92,12 +92,12 @@ def run(args) -> dict:
     for bits in args.bits:
         lsh = fit_lsh(x, bits, seed=args.seed + bits)
         codes, query_codes = lsh.encode(x), lsh.encode(queries)
-        model = index_dir(args.out / f"index-{bits}bit", x, codes, ("BFlat", *args.binary_indexes), args)
+        lsh_index = index_dir(args.out / f"index-{bits}bit", x, codes, ("BFlat", *args.binary_indexes), args)
         fitted = index_dir(args.out / f"index-{bits}bit-itq", x, codes, ("BFlat",), args, fit_database_codes(x, bits))
-        exact = {"float": model.search(queries, k, "float").ids, "binary": model.search(queries, k, "binary", codes=query_codes).ids}
-        methods = [(model, Method(f"float {s}", "float", s), queries) for s in model.files.specs("float")]
-        methods += [(model, Method(f"binary {s}", "binary", s), queries) for s in model.files.specs("binary")]
-        methods.append((model, Method(f"rerank BFlat (shortlist {args.shortlist})", "rerank", "BFlat", args.shortlist), queries))
+        exact = {"float": lsh_index.search(queries, k, "float").ids, "binary": lsh_index.search(queries, k, "binary", codes=query_codes).ids}
+        methods = [(lsh_index, Method(f"float {s}", "float", s), queries) for s in lsh_index.directory.specs("float")]
+        methods += [(lsh_index, Method(f"binary {s}", "binary", s), queries) for s in lsh_index.directory.specs("binary")]
+        methods.append((lsh_index, Method(f"rerank BFlat (shortlist {args.shortlist})", "rerank", "BFlat", args.shortlist), queries))
         asymmetric_queries = queries[: args.asymmetric_queries]
         methods.append((fitted, Method("asymmetric scan (PCA-ITQ codes fitted to the data)", "asymmetric", None), asymmetric_queries))
         methods.append((fitted, Method(f"asymmetric, BFlat shortlist {args.shortlist} (same codes)", "asymmetric", "BFlat", args.shortlist),

@@ -74,7 +74,7 @@ def client(address: str, queries: list, modes: list[str], k: int, stop: float, s
 def run(args) -> dict:
     ix = hashpa.open_index(args.index_dir, device="cpu")
     rows = np.linspace(0, len(ix) - 1, min(len(ix), 64)).astype(int).tolist()
-    queries = rows if args.rows else [(ix.files.image_root() / ix.store.paths[r]).read_bytes() for r in rows]
+    queries = rows if args.rows else [(ix.directory.image_root() / ix.store.paths[r]).read_bytes() for r in rows]
     port = free_port()
     server = start_server(args.index_dir, port)
     try:

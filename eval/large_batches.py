@@ -59,7 +59,7 @@ def step_cost(batch: int, chunk: int, steps: int, image_size: int, device: str, 
     if cuda:
         torch.cuda.reset_peak_memory_stats(trainer.device)
     resident_before = _peak_resident_mb()
-    trainer.model.train()
+    trainer.network.train()
     seconds = []
     for _ in range(steps + 1):
         started = time.perf_counter()

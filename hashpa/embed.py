@@ -185,7 +185,7 @@ OUTPUTS = ("embed", "hash_inputs", "features", "embed_and_features")
 
 
 def embed_batches(
-    model: HashingModel,
+    network: HashingModel,
     samples: Sequence[Sample],
     device: torch.device,
     batch_size: int = 128,
@@ -194,22 +194,23 @@ def embed_batches(
     output: str = "embed",
     decode: str = "pil",
 ) -> Iterator[EmbeddedBatch]:
-    """Embed `samples` in order, `batch_size` at a time, with the model's test transform.
+    """Embed `samples` in order, `batch_size` at a time, with the network's test transform.
 
     decode "pil": images are decoded and transformed in `workers` DataLoader processes, overlapping
-    the model; "device": workers only read the files, decoding and resizing run on `device`
+    the network; "device": workers only read the files, decoding and resizing run on `device`
     (hashpa.data.device_decode). Unreadable images are skipped with a warning and counted.
     `output` (one of OUTPUTS): "hash_inputs" and "features" put those in ``embeddings`` instead,
     with ``codes`` empty.
     """
     from tqdm import tqdm
 
-    batches = _device_decoded(model, samples, device, batch_size, workers) if decode == "device" else _pil_decoded(model, samples, device, batch_size, workers)
-    model.eval()
-    run = {"embed": lambda x: (*model.embed(x), None), "hash_inputs": lambda x: (model.hash_inputs(x), None, None),
-           "features": lambda x: (model.pooled_features(x), None, None), "embed_and_features": model.embed_with_features}[output]
-    widths = {"embed": model.config.dim, "hash_inputs": model.hash_head.in_features, "features": model.embedding.in_features,
-              "embed_and_features": model.config.dim}
+    decoded = _device_decoded if decode == "device" else _pil_decoded
+    batches = decoded(network, samples, device, batch_size, workers)
+    network.eval()
+    run = {"embed": lambda x: (*network.embed(x), None), "hash_inputs": lambda x: (network.hash_inputs(x), None, None),
+           "features": lambda x: (network.pooled_features(x), None, None), "embed_and_features": network.embed_with_features}[output]
+    widths = {"embed": network.config.dim, "hash_inputs": network.hash_head.in_features, "features": network.embedding.in_features,
+              "embed_and_features": network.config.dim}
     with tqdm(total=len(samples), desc=progress, unit="img", disable=None if progress else True, leave=False) as bar:
         for batch in batches:
             if len(batch.indices):
@@ -220,14 +221,14 @@ def embed_batches(
                 features = None if features is None else features.float().cpu().numpy()
             else:  # a batch of unreadable images only
                 embeddings = np.empty((0, widths[output]), np.float32)
-                codes = np.empty((0, model.config.bits // 8 if output.startswith("embed") else 0), np.uint8)
-                features = np.empty((0, model.embedding.in_features), np.float32) if output == "embed_and_features" else None
+                codes = np.empty((0, network.config.bits // 8 if output.startswith("embed") else 0), np.uint8)
+                features = np.empty((0, network.embedding.in_features), np.float32) if output == "embed_and_features" else None
             bar.update(len(batch.indices) + batch.skipped)
             yield EmbeddedBatch(batch.indices.numpy(), embeddings, codes, batch.skipped, features)
 
 
-def _pil_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
-    dataset = ImageDataset(list(samples), TestTransform(model.preprocessing))
+def _pil_decoded(network: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
+    dataset = ImageDataset(list(samples), TestTransform(network.preprocessing))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=usable_workers(workers), collate_fn=collate_skipping,
         pin_memory=device.type == "cuda",
@@ -236,7 +237,7 @@ def _pil_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.d
         yield Batch(batch.images.to(device, non_blocking=True), batch.labels, batch.indices, batch.skipped)
 
 
-def _device_decoded(model: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
+def _device_decoded(network: HashingModel, samples: Sequence[Sample], device: torch.device, batch_size: int, workers: int):
     from hashpa.data.device_decode import FileBytes, collate_bytes, decode_batch, resize_center_crop
 
     samples = list(samples)
@@ -246,13 +247,13 @@ def _device_decoded(model: HashingModel, samples: Sequence[Sample], device: torc
         images, kept = decode_batch(data, [samples[i].path for i in indices], device)
         indices = torch.tensor([indices[i] for i in kept], dtype=torch.long)
         skipped = unreadable + len(data) - len(kept)
-        tensor = resize_center_crop(images, model.preprocessing) if images else torch.empty(0)
+        tensor = resize_center_crop(images, network.preprocessing) if images else torch.empty(0)
         yield Batch(tensor, torch.tensor([samples[i].label for i in indices.tolist()], dtype=torch.long), indices, skipped)
 
 
-def embed_all(model: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def embed_all(network: HashingModel, samples: Sequence[Sample], device: torch.device, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(embeddings [n, dim], codes [n, bits/8], positions [n] of the readable samples, skipped count)."""
-    return _joined(list(embed_batches(model, samples, device, **kwargs)))[:4]
+    return _joined(list(embed_batches(network, samples, device, **kwargs)))[:4]
 
 
 def _joined(parts: list[EmbeddedBatch]) -> tuple:
@@ -278,8 +279,8 @@ class Embedded:
         return self.embeddings if name == "float" else self.codes
 
 
-def embed_labelled(model: HashingModel, samples: Sequence[Sample], device: torch.device, num_classes: int | None = None, **kwargs) -> Embedded:
+def embed_labelled(network: HashingModel, samples: Sequence[Sample], device: torch.device, num_classes: int | None = None, **kwargs) -> Embedded:
     """embed_all over `samples`, with the labels of the images that could be read (``sample_labels``:
     multi-hot [n, num_classes] for multi-label samples); kwargs as embed_batches'."""
-    embeddings, codes, positions, _, features = _joined(list(embed_batches(model, samples, device, **kwargs)))
+    embeddings, codes, positions, _, features = _joined(list(embed_batches(network, samples, device, **kwargs)))
     return Embedded(embeddings, codes, sample_labels(samples, num_classes)[positions], positions, features)

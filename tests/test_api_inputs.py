@@ -67,11 +67,11 @@ def test_float_tensors_in_zero_to_one_embed_as_their_uint8_image(model):
 @pytest.mark.parametrize("k", [2.5, "3", None, True, np.float64(2)])
 def test_k_must_be_a_whole_number(ix, k):
     with pytest.raises(HashpaError, match="k must be a whole number"):
-        ix.search(ix.files.float_rows([0]), k)
+        ix.search(ix.directory.float_rows([0]), k)
 
 
 def test_numpy_integers_are_whole_numbers(ix):
-    assert ix.search(ix.files.float_rows([0]), np.int64(3)).ids.shape == (1, 3)
+    assert ix.search(ix.directory.float_rows([0]), np.int64(3)).ids.shape == (1, 3)
 
 
 @pytest.mark.parametrize("queries,needle", [
@@ -89,7 +89,7 @@ def test_query_embeddings_are_checked(ix, queries, needle):
 
 
 def test_unnormalised_query_embeddings_are_normalised_and_score_as_cosines(ix):
-    row = ix.files.float_rows([4])
+    row = ix.directory.float_rows([4])
     plain, scaled = ix.search(row, 5), ix.search(row * 1000, 5)
     assert np.array_equal(plain.ids, scaled.ids) and np.allclose(plain.scores, scaled.scores, atol=1e-6)
     assert scaled.scores.max() <= 1 + 1e-6 and scaled.ids[0, 0] == 4
@@ -102,7 +102,7 @@ def test_unnormalised_query_embeddings_are_normalised_and_score_as_cosines(ix):
 ])
 def test_codes_must_match_the_queries(ix, codes, needle):
     with pytest.raises(HashpaError) as caught:
-        ix.search(ix.files.float_rows([0]), 3, "binary", codes=codes)
+        ix.search(ix.directory.float_rows([0]), 3, "binary", codes=codes)
     assert needle in str(caught.value)
 
 
@@ -114,7 +114,7 @@ def test_codes_must_match_the_queries(ix, codes, needle):
 ])
 def test_search_options_are_checked(ix, options, needle):
     with pytest.raises(HashpaError) as caught:
-        ix.search(ix.files.float_rows([0]), 3, **options)
+        ix.search(ix.directory.float_rows([0]), 3, **options)
     assert needle in str(caught.value)
 
 

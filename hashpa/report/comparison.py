@@ -50,8 +50,8 @@ class Method:
 
 
 def methods_of(ix: Index, shortlist: int) -> list[Method]:
-    methods = [Method(f"float {s}", "float", s) for s in ix.files.specs("float")]
-    binary = ix.files.specs("binary")
+    methods = [Method(f"float {s}", "float", s) for s in ix.directory.specs("float")]
+    binary = ix.directory.specs("binary")
     methods += [Method(f"binary {s}", "binary", s) for s in binary]
     shortlist_spec = EXACT_INDEXES["binary"] if EXACT_INDEXES["binary"] in binary else (binary[0] if binary else None)  # where shortlists come from
     if shortlist_spec:
@@ -120,7 +120,7 @@ def compare(
         rows.append(_measured(asked, {**fields, **({"shortlist": method.shortlist} if method.shortlist else {})}, ids_of, memory_of(ix, method)))
     if frontier:
         log.info("frontier: fitting float16, PCA, PQ, RaBitQ and PCA-ITQ representations to the %d embeddings", len(store))
-        for extra in frontier_methods(ix.files.float_rows(np.arange(len(store)))):
+        for extra in frontier_methods(ix.directory.float_rows(np.arange(len(store)))):
             memory = {"bytes_per_image": extra.code_bytes, "index_bytes": extra.index_bytes}
             rows.append(_measured(asked, {"method": extra.name, "mode": "frontier", "index": extra.name},
                                   lambda qe, qc, k, extra=extra: extra.search(qe, k), memory))
@@ -169,7 +169,7 @@ def hashing_protocol(ix: Index, embeddings: np.ndarray, codes: np.ndarray, label
                  len(labels), len(store))
         return {"skipped": f"{len(labels):,} queries x {len(store):,} images is more than {HASHING_PAIRS:,} pairs to rank in full"}
     return {
-        "float": hashing_scores(embeddings, labels, ix.files.float_rows(np.arange(len(store))), store.relevance_labels, metric="cosine",
+        "float": hashing_scores(embeddings, labels, ix.directory.float_rows(np.arange(len(store))), store.relevance_labels, metric="cosine",
                                 own_rows=own_rows),
         "codes": hashing_scores(codes, labels, store.index_codes, store.relevance_labels, metric="hamming", own_rows=own_rows),
     }
@@ -220,7 +220,7 @@ def _queries(ix: Index, queries):
     if queries is None:
         rows = np.flatnonzero(has_label(store.relevance_labels)) if store.has_labels else np.arange(len(store))
         labels = store.relevance_labels[rows]
-        return ix.files.float_rows(rows), store.index_codes[rows], labels if labels.ndim == 2 else labels.astype(np.int64), rows
+        return ix.directory.float_rows(rows), store.index_codes[rows], labels if labels.ndim == 2 else labels.astype(np.int64), rows
     found = expand_queries([queries], ix.meta.class_depth)
     index = {name: i for i, name in enumerate(store.class_names)}
     labels = np.array([index.get(name, -1) for _, name in found], dtype=np.int64)  # classes the index does not hold: unlabelled
@@ -244,5 +244,5 @@ def _relevance(ids, db_labels, q_labels, self_rows, depth) -> np.ndarray:
 
 def memory_of(ix: Index, method: Method) -> dict:
     """What a method keeps per image and in all (``hashpa.search.modes.kept_bytes``): {"bytes_per_image", "index_bytes"}."""
-    kept = kept_bytes(ix.files, method.mode, method.spec)
+    kept = kept_bytes(ix.directory, method.mode, method.spec)
     return {"bytes_per_image": kept / len(ix.store), "index_bytes": kept}

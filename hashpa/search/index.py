@@ -20,14 +20,15 @@ class Index:
     ``ix.search(queries, k=10, mode="rerank")`` takes query images (anything ``Model.embed`` takes:
     PIL images, paths, uint8 arrays, tensors), embedded with the model that built the index, or
     float embeddings [Q, dim] from that model; it computes the queries' codes in the index's code
-    space itself.
+    space itself. ``ix.directory`` is the index directory it reads (``hashpa.indexdir.IndexDir``:
+    its files, store and index.json).
     """
 
     def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None, model: str | Path | None = None,
                  device: str = "auto"):
         """`model`: embed image queries with this run instead of the one index.json names (it must be
         the same model); nprobe / ef_search tune IVF / HNSW indexes."""
-        self.files = IndexDir(path, nprobe, ef_search)
+        self.directory = IndexDir(path, nprobe, ef_search)
         self._model_source, self._device = model, device
         self._model = None
         self._distinct: DistinctCodes | None = None
@@ -35,14 +36,14 @@ class Index:
     def reopened(self) -> "Index":
         """The index directory opened again at its newest generation, with the same settings; the
         model already loaded is kept when the index was built by the same one."""
-        fresh = Index(self.path, self.files.nprobe, self.files.ef_search, self._model_source, self._device)
+        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._model_source, self._device)
         if self._model is not None and self._model.fingerprint == fresh.meta.model_fingerprint:
             fresh._model = self._model
         return fresh
 
     def close(self) -> None:
         """Let go of the index directory's files (see IndexDir.close)."""
-        self.files.close()
+        self.directory.close()
 
     def __enter__(self) -> "Index":
         return self
@@ -51,19 +52,19 @@ class Index:
         self.close()
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.directory)
 
     @property
     def path(self) -> Path:
-        return self.files.path
+        return self.directory.path
 
     @property
     def store(self):
-        return self.files.store
+        return self.directory.store
 
     @property
     def meta(self):
-        return self.files.meta
+        return self.directory.meta
 
     @property
     def modes(self) -> list[str]:
@@ -77,7 +78,7 @@ class Index:
             from hashpa.indexdir.layout import model_source
 
             model = load(self._model_source or model_source(self.path, self.meta), self.meta.checkpoint, self._device)
-            self.files.check_model(model.fingerprint)
+            self.directory.check_model(model.fingerprint)
             self._model = model
         return self._model
 
@@ -131,18 +132,18 @@ class Index:
         if index is not None and not isinstance(index, str):
             raise HashpaError(f"index must be a FAISS factory string of a built index ({', '.join(self.meta.specs('float') + self.meta.specs('binary'))}), "
                               f"got {index!r}")
-        modes.check_request(self.files, mode, k, shortlist)
+        modes.check_request(self.directory, mode, k, shortlist)
         embeddings, codes = self._queries(queries, codes, mode)
         spec = index or EXACT_INDEXES[modes.MODE_FACTS[mode].index_kind]
         if mode == "float":
-            return modes.search_float(self.files, embeddings, k, spec)
+            return modes.search_float(self.directory, embeddings, k, spec)
         if mode == "binary":
-            return modes.search_binary(self.files, codes, k, spec)
+            return modes.search_binary(self.directory, codes, k, spec)
         if mode == "rerank":
-            return modes.search_rerank(self.files, embeddings, codes, k, shortlist, spec)
+            return modes.search_rerank(self.directory, embeddings, codes, k, shortlist, spec)
         if shortlist is None and self._distinct is None:
             self._distinct = DistinctCodes.of(self.store.index_codes)  # the scan's, kept for the next search
-        return modes.search_asymmetric(self.files, embeddings, k, shortlist, spec, self._distinct)
+        return modes.search_asymmetric(self.directory, embeddings, k, shortlist, spec, self._distinct)
 
     def _queries(self, queries, codes: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
         """(float embeddings [Q, dim], L2-normalised; codes [Q, bits/8] in the index's code space, or None when `mode` needs none)."""

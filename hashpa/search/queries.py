@@ -79,7 +79,7 @@ def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mo
 
 def _resolved_root(ix) -> Path | None:
     try:
-        return ix.files.image_root().resolve()
+        return ix.directory.image_root().resolve()
     except HashpaError:
         return None
 

@@ -72,11 +72,11 @@ class SearchService:
     def _current(self, served: Served) -> Served:
         """`served`, or its index directory reopened when an update has published a newer generation
         (a reopening that fails keeps the one served, with a warning)."""
-        if not served.index.files.outdated():
+        if not served.index.directory.outdated():
             return served
         with self.reload_lock:
             served = self.indexes[served.name]
-            if not served.index.files.outdated():
+            if not served.index.directory.outdated():
                 return served
             try:
                 fresh = served.index.reopened()
@@ -110,7 +110,7 @@ class SearchService:
             else:
                 if row is None or not 0 <= row < len(ix):
                     raise RequestError(404, f"no indexed row {row}: rows go from 0 to {len(ix) - 1}")
-                embeddings, codes = ix.files.float_rows([row]), ix.store.index_codes[[row]]
+                embeddings, codes = ix.directory.float_rows([row]), ix.store.index_codes[[row]]
                 label = _label(ix, row)
             embed_ms = (time.perf_counter() - started) * 1000
             results = {mode: self._mode(ix, mode, embeddings, codes, k, shortlist, row if label is not None else None) for mode in modes}
@@ -140,7 +140,7 @@ class SearchService:
         if relative.is_absolute() or ".." in relative.parts:  # a store path leaving the indexed folder
             raise RequestError(403, f"row {row}'s path is outside the indexed folder")
         try:
-            root = ix.files.image_root().resolve()
+            root = ix.directory.image_root().resolve()
             image = (root / relative).resolve()
             if not image.is_relative_to(root):  # a link inside the folder pointing out of it
                 raise RequestError(403, f"row {row}'s image links outside the indexed folder")
@@ -201,6 +201,6 @@ def _facts(name: str, ix) -> dict:
             figures = None  # not a compare report: the page shows no figures
     return {"name": name, "path": str(ix.path), "items": len(ix), "bits": store.bits, "dim": int(store.embeddings.shape[1]),
             "code_source": store.code_source, "modes": ix.modes, "labels": bool(store.has_labels), "classes": len(store.class_names),
-            "bytes_per_item": {mode: kept_bytes(ix.files, mode, default_spec(mode)) / len(ix) for mode in ix.modes},
+            "bytes_per_item": {mode: kept_bytes(ix.directory, mode, default_spec(mode)) / len(ix) for mode in ix.modes},
             "model": meta.model, "fingerprint": meta.model_fingerprint, "compare": figures,
             "sample_rows": np.linspace(0, len(ix) - 1, min(len(ix), 48)).astype(int).tolist()}

@@ -33,10 +33,10 @@ def fit_batch_to_data(config: TrainConfig, split: RetrievalSplit) -> None:
     config.batch_size = fitted
 
 
-def check_itq_possible(config: TrainConfig, model: HashingModel) -> None:
+def check_itq_possible(config: TrainConfig, network: HashingModel) -> None:
     """PCA-ITQ (the head's start after the warm-up and in the code stage) needs at least as many input dimensions as bits."""
-    inputs = model.hash_head.in_features
-    if not model.hash_head.projects:
+    inputs = network.hash_head.in_features
+    if not network.hash_head.projects:
         if config.hash_init == "itq" or config.code_epochs:
             log.info("the codes are the signs of the embedding itself (--no-hash-projection): no hash projection to start "
                      "from PCA-ITQ or to fit in a code stage")
@@ -49,12 +49,12 @@ def check_itq_possible(config: TrainConfig, model: HashingModel) -> None:
         )
 
 
-def check_multi_label(config: TrainConfig, split: RetrievalSplit, model: HashingModel) -> None:
+def check_multi_label(config: TrainConfig, split: RetrievalSplit, network: HashingModel) -> None:
     """Multi-label data trains with the losses that take multi-labels; its code stage is skipped."""
     unable = [f"--{flag} {name}" for flag, name in (("loss", config.loss), ("code-loss", config.code_loss)) if name not in MULTI_LABEL_LOSSES]
     if unable:
         raise HashpaError(f"{split.description} is multi-label: {' and '.join(unable)} take one class per image; "
                           f"use {', '.join(MULTI_LABEL_LOSSES)}")
-    if config.code_epochs and model.hash_head.projects:
+    if config.code_epochs and network.hash_head.projects:
         log.info("multi-label data: the code stage (which holds out classes and starts proxies at class means) is skipped; "
                  "the codes are the jointly trained head's")

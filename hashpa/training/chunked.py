@@ -27,24 +27,24 @@ from hashpa.training.processes import TrainingStep
 
 def chunked_step(step: TrainingStep, inputs: torch.Tensor, labels: torch.Tensor, chunk: int, freeze_backbone: bool, detach_hash_input: bool,
                  amp: bool, device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One training step of `step` (model and objective) on the batch, its backbone `chunk` images at
+    """One training step of `step` (network and objective) on the batch, its backbone `chunk` images at
     a time; the gradients are accumulated in the parameters (back-propagation is done here).
     Returns the loss (detached) and its parts, as ``TrainingStep`` does."""
-    model, pieces = step.model, torch.split(inputs, chunk)
+    network, pieces = step.network, torch.split(inputs, chunk)
     with torch.no_grad(), autocast(device, amp):
-        features = torch.cat([model.backbone_features(piece) for piece in pieces])
+        features = torch.cat([network.backbone_features(piece) for piece in pieces])
     features = features.detach().requires_grad_(not freeze_backbone)
-    model.hash_head.across_ranks = True  # the hash head's batch statistics over the global batch, as in TrainingStep
+    network.hash_head.across_ranks = True  # the hash head's batch statistics over the global batch, as in TrainingStep
     try:
         with autocast(device, amp):
-            output = model.heads(features, detach_hash_input)
+            output = network.heads(features, detach_hash_input)
     finally:
-        model.hash_head.across_ranks = False
+        network.hash_head.across_ranks = False
     loss, parts = step.objective(output, labels)
     loss.backward()
     if not freeze_backbone:
         for piece, gradient in zip(pieces, torch.split(features.grad, chunk)):
             with autocast(device, amp):
-                recomputed = model.backbone_features(piece)
+                recomputed = network.backbone_features(piece)
             recomputed.backward(gradient.to(recomputed.dtype))
     return loss.detach(), parts

@@ -66,18 +66,18 @@ class CodeFeatures:
 
 
 @torch.no_grad()
-def code_features(model: HashingModel, samples: Sequence[Sample], views: int, crop_scale: tuple[float, float], hflip: bool,
+def code_features(network: HashingModel, samples: Sequence[Sample], views: int, crop_scale: tuple[float, float], hflip: bool,
                   device: torch.device, batch_size: int, workers: int, seed: int) -> CodeFeatures:
-    """Run the frozen model over `samples` once with the test transform and `views` times with the
+    """Run the frozen network over `samples` once with the test transform and `views` times with the
     training augmentation (seeded)."""
     from tqdm import tqdm
 
-    transforms = [TestTransform(model.preprocessing)]
-    transforms += [train_transform(model.preprocessing, crop_scale, hflip)] * views
-    model.eval()
-    reads_embedding = model.config.hash_source == "embedding"
+    transforms = [TestTransform(network.preprocessing)]
+    transforms += [train_transform(network.preprocessing, crop_scale, hflip)] * views
+    network.eval()
+    reads_embedding = network.config.hash_source == "embedding"
     parts, plain_rows = [], 0
-    log.info("code stage: the frozen model over the %d training images, plain and in %d augmented views", len(samples), views)
+    log.info("code stage: the frozen network over the %d training images, plain and in %d augmented views", len(samples), views)
     for view, transform in enumerate(transforms):
         torch.manual_seed(seed + view)
         loader = torch.utils.data.DataLoader(
@@ -86,7 +86,7 @@ def code_features(model: HashingModel, samples: Sequence[Sample], views: int, cr
         )
         for batch in tqdm(loader, desc=f"code stage, view {view + 1} of {len(transforms)}", unit="batch", leave=False, disable=None):
             with autocast(device):
-                hash_inputs, embeddings = model.hash_inputs_and_embeddings(batch.images.to(device))
+                hash_inputs, embeddings = network.hash_inputs_and_embeddings(batch.images.to(device))
             parts.append((hash_inputs.float().cpu(), None if reads_embedding else embeddings.float().cpu(), batch.labels))
         if view == 0:
             plain_rows = sum(len(part[2]) for part in parts)
@@ -95,7 +95,7 @@ def code_features(model: HashingModel, samples: Sequence[Sample], views: int, cr
 
 
 @torch.no_grad()
-def start_head_from_itq(model: HashingModel, samples: Sequence[Sample], device: torch.device, workers: int, seed: int) -> bool:
+def start_head_from_itq(network: HashingModel, samples: Sequence[Sample], device: torch.device, workers: int, seed: int) -> bool:
     """Set the hash head to PCA-ITQ of its inputs over `samples` (test transform); False (the head
     left as it is) when too few images could be read for PCA-ITQ.
 
@@ -104,12 +104,12 @@ def start_head_from_itq(model: HashingModel, samples: Sequence[Sample], device: 
     """
     from hashpa.embed import embed_all
 
-    was_training = model.training
-    x = embed_all(model, samples, device, workers=workers, output="hash_inputs", progress="hash head start (PCA-ITQ)")[0]
-    model.train(was_training)
-    if not enough_rows(len(x), model.config.bits):
+    was_training = network.training
+    x = embed_all(network, samples, device, workers=workers, output="hash_inputs", progress="hash head start (PCA-ITQ)")[0]
+    network.train(was_training)
+    if not enough_rows(len(x), network.config.bits):
         return False
-    set_head_to_hasher(model.hash_head, fit_itq(x, model.config.bits, seed=seed), x)
+    set_head_to_hasher(network.hash_head, fit_itq(x, network.config.bits, seed=seed), x)
     return True
 
 

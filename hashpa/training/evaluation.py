@@ -27,9 +27,9 @@ class RunEvaluation:
     files it could not read collect in `unreadable`. `diverged(what)` makes the error for
     non-finite outputs."""
 
-    def __init__(self, model: HashingModel, split: RetrievalSplit, device: torch.device, bits: int, batch_size: int, workers: int,
+    def __init__(self, network: HashingModel, split: RetrievalSplit, device: torch.device, bits: int, batch_size: int, workers: int,
                  diverged: Callable[[str], HashpaError]):
-        self.model, self.split, self.device, self.bits = model, split, device, bits
+        self.network, self.split, self.device, self.bits = network, split, device, bits
         self.loader = dict(batch_size=max(batch_size, 64), workers=workers)
         self.diverged = diverged
         self.unreadable: set[str] = set()
@@ -48,8 +48,8 @@ class RunEvaluation:
         started = time.perf_counter()
         log.info("epoch 0: evaluating the starting model and its backbone's features (the baseline)")
         queries, gallery = self._embed_test("embed_and_features", 0)
-        train = embed_all(self.model, self.split.train, self.device, output="features", progress="training images' features", **self.loader)[0]
-        self.model.train()
+        train = embed_all(self.network, self.split.train, self.device, output="features", progress="training images' features", **self.loader)[0]
+        self.network.train()
         record = {"epoch": 0, "stage": "start", **model_scores(queries, gallery, distance_device(self.device)),
                   **start_scores(train, queries, gallery, self.bits, distance_device(self.device))}
         record["seconds"] = round(time.perf_counter() - started, 3)
@@ -58,14 +58,14 @@ class RunEvaluation:
     def _embed_test(self, output: str, epoch: int):
         """(queries, gallery or None) of the test split embedded as `output` says; unreadable files are noted."""
         classes = len(self.split.test_classes)
-        queries = embed_labelled(self.model, self.split.test, self.device, classes, progress="evaluating" if is_main_process() else None,
+        queries = embed_labelled(self.network, self.split.test, self.device, classes, progress="evaluating" if is_main_process() else None,
                                  output=output, **self.loader)
-        gallery = None if self.split.gallery is None else embed_labelled(self.model, self.split.gallery, self.device, classes, output=output,
+        gallery = None if self.split.gallery is None else embed_labelled(self.network, self.split.gallery, self.device, classes, output=output,
                                                                           **self.loader)
         for samples, embedded in ((self.split.test, queries), (self.split.gallery, gallery)):
             if embedded is not None:
                 self.unreadable.update(str(samples[i].path) for i in set(range(len(samples))) - set(embedded.positions.tolist()))
                 if not np.isfinite(embedded.embeddings).all():
                     raise self.diverged(f"the model's outputs on the test images became NaN or infinite (epoch {epoch + 1})")
-        self.model.train()
+        self.network.train()
         return queries, gallery

@@ -15,21 +15,21 @@ from hashpa.training.objective import HashingObjective
 
 
 class TrainingStep(torch.nn.Module):
-    """The model and the objective as one module: under torchrun, DistributedDataParallel wraps it,
+    """The network and the objective as one module: under torchrun, DistributedDataParallel wraps it,
     so that the proxies are kept identical on every rank as the network is."""
 
-    def __init__(self, model: torch.nn.Module, forward, objective: HashingObjective):
+    def __init__(self, network: torch.nn.Module, forward, objective: HashingObjective):
         super().__init__()
-        self.model, self.objective = model, objective
-        self._forward = forward  # the model, or torch.compile of it
+        self.network, self.objective = network, objective
+        self._forward = forward  # the network, or torch.compile of it
 
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor, freeze_backbone: bool, detach_hash_input: bool, amp: bool, device: torch.device):
-        self.model.hash_head.across_ranks = True  # its batch statistics over the global batch (only here: rank 0 alone runs the code stage)
+        self.network.hash_head.across_ranks = True  # its batch statistics over the global batch (only here: rank 0 alone runs the code stage)
         try:
             with autocast(device, amp):
                 output = self._forward(inputs, freeze_backbone=freeze_backbone, detach_hash_input=detach_hash_input)
         finally:
-            self.model.hash_head.across_ranks = False
+            self.network.hash_head.across_ranks = False
         return self.objective(output, labels)
 
 

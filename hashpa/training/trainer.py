@@ -54,31 +54,31 @@ class Trainer:
         fit_batch_to_data(config, self.split)
         self.run = RunDir(config.out)
         torch.manual_seed(config.seed)
-        self.model = HashingModel(config.model).to(self.device)
-        check_itq_possible(config, self.model)
+        self.network = HashingModel(config.model).to(self.device)
+        check_itq_possible(config, self.network)
         self.channels_last = config.channels_last and self.device.type == "cuda"
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        forward = torch.compile(self.model) if config.compile else self.model
+            self.network = self.network.to(memory_format=torch.channels_last)
+        forward = torch.compile(self.network) if config.compile else self.network
         self.multi_label = self.split.multi_label
         if self.multi_label:
-            check_multi_label(config, self.split, self.model)
-        self.inputs = training_batches(config, self.split.train, self.model.preprocessing, self.device, len(self.split.train_classes))
+            check_multi_label(config, self.split, self.network)
+        self.inputs = training_batches(config, self.split.train, self.network.preprocessing, self.device, len(self.split.train_classes))
         self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
-        self.plain_step = TrainingStep(self.model, forward, self.objective)
+        self.plain_step = TrainingStep(self.network, forward, self.objective)
         self.step = across_ranks(self.plain_step, self.device, config.warmup_epochs)
         self.optimizer = self._optimizer()
-        self._code_side = {id(p) for p in [*self.model.hash_head.parameters(), *self.objective.code_metric.parameters()]}
+        self._code_side = {id(p) for p in [*self.network.hash_head.parameters(), *self.objective.code_metric.parameters()]}
         self.epoch = 0
         self.codes_fitted_at: int | None = None  # the epoch after which the code stage last ran
         self.best = BestPolicy(config.best_metric)
         self.history: list[dict] = []
         self.unreadable: set[str] = {path for path, _ in self.unusable}  # files that could not be read in training
-        self.evaluation = RunEvaluation(self.model, self.split, self.device, config.model.bits, config.batch_size, config.workers, self._diverged)
+        self.evaluation = RunEvaluation(self.network, self.split, self.device, config.model.bits, config.batch_size, config.workers, self._diverged)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
-        groups = self.model.parameter_groups()
+        groups = self.network.parameter_groups()
         proxies = [p for name, p in self.objective.named_parameters() if name.endswith("proxies")]
         others = [p for name, p in self.objective.named_parameters() if not name.endswith("proxies")]
         param_groups = [
@@ -121,7 +121,7 @@ class Trainer:
             repair_best(self.run)
         barrier()
         state = load_checkpoint(self.run.checkpoint_path("last"), map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        self.network.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best = state["epoch"], BestPolicy(self.config.best_metric, state["best"])
@@ -137,11 +137,11 @@ class Trainer:
             "epoch": self.epoch,
             "codes_fitted_at": self.codes_fitted_at,
             "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
+            "model": self.network.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "best": self.best.best,
-            "preprocessing": self.model.preprocessing.to_dict(),
+            "preprocessing": self.network.preprocessing.to_dict(),
             "train_classes": list(self.split.train_classes),
         }
 
@@ -153,15 +153,15 @@ class Trainer:
         the others wait."""
         c, main = self.config, is_main_process()
         if main:
-            announce(self.split, self.unusable, c, self.model.preprocessing.input_size, self.device)
+            announce(self.split, self.unusable, c, self.network.preprocessing.input_size, self.device)
         if c.baseline and self.epoch == 0 and not self.started:
             if main:
                 record = self.evaluation.start()
                 self._record(record, start_line(record, c.model.bits))
             barrier()
         while self.epoch < c.epochs:
-            if c.hash_init == "itq" and self.epoch == c.warmup_epochs and self.model.hash_head.projects:
-                start_hash_head(self.model, self.split, c, self.device)
+            if c.hash_init == "itq" and self.epoch == c.warmup_epochs and self.network.hash_head.projects:
+                start_hash_head(self.network, self.split, c, self.device)
             record = self.train_epoch()
             if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
                 if main:
@@ -170,7 +170,7 @@ class Trainer:
             self.epoch += 1
             record["epoch"] = self.epoch
             self._record(record, epoch_line(record, c.epochs))
-        if c.code_epochs and self.codes_fitted_at != self.epoch and self.model.hash_head.projects and not self.multi_label:
+        if c.code_epochs and self.codes_fitted_at != self.epoch and self.network.hash_head.projects and not self.multi_label:
             record = self.fit_codes() if main else None
             if record is not None:
                 self._record(record, code_stage_line(record))
@@ -180,7 +180,7 @@ class Trainer:
     def fit_codes(self) -> dict | None:
         """The code stage on the model as it is now, then an evaluation: the history record (None when it was skipped)."""
         started = time.perf_counter()
-        stage = run_code_stage(self.model, self.split, self.config, self.device, self.epoch)
+        stage = run_code_stage(self.network, self.split, self.config, self.device, self.epoch)
         if stage is None:
             return None
         self.codes_fitted_at = self.epoch
@@ -211,7 +211,7 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         frozen = epoch < c.warmup_epochs
         self.objective.binary_fraction = binary_fraction(epoch, c.epochs)
-        self.model.train()
+        self.network.train()
         sums: dict[str, torch.Tensor] = {}
         steps = images = skipped = 0
         started = time.perf_counter()
@@ -237,7 +237,7 @@ class Trainer:
             if steps % 10 == 0:
                 bar.set_postfix(loss=f"{float(sums['total']) / steps:.4f}")
         seconds = time.perf_counter() - started
-        weights = [*self.model.state_dict().values(), *self.objective.state_dict().values()]  # parameters and BatchNorm statistics
+        weights = [*self.network.state_dict().values(), *self.objective.state_dict().values()]  # parameters and BatchNorm statistics
         if not all(torch.isfinite(w).all() for w in weights if w.is_floating_point()):
             raise self._diverged(f"the model's weights became NaN or infinite during epoch {epoch + 1}")
         skipped, images = (int(v) for v in global_total(torch.tensor([skipped, images])))  # every rank's share

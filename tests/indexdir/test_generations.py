@@ -37,7 +37,7 @@ def test_searches_during_updates_answer_from_the_old_or_the_new_index(trained_ru
     sizes, searches = set(), 0
     while writer.poll() is None or searches == 0:
         with open_index(tmp_path / "idx") as ix:
-            query = ix.files.float_rows([0])
+            query = ix.directory.float_rows([0])
             codes = ix.store.index_codes[[0]]
             for mode, spec in (("float", "Flat"), ("binary", "BFlat")):  # exact: every row, each once
                 found = ix.search(query, len(ix), mode, codes=codes, index=spec)
@@ -47,8 +47,8 @@ def test_searches_during_updates_answer_from_the_old_or_the_new_index(trained_ru
             searches += 1
     assert writer.returncode == 0, writer.stderr.read().decode()[-2000:]
     assert len(sizes) >= 2, f"no update landed while searching ({searches} searches saw {sizes})"
-    assert len(held) == 12 and held.search(held.files.float_rows([0]), 3, "binary", codes=held.store.index_codes[[0]], index="BHNSW16").ids[0][0] == 0
-    found = held.search(held.files.float_rows([0]), len(held), "binary", codes=held.store.index_codes[[0]])
+    assert len(held) == 12 and held.search(held.directory.float_rows([0]), 3, "binary", codes=held.store.index_codes[[0]], index="BHNSW16").ids[0][0] == 0
+    found = held.search(held.directory.float_rows([0]), len(held), "binary", codes=held.store.index_codes[[0]])
     assert sorted(found.ids[0].tolist()) == list(range(12))  # the first generation, still whole
     held.close()
     build_index(folder, trained_run, tmp_path / "idx", workers=0)
@@ -82,10 +82,10 @@ def test_an_index_from_before_generations_is_read_and_then_updated_into_one(trai
     (idx / generation).rmdir()
     (idx / "index.json").write_text(meta_text.replace(f"{generation}/", ""))
     with open_index(idx) as ix:
-        before = ix.files.float_rows(np.arange(10))
+        before = ix.directory.float_rows(np.arange(10))
     make_image_folder(tmp_path / "more", classes=1, per_class=5, size=32, seed=9).rename(folder / "class_new")
     summary = build_index(folder, trained_run, idx, workers=0)
     assert (summary.reused, summary.embedded) == (10, 5)  # the old store's rows were read
     assert not (idx / "store.h5").exists() and not list(idx.glob("*.faiss"))  # the old top-level files are gone
     with open_index(idx) as ix:
-        assert len(ix) == 15 and np.array_equal(ix.files.float_rows(np.arange(10)), before)
+        assert len(ix) == 15 and np.array_equal(ix.directory.float_rows(np.arange(10)), before)

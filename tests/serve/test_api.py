@@ -81,7 +81,7 @@ def test_an_indexed_row_as_the_query_marks_hits_right_and_wrong(served):
     assert answer["query"]["label"] == "class_01" and list(answer["results"]) == ["float", "binary"]
     hits = answer["results"]["float"]["hits"]
     assert hits[0]["row"] == 12 and hits[0]["correct"] is True
-    assert [h["row"] for h in hits] == ix.search(ix.files.float_rows([12]), 4, "float").ids[0].tolist()
+    assert [h["row"] for h in hits] == ix.search(ix.directory.float_rows([12]), 4, "float").ids[0].tolist()
     assert all(h["correct"] == (h["label"] == "class_01") for h in hits)
 
 

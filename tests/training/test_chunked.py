@@ -53,7 +53,7 @@ def test_a_chunked_batch_updates_the_parameters_as_one_piece(loss, code_loss):
 
     grads, after = gradients_and_update(whole, one_piece)
     chunk_grads, chunk_after = gradients_and_update(chunked, in_chunks)
-    assert set(grads) == set(chunk_grads) and any(name.startswith("model.backbone") for name in grads)
+    assert set(grads) == set(chunk_grads) and any(name.startswith("network.backbone") for name in grads)
     for name in grads:
         torch.testing.assert_close(chunk_grads[name], grads[name], rtol=1e-7, atol=1e-10, msg=name)
     for name in after:
@@ -64,8 +64,8 @@ def test_chunks_with_a_frozen_backbone_train_the_heads_only():
     step = setup("proxy_anchor", "proxy_anchor")
     inputs, labels = torch.randn(48, 3, 16, 16, dtype=torch.float64), torch.arange(12).repeat(4)
     chunked_step(step, inputs, labels, 16, True, False, False, torch.device("cpu"))
-    assert all(p.grad is None for p in step.model.backbone.parameters())
-    assert all(p.grad is not None for p in step.model.embedding.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in step.network.backbone.parameters())
+    assert all(p.grad is not None for p in step.network.embedding.parameters() if p.requires_grad)
 
 
 def test_training_with_chunks_runs_end_to_end(tmp_path):

@@ -166,7 +166,7 @@ def test_head_only_code_terms_never_change_the_float_sides_steps(image_folder, t
         trainer = Trainer(config)
         trainer.start()
         trainer.fit()
-        backbones.append({k: v for k, v in trainer.model.state_dict().items() if not k.startswith("hash_head")})
+        backbones.append({k: v for k, v in trainer.network.state_dict().items() if not k.startswith("hash_head")})
     for name, value in backbones[0].items():
         torch.testing.assert_close(backbones[1][name], value, msg=name)
 
@@ -229,7 +229,7 @@ def test_a_pairwise_loss_on_the_codes_trains_them(image_folder, tmp_path):
                         hash_init="random", distill_weight=0.0, quantization_weight=0.0, decorrelation_weight=0.0)
     trainer = Trainer(config)
     assert isinstance(trainer.objective.code_metric, MultiSimilarityLoss)
-    output = trainer.model(torch.randn(6, 3, 32, 32))
+    output = trainer.network(torch.randn(6, 3, 32, 32))
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
     for fraction, codes in ((0.0, torch.tanh(output.hash_logits)), (1.0, torch.where(output.hash_logits > 0, 1.0, -1.0))):
         trainer.objective.binary_fraction = fraction
