@@ -8,7 +8,8 @@ DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
-.PHONY: install demo test lint bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
+
+.PHONY: install demo test lint docs bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# The documentation site (mkdocs.yml): guides, the API reference from the docstrings, the benchmark pages; into site/.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # pyflakes, pycodestyle and import order (settings in pyproject.toml)
 lint: install
@@ -37,21 +42,22 @@ demo: install
 	$(HASHPA) index --split test --model $(DEMO_RUN) --out $(DEMO_INDEX)-itq --codes itq
 	$(HASHPA) compare $(DEMO_INDEX)-itq
 
-# Benchmarks write bench-results/ and their section of BENCHMARKS.md (see that file for the figures).
+# Benchmarks write bench-results/ and their section of a benchmark page (docs/benchmarks/, by topic).
+PAGES := docs/benchmarks
 bench-flowers: install
-	$(PY) -m eval.flowers --data $(FLOWERS) --ablation --benchmarks BENCHMARKS.md --out bench-results/flowers-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --ablation --benchmarks $(PAGES)/flowers-unseen.md --out bench-results/flowers-cpu
 
 # The deep-hashing protocol (test photos of the training classes), for the learned codes' other use case.
 bench-flowers-seen: install
-	$(PY) -m eval.flowers --data $(FLOWERS) --split seen --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-cpu --out bench-results/flowers-seen-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --split seen --bits 64 --losses proxy_anchor --benchmarks $(PAGES)/flowers-seen.md --tag seen-cpu --out bench-results/flowers-seen-cpu
 
 # Seen classes at 16, 32 and 128 bits (the code stage at other lengths).
 bench-flowers-seen-bits: install
-	$(PY) -m eval.flowers --data $(FLOWERS) --split seen --bits 16 32 128 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag seen-bits-cpu --out bench-results/flowers-seen-bits-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --split seen --bits 16 32 128 --losses proxy_anchor --benchmarks $(PAGES)/flowers-seen.md --tag seen-bits-cpu --out bench-results/flowers-seen-bits-cpu
 
 # The default 64-bit run alone on the unseen classes (a quarter of bench-flowers' time).
 bench-flowers-64: install
-	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --benchmarks BENCHMARKS.md --tag unseen64-cpu --out bench-results/flowers-64-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --benchmarks $(PAGES)/flowers-unseen.md --tag unseen64-cpu --out bench-results/flowers-64-cpu
 
 # The default 64-bit run on the unseen classes, written by bench-flowers-64; the targets below read it.
 RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
@@ -60,18 +66,18 @@ RUN64 := bench-results/flowers-64-cpu/runs/proxy_anchor-64bit
 # signed codes (--code-relaxation ste) beside the default design, on the unseen classes (the tanh design
 # that trains the backbone too is the bench-flowers ablation's "ITQ init, codes train the backbone too").
 bench-flowers-ste: install
-	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head ste --benchmarks BENCHMARKS.md --tag unseen64-ste-cpu --out bench-results/flowers-64-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head ste --benchmarks $(PAGES)/flowers-unseen.md --tag unseen64-ste-cpu --out bench-results/flowers-64-cpu
 
 # After bench-flowers-64 (whose default run it reuses): two more designs that train the backbone on the signed
 # codes: Multi-Similarity (pairwise) on the codes instead of Proxy Anchor, and no hash head at all (the codes
 # are the signs of a 64-d embedding), beside the default design.
 bench-flowers-designs: install
-	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head ms-codes signs --benchmarks BENCHMARKS.md --tag unseen64-designs-cpu --out bench-results/flowers-64-cpu
+	$(PY) -m eval.flowers --data $(FLOWERS) --bits 64 --losses proxy_anchor --ablation itq-head ms-codes signs --benchmarks $(PAGES)/flowers-unseen.md --tag unseen64-designs-cpu --out bench-results/flowers-64-cpu
 
 # After bench-flowers-64: which part of a linear code (centre, PCA subspace, rotation) fitted on the training
 # classes fails on the new ones, each part fitted to the test photos in turn.
 bench-flowers-transfer: install
-	$(PY) -m eval.code_transfer $(RUN64) --benchmarks BENCHMARKS.md --out bench-results/transfer-cpu
+	$(PY) -m eval.code_transfer $(RUN64) --benchmarks $(PAGES)/flowers-unseen.md --out bench-results/transfer-cpu
 
 # After bench-flowers-64: index the unseen test classes with its run, then float vs binary vs rerank,
 # with the model's codes and with codes fitted to these photos (adding the asymmetric modes).
@@ -87,48 +93,48 @@ bench-flowers-compare: install
 
 # After bench-flowers-64: every representation of its embedding on the unseen classes (PQ, RaBitQ, float16, PCA, PCA-ITQ 32-256 bits)
 bench-flowers-frontier: install
-	$(PY) -m eval.frontier $(RUN64) --benchmarks BENCHMARKS.md --plot docs/frontier.png --out bench-results/frontier
+	$(PY) -m eval.frontier $(RUN64) --benchmarks $(PAGES)/flowers-unseen.md --plot docs/frontier.png --out bench-results/frontier
 
 # The paper's frontier on Flowers-102 (a short CPU schedule, runs shared in one folder): what a training step
 # costs against the batch size with and without --chunk-size, and batch 120 against 480 in chunks; several
 # proxies per class against one; the alpha x delta grid with its heat map.
 FRONTIER := bench-results/paper-frontier
 bench-large-batches: install
-	$(PY) -m eval.large_batches --data $(FLOWERS) --benchmarks BENCHMARKS.md --out $(FRONTIER)
+	$(PY) -m eval.large_batches --data $(FLOWERS) --benchmarks $(PAGES)/proxy-anchor.md --out $(FRONTIER)
 
 bench-proxies: install
-	$(PY) -m eval.proxies_per_class --data $(FLOWERS) --benchmarks BENCHMARKS.md --out $(FRONTIER)
+	$(PY) -m eval.proxies_per_class --data $(FLOWERS) --benchmarks $(PAGES)/proxy-anchor.md --out $(FRONTIER)
 
 bench-sensitivity: install
-	$(PY) -m eval.sensitivity --data $(FLOWERS) --plot docs/sensitivity.png --benchmarks BENCHMARKS.md --out $(FRONTIER)
+	$(PY) -m eval.sensitivity --data $(FLOWERS) --plot docs/sensitivity.png --benchmarks $(PAGES)/proxy-anchor.md --out $(FRONTIER)
 
 bench-paper-frontier: bench-large-batches bench-proxies bench-sensitivity
 
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
 # The deep-hashing protocol on Flowers' seen classes: Proxy Anchor codes against CSQ, OrthoHash and PCA-ITQ at 16/32/64 bits.
 bench-hashing-baselines: install
-	$(PY) -m eval.hashing_baselines --data $(FLOWERS) --benchmarks BENCHMARKS.md --out bench-results/hashing-baselines
+	$(PY) -m eval.hashing_baselines --data $(FLOWERS) --benchmarks $(PAGES)/flowers-seen.md --out bench-results/hashing-baselines
 
 bench-reliability: install
-	$(PY) -m eval.kill_resume --points 20 --benchmarks BENCHMARKS.md --out bench-results/reliability
+	$(PY) -m eval.kill_resume --points 20 --benchmarks $(PAGES)/reliability.md --out bench-results/reliability
 
 bench-serve: install
-	$(PY) -m eval.bench_serve $(DEMO_INDEX) --clients 8 --seconds 30 --benchmarks BENCHMARKS.md
-	$(PY) -m eval.bench_serve $(DEMO_INDEX)-itq --clients 8 --seconds 30 --rows --benchmarks BENCHMARKS.md --tag rows-cpu --out bench-results/serve-rows
+	$(PY) -m eval.bench_serve $(DEMO_INDEX) --clients 8 --seconds 30 --benchmarks $(PAGES)/speed.md
+	$(PY) -m eval.bench_serve $(DEMO_INDEX)-itq --clients 8 --seconds 30 --rows --benchmarks $(PAGES)/speed.md --tag rows-cpu --out bench-results/serve-rows
 
 # The browser test's screenshot of the demo index, for the README.
 serve-screenshot: install
 	$(PY) -m eval.browser $(DEMO_INDEX) --gallery 30 --screenshot docs/serve.png
 
 bench-scale: install
-	$(PY) -m eval.bench_scale --benchmarks BENCHMARKS.md --out bench-results/scale
+	$(PY) -m eval.bench_scale --benchmarks $(PAGES)/speed.md --out bench-results/scale
 
 bench-search: install
-	$(PY) -m eval.bench_search --benchmarks BENCHMARKS.md --out bench-results/search-cpu
+	$(PY) -m eval.bench_search --benchmarks $(PAGES)/speed.md --out bench-results/search-cpu
 
 bench-loss: install
 	$(PY) -m pip install -e '.[bench]'
-	$(PY) -m eval.bench_loss --device cpu --compile --benchmarks BENCHMARKS.md --out bench-results/loss-cpu
+	$(PY) -m eval.bench_loss --device cpu --compile --benchmarks $(PAGES)/proxy-anchor.md --out bench-results/loss-cpu
 
 bench-train: install
 	$(PY) -m eval.bench_train --data $(FLOWERS) --out bench-results/train

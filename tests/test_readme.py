@@ -1,4 +1,4 @@
-"""Every command-line flag the README shows exists in that command's --help."""
+"""Every command-line flag the README and the documentation show exists in that command's --help."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,9 @@ from click.testing import CliRunner
 
 from hashpa.cli.main import cli
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "guides").glob("*.md"))]
+README = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)  # the pages that show commands (not the benchmark logs)
 COMMANDS = sorted(cli.commands)
 
 

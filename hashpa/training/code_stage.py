@@ -77,7 +77,7 @@ def code_features(network: HashingModel, samples: Sequence[Sample], views: int, 
     network.eval()
     reads_embedding = network.config.hash_source == "embedding"
     parts, plain_rows = [], 0
-    log.info("code stage: the frozen network over the %d training images, plain and in %d augmented views", len(samples), views)
+    log.info("code stage: the frozen model over the %d training images, plain and in %d augmented views", len(samples), views)
     for view, transform in enumerate(transforms):
         torch.manual_seed(seed + view)
         loader = torch.utils.data.DataLoader(
