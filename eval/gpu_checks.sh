@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issues 4 and 5, in three short phases for the device machine (one H100 or
-# H200; 15 minutes of device time in all, so call the phases back to back on the warm machine).
+# Every GPU measurement, in four short phases for a GPU machine (one H100 or H200): the speed of
+# training, indexing and the loss, the Flowers-102 benchmark at 224 px, and the paper's frontier.
+# A 15-minute allowance holds three phases back to back on the warm machine: choose them.
 #
 # Here, once:   make gpu-bundle     # wheels into .whl/{common,lite,faiss}, the 112-px Flowers copy into data/
 # There:        bash eval/gpu_checks.sh speed     carry .whl/common .whl/lite data/flowers102-112   (~4 min)
 #               bash eval/gpu_checks.sh flowers   carry .whl/common .whl/lite data/flowers102-112   (~4 min)
 #               bash eval/gpu_checks.sh index     carry .whl/common .whl/faiss data/flowers102-112  (~4 min)
+#               bash eval/gpu_checks.sh frontier  carry .whl/common .whl/lite data/flowers102-112   (~5 min)
 # (faiss-cpu and the lite0 weights do not fit one 64 MiB carry together with the photos.)
 # Back here:    tar -xzf <files_at>/gpu-<phase>.tar.gz -C bench-results/
-#               python -m eval.publish BENCHMARKS.md bench-results/gpu   # the :gpu sections
+#               python -m eval.publish docs/benchmarks bench-results/gpu   # the :gpu sections of the benchmark pages
 #
-# speed:   CUDA tests; loss against pytorch-metric-learning (B x C up to 1M classes); training
-#          throughput (a) model limit, (b) hashpa pipeline, (c) paper-style reference, ResNet-50 224 px.
-# flowers: the Flowers-102 benchmark at 224 px (upscaled from the 112-px copy: the 224-px copy does
-#          not fit a carry), lite0 ImageNet weights, 20 epochs, the 64-bit run (issues 16 and 19's
-#          protocol); its convergence table is the time-to-accuracy figure.
-# index:   the quality-per-byte frontier (float16, PCA, PQ, RaBitQ, PCA-ITQ, the model's codes) of the
-#          flowers phase's 64-bit run at 224 px, when that phase ran first on the same warm machine;
-#          hashpa index images/s against the model alone, PIL and GPU JPEG decoding (ResNet-50, 224 px);
-#          then torchrun --nproc_per_node 1 (nccl) hashpa train and hashpa index.
+# speed:    CUDA tests; loss against pytorch-metric-learning (B x C up to 1M classes); training
+#           throughput (a) model limit, (b) hashpa pipeline, (c) paper-style reference, ResNet-50 224 px.
+# flowers:  the Flowers-102 benchmark at 224 px (upscaled from the 112-px copy: the 224-px copy does
+#           not fit a carry), lite0 ImageNet weights, 20 epochs, the 64-bit run; its convergence table
+#           is the time-to-accuracy figure.
+# index:    the quality-per-byte frontier (float16, PCA, PQ, RaBitQ, PCA-ITQ, the model's codes) of the
+#           flowers phase's 64-bit run at 224 px, when that phase ran first on the same warm machine;
+#           hashpa index images/s against the model alone, PIL and GPU JPEG decoding (ResNet-50, 224 px);
+#           then torchrun --nproc_per_node 1 (nccl) hashpa train and hashpa index.
+# frontier: the paper's frontier at the CPU benchmarks' schedule: a training step's device memory and
+#           images/s against the batch size with and without --chunk-size (up to batch 960), batch 120
+#           against 480 in chunks, several proxies per class, and the alpha x delta grid (as far as its
+#           time limit goes: finished cells are reported, a rerun continues).
 set -uo pipefail
-phase=${1:?usage: bash eval/gpu_checks.sh speed|flowers|index}
+phase=${1:?usage: bash eval/gpu_checks.sh speed|flowers|index|frontier}
 data=${HASHPA_GPU_DATA:-data/flowers102-112}
 results=bench-results/gpu
 out=${OUT:-/tmp/gpu-out}
@@ -72,8 +78,15 @@ workers=12, device='cuda', hash_init='random')))"
     step torchrun-index 90 python3 -m torch.distributed.run --nproc_per_node 1 -m hashpa.cli index "$data" \
         --model "$results/torchrun-run" --out "$results/torchrun-index" --device cuda --workers 12
     ;;
+frontier)
+    runs="$results/paper-frontier"
+    step large-batches 120 python3 -m eval.large_batches --data "$data" --batches 120 240 480 960 --chunk 120 --device cuda \
+        --workers 12 --tag gpu --out "$runs"
+    step proxies 90 python3 -m eval.proxies_per_class --data "$data" --device cuda --workers 12 --tag gpu --out "$runs"
+    step sensitivity 100 python3 -m eval.sensitivity --data "$data" --device cuda --workers 12 --tag gpu --out "$runs"
+    ;;
 *)
-    echo "unknown phase $phase: speed, flowers or index" >&2
+    echo "unknown phase $phase: speed, flowers, index or frontier" >&2
     exit 2
     ;;
 esac

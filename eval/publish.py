@@ -1,7 +1,8 @@
 """What every benchmark report carries: the command, the machine, the library versions; and where
-it goes: ``<out>/<name>.json``, ``<out>/<name>.md`` and a tagged section of BENCHMARKS.md.
+it goes: ``<out>/<name>.json``, ``<out>/<name>.md`` and a tagged section of a benchmark page
+(``--benchmarks docs/benchmarks/<page>.md``).
 
-    python -m eval.publish BENCHMARKS.md bench-results/gpu    # merge reports brought back from a GPU machine
+    python -m eval.publish docs/benchmarks bench-results/gpu    # merge reports brought back from a GPU machine
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def update_section(path: str | Path, tag: str, body: str) -> None:
 def add_output_options(parser: argparse.ArgumentParser, name: str) -> None:
     """--out, --benchmarks and --tag, the options every benchmark writes its report by."""
     parser.add_argument("--out", type=Path, default=Path(f"bench-results/{name}"), help="folder for the JSON, Markdown and plots")
-    parser.add_argument("--benchmarks", type=Path, help=f"Markdown file whose {name} section to replace (e.g. BENCHMARKS.md)")
+    parser.add_argument("--benchmarks", type=Path, help=f"Markdown page whose {name} section to replace (docs/benchmarks/<page>.md)")
     parser.add_argument("--tag", default="cpu", help="section name in --benchmarks (cpu, gpu, ...)")
 
 
@@ -80,10 +81,23 @@ def publish(args: argparse.Namespace, name: str, command: str, results: dict, bo
     print(text)
 
 
+def page_for(benchmarks: Path, name: str, tag: str) -> Path | None:
+    """The page of `benchmarks` (a Markdown file, or a folder of them) that holds the section
+    ``<name>:<tag>``, else one holding another section of `name`; None when no page has either."""
+    pages = sorted(benchmarks.glob("*.md")) if benchmarks.is_dir() else [benchmarks]
+    texts = {page: page.read_text(encoding="utf-8") for page in pages if page.is_file()}
+    for marker in (f"<!-- {name}:{tag}:start -->", f"<!-- {name}:"):
+        for page, text in texts.items():
+            if marker in text:
+                return page
+    return None if benchmarks.is_dir() else benchmarks
+
+
 def merge_sections(benchmarks: str | Path, folders: list[Path]) -> list[str]:
     """Put each benchmark report found in `folders` (a <name>.md beside its <name>.json, as `publish`
     writes them, e.g. brought back from a GPU machine) into its ``<name>:<tag>`` section of
-    `benchmarks`. Returns the sections replaced."""
+    `benchmarks`: a page, or the page of a folder of pages that holds that benchmark's sections.
+    Returns the sections replaced."""
     replaced = []
     for folder in folders:
         for report_path in sorted(Path(folder).rglob("*.json")):
@@ -91,19 +105,23 @@ def merge_sections(benchmarks: str | Path, folders: list[Path]) -> list[str]:
             report = json.loads(report_path.read_text())
             if not markdown_path.is_file() or "tag" not in report.get("settings", {}) or "command" not in report:
                 continue
+            page = page_for(Path(benchmarks), report_path.stem, report["settings"]["tag"])
+            if page is None:
+                print(f"no page of {benchmarks} holds a {report_path.stem} section: {report_path} left out")
+                continue
             tag = f"{report_path.stem}:{report['settings']['tag']}"
-            update_section(benchmarks, tag, markdown_path.read_text().rstrip("\n"))
+            update_section(page, tag, markdown_path.read_text().rstrip("\n"))
             replaced.append(tag)
     return replaced
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Merge benchmark reports (e.g. from a GPU machine) into BENCHMARKS.md.")
-    parser.add_argument("benchmarks", type=Path, help="the Markdown file, e.g. BENCHMARKS.md")
+    parser = argparse.ArgumentParser(description="Merge benchmark reports (e.g. from a GPU machine) into the benchmark pages.")
+    parser.add_argument("benchmarks", type=Path, help="a Markdown page, or a folder of them (docs/benchmarks)")
     parser.add_argument("folders", type=Path, nargs="+", help="folders holding <name>.json + <name>.md reports")
     args = parser.parse_args(argv)
     for tag in merge_sections(args.benchmarks, args.folders):
-        print(f"replaced section {tag} of {args.benchmarks}")
+        print(f"replaced section {tag} in {args.benchmarks}")
 
 
 if __name__ == "__main__":

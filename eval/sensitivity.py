@@ -24,6 +24,7 @@ import numpy as np
 from eval.flowers_runs import add_schedule_options, run_name, train_run, training_seconds
 from eval.publish import command_line, data_missing, parse_benchmark_args, publish
 from hashpa.fileio import atomic_path
+from hashpa.runs.config import TrainConfig
 
 log = logging.getLogger("eval.sensitivity")
 
@@ -34,20 +35,26 @@ def cell_settings(alpha: float, delta: float, bits: int, codes_too: bool) -> dic
     return {"alpha": alpha, "margin": delta, "bits": bits, "baseline": False, **({"code_alpha": alpha} if codes_too else {})}
 
 
+def cell_order(alphas: list[float], deltas: list[float]) -> list[tuple[float, float]]:
+    """Every (alpha, delta), those on the default's row and column first (hashpa's defaults, the
+    paper's: alpha 32, delta 0.1), so that an interrupted grid has swept each setting alone."""
+    cells = [(alpha, delta) for alpha in alphas for delta in deltas]
+    return sorted(cells, key=lambda cell: (cell[0] != TrainConfig.alpha and cell[1] != TrainConfig.margin))
+
+
 def run(args, argv: list[str] | None) -> dict:
     cells, seconds = [], 0.0
-    for alpha in args.alpha:
-        for delta in args.delta:
-            result = train_run(args, run_name(alpha, delta, args.bits, *(() if args.codes_too else ("float-only",))),
-                               {**cell_settings(alpha, delta, args.bits, args.codes_too), "eval_every": args.epochs})
-            final = result.history[-1]
-            seconds += training_seconds(result)
-            cells.append({"alpha": alpha, "delta": delta, "float_recall@1": final["float"]["recall@1"], "codes_recall@1": final["codes"]["recall@1"],
-                          "after_code_stage": final.get("stage") == "codes"})
-            report = {"cells": cells, "bits": args.bits, "epochs": args.epochs, "training_seconds": seconds,
-                      "finished": len(cells) == len(args.alpha) * len(args.delta)}
-            heat_map(report, args.out / "sensitivity.png", args.plot)
-            publish(args, "sensitivity", command_line("eval.sensitivity", argv), report, markdown(report, args))
+    for alpha, delta in cell_order(args.alpha, args.delta):
+        result = train_run(args, run_name(alpha, delta, args.bits, *(() if args.codes_too else ("float-only",))),
+                           {**cell_settings(alpha, delta, args.bits, args.codes_too), "eval_every": args.epochs})
+        final = result.history[-1]
+        seconds += training_seconds(result)
+        cells.append({"alpha": alpha, "delta": delta, "float_recall@1": final["float"]["recall@1"], "codes_recall@1": final["codes"]["recall@1"],
+                      "after_code_stage": final.get("stage") == "codes"})
+        report = {"cells": cells, "bits": args.bits, "epochs": args.epochs, "training_seconds": seconds,
+                  "finished": len(cells) == len(args.alpha) * len(args.delta)}
+        heat_map(report, args.out / "sensitivity.png", args.plot)
+        publish(args, "sensitivity", command_line("eval.sensitivity", argv), report, markdown(report, args))
     return report
 
 

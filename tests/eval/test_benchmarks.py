@@ -122,3 +122,29 @@ def test_hashing_baselines_tiny(tmp_path):
     report = json.loads((tmp_path / "out" / "hashing-baselines.json").read_text())
     assert {r["design"] for r in report["rows"]} == {"proxy_anchor", "pca_itq", "float", "csq", "orthohash"}
     assert all(0 <= r["map@all"] <= 1 for r in report["rows"]) and "| 16 | CSQ codes" in (tmp_path / "out" / "hashing-baselines.md").read_text()
+
+
+def test_the_paper_frontier_scripts_tiny_share_their_runs(tmp_path):
+    """The alpha x delta grid, several proxies per class and large batches on a tiny schedule; they share
+    one folder of runs (the default cell is trained once), and their reports carry every cell."""
+    from eval import large_batches, proxies_per_class, sensitivity
+
+    folder = make_image_folder(tmp_path / "photos", classes=6, per_class=12)
+    tiny = ["--data", str(folder), "--backbone", "smallcnn", "--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "16",
+            "--workers", "0", "--out", str(tmp_path / "out")]
+    sensitivity.main([*tiny, "--alpha", "16", "32", "--delta", "0", "0.1", "--bits", "16", "--plot", str(tmp_path / "heat.png")])
+    report = json.loads((tmp_path / "out" / "sensitivity.json").read_text())
+    assert report["finished"] and {(c["alpha"], c["delta"]) for c in report["cells"]} == {(16, 0), (16, 0.1), (32, 0), (32, 0.1)}
+    assert all(0 <= c["float_recall@1"] <= 1 and c["after_code_stage"] for c in report["cells"]) and (tmp_path / "heat.png").stat().st_size > 0
+    assert "| 32 | " in (tmp_path / "out" / "sensitivity.md").read_text()
+    default_run = tmp_path / "out" / "runs" / "a32-d0.1-16bit" / "last.pt"
+    stamp = default_run.stat().st_mtime_ns
+    proxies_per_class.main([*tiny, "--k", "1", "2", "--splits", "half", "--bits", "16"])
+    assert default_run.stat().st_mtime_ns == stamp  # reused, not trained again
+    rows = json.loads((tmp_path / "out" / "proxies-per-class.json").read_text())["rows"]
+    default_cell = next(c for c in report["cells"] if c["alpha"] == 32 and c["delta"] == 0.1)
+    assert [r["k"] for r in rows] == [1, 2] and rows[0]["float"]["recall@1"] == default_cell["float_recall@1"]
+    large_batches.main([*tiny, "--batches", "8", "16", "--chunk", "4", "--large", "32", "--steps", "1"])
+    large = json.loads((tmp_path / "out" / "large-batches.json").read_text())
+    assert [(r["batch"], r["chunk"]) for r in large["costs"]] == [(8, 0), (8, 4), (16, 0), (16, 4)] and all(r["peak_mb"] >= 0 for r in large["costs"])
+    assert [(r["batch"], r["chunk"]) for r in large["quality"]] == [(16, 0), (32, 16)]

@@ -52,3 +52,17 @@ def test_the_kill_and_resume_comparisons_see_a_changed_tensor_and_a_changed_row(
     with h5py.File(index_file(tmp_path / "b", "store.h5"), "r+") as h5:
         h5["codes"][0, 0] ^= 1
     assert same_index(tmp_path / "a", tmp_path / "b") == ["store.h5 codes"]
+
+
+def test_merging_into_a_folder_of_pages_finds_the_page_of_each_benchmark(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    report.add_output_options(parser, "speed")
+    for name in ("speed", "lonely"):
+        report.publish(parser.parse_args(["--out", str(tmp_path / "gpu"), "--tag", "gpu"]), name, "python -m x", {"value": 3}, f"\n{name} on a GPU")
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "a.md").write_text("# A\n\n<!-- other:cpu:start -->\nx\n<!-- other:cpu:end -->\n")
+    (pages / "b.md").write_text("# B\n\n<!-- speed:cpu:start -->\ncpu figures\n<!-- speed:cpu:end -->\n")
+    assert report.merge_sections(pages, [tmp_path / "gpu"]) == ["speed:gpu"]
+    assert "speed on a GPU" in (pages / "b.md").read_text() and "speed" not in (pages / "a.md").read_text()
+    assert "no page of" in capsys.readouterr().out  # lonely has no page: said, not guessed
