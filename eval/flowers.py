@@ -13,8 +13,10 @@ package, ``pip install hashpa[lite]``). It reports:
   asymmetrically): Recall@1/2/4/8 (ties by id, and the
   tie-aware expected Recall@1) and MAP@R, and the float embedding cut by PCA to as many dimensions
   as the code has bits (what that many linear dimensions hold before quantisation);
-- Recall@1 against epochs and wall-clock seconds for each --losses (the paper's convergence figure);
-- optionally (--sensitivity) an alpha x delta grid of Proxy Anchor.
+- Recall@1 against epochs and wall-clock seconds for each --losses (the paper's convergence figure).
+
+Runs are trained by ``eval.flowers_runs`` (continued when interrupted, reused when finished); the
+alpha x delta grid is ``eval.sensitivity``.
 
 Writes flowers.json, flowers.md and PNG plots into --out; with --benchmarks FILE it also replaces
 the section between ``<!-- flowers:<tag>:start -->`` and ``<!-- flowers:<tag>:end -->`` in FILE.
@@ -32,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import hashpa
+from eval import flowers_runs
+from eval.flowers_runs import add_schedule_options, training_seconds
 from eval.publish import add_output_options, command_line, data_missing, publish, settings
 from hashpa.data.splits import split_folder
 from hashpa.devices import distance_device, resolve_device
@@ -90,19 +94,10 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def train_run(name: str, overrides: dict, args, report: dict):
-    """Train (or resume, or reload when finished) one run as ``hashpa train`` does; its epochs'
-    seconds add to report["training_seconds"]. Returns the run's result."""
-    run_dir = args.out / "runs" / name
-    config = hashpa.resolve_config({
-        "data": str(args.data), "split": args.split, "out": str(run_dir), "epochs": args.epochs, "batch_size": args.batch_size,
-        "image_size": args.image_size, "backbone": args.backbone, "weights": args.weights, "freeze_bn": True,
-        "workers": args.workers, "device": args.device, "eval_every": 1, "seed": args.seed, "code_epochs": args.code_epochs,
-        "code_validation": args.code_validation, **overrides,
-    })
-    started = time.perf_counter()
-    result = hashpa.resume(run_dir) if (run_dir / "last.pt").is_file() else hashpa.train(config)  # an interrupted benchmark continues its runs
-    log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
-    report["training_seconds"] += sum(epoch["seconds"] for epoch in result.history)
+    """The run `name` on this benchmark's split (``eval.flowers_runs.train_run``); its epochs'
+    seconds add to report["training_seconds"]."""
+    result = flowers_runs.train_run(args, name, overrides, args.split)
+    report["training_seconds"] += training_seconds(result)
     return result
 
 
@@ -113,7 +108,7 @@ def run(args) -> dict:
     log.info("Flowers-102 (split %s): %d train photos (%d classes), %d test photos (%d classes)",
              args.split, len(split.train), len(split.train_classes), len(split.test), len(split.test_classes))
     report = {"train_images": len(split.train), "test_images": len(split.test), "rows": [], "convergence": {},
-              "sensitivity": [], "ablation": [], "training_seconds": 0.0,
+              "ablation": [], "training_seconds": 0.0,
               "train_classes": f"{split.train_classes[0]} .. {split.train_classes[-1]}", "test_classes": f"{split.test_classes[0]} .. {split.test_classes[-1]}"}
 
     started = time.perf_counter()
@@ -152,10 +147,6 @@ def run(args) -> dict:
         result = train_run(f"{loss}-{args.convergence_bits}bit", {"bits": args.convergence_bits, "loss": loss}, args, report)
         report["convergence"][loss] = _curve(result.history)
 
-    for alpha in args.sensitivity_alpha if args.sensitivity else ():
-        for margin in args.sensitivity_delta:
-            result = train_run(f"sensitivity-a{alpha:g}-d{margin:g}", {"bits": args.convergence_bits, "alpha": alpha, "margin": margin}, args, report)
-            report["sensitivity"].append({"alpha": alpha, "delta": margin, "float_recall@1": result.history[-1]["float"]["recall@1"]})
     return report
 
 
@@ -232,9 +223,6 @@ def markdown(report: dict) -> str:
         for r in report["ablation"]:
             cells = [f"{r[key]:.4f}" if key in r else "-" for key in ABLATION_COLUMNS]
             lines.append(f"| {r['design']}{' (default)' if r['default'] else ''} | " + " | ".join(cells) + " |")
-    if report["sensitivity"]:
-        lines += ["", "| alpha | delta | float R@1 |", "|---|---|---|"]
-        lines += [f"| {r['alpha']:g} | {r['delta']:g} | {r['float_recall@1']:.4f} |" for r in report["sensitivity"]]
     return "\n".join(lines)
 
 
@@ -290,12 +278,7 @@ def _save(fig, path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
-    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
-    parser.add_argument("--weights", default="imagenet")
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=120)
+    add_schedule_options(parser, epochs=6, workers=4)
     parser.add_argument("--split", choices=["half", "seen"], default="half",
                         help="half: the paper's protocol (unseen test classes); seen: a fifth of every class is held out")
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64, 128])
@@ -303,14 +286,6 @@ def main(argv=None) -> None:
     parser.add_argument("--losses", nargs="+", default=["proxy_anchor", "proxy_nca", "ms"])
     parser.add_argument("--ablation", nargs="*", choices=list(ABLATION), metavar="DESIGN",
                         help=f"also train hash-head designs at --convergence-bits: all, or those named ({', '.join(ABLATION)})")
-    parser.add_argument("--sensitivity", action="store_true", help="also run the alpha x delta grid")
-    parser.add_argument("--sensitivity-alpha", type=float, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--sensitivity-delta", type=float, nargs="+", default=[0.0, 0.1, 0.2])
-    parser.add_argument("--code-epochs", type=int, help="epochs of the code stage (default: the trainer's; 0: none)")
-    parser.add_argument("--code-validation", type=float, help="held-out fraction choosing the code stage's epochs (default: the trainer's; 0: none)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
     add_output_options(parser, "flowers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

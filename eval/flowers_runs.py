@@ -18,9 +18,9 @@ from hashpa.runs.directory import RunDir
 log = logging.getLogger("eval.flowers_runs")
 
 
-def add_schedule_options(parser: argparse.ArgumentParser, epochs: int, code_views: int | None = None) -> None:
-    """The options of the data and the training schedule (a benchmark's defaults for `epochs` and
-    `code_views`; None: the trainer's)."""
+def add_schedule_options(parser: argparse.ArgumentParser, epochs: int, code_views: int | None = None, workers: int = 2) -> None:
+    """The options of the data and the training schedule (a benchmark's defaults for `epochs`,
+    `code_views` (None: the trainer's) and the DataLoader `workers`)."""
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--weights", default="imagenet")
@@ -32,7 +32,7 @@ def add_schedule_options(parser: argparse.ArgumentParser, epochs: int, code_view
     parser.add_argument("--code-views", type=int, default=code_views, help=f"augmented passes of the training photos in the code stage (default: {trainer})")
     parser.add_argument("--code-validation", type=float, help="held-out fraction choosing the code stage's epochs (default: the trainer's; 0: none)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=workers)
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -106,7 +106,7 @@ def test_bench_index_and_metrics_tiny(tmp_path, trained_run):
 
 def test_flowers_protocol_line_names_the_split():
     report = {"train_images": 80, "test_images": 20, "train_classes": "a .. d", "test_classes": "a .. d", "training_seconds": 60.0,
-              "rows": [], "convergence": {}, "ablation": [], "sensitivity": [],
+              "rows": [], "convergence": {}, "ablation": [],
               "settings": {"split": "seen", "backbone": "smallcnn", "weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8}}
     assert "a fifth of every class" in flowers.markdown(report)
     report["settings"]["split"] = "half"
