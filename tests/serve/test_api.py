@@ -53,10 +53,10 @@ def test_the_bytes_per_item_the_page_shows_are_what_compare_measures(served):
                           ("fitted", [Method("", "asymmetric", None)])):
         with open_index(base / name) as ix:
             shown = facts[name]["bytes_per_item"]
-            assert all(shown[m.mode] == pytest.approx(memory_of(ix, m)["bytes_per_image"]) for m in methods)
+            assert all(shown[m.mode] == pytest.approx(memory_of(ix, m)["bytes_per_image"], abs=0.05) for m in methods)
     shown = facts["model-codes"]["bytes_per_item"]
     assert 64 <= shown["float"] < 64 + 4 and 2 <= shown["binary"] < 2 + 4  # 16 float32s, 16 bits: the files' headers aside
-    assert shown["rerank"] == pytest.approx(shown["binary"] + 64)  # the binary index and every float embedding
+    assert shown["rerank"] == pytest.approx(shown["binary"] + 64, abs=0.1)  # the binary index and every float embedding
     assert facts["fitted"]["bytes_per_item"]["asymmetric"] > 2  # the codes and their quantiser
 
 
