@@ -134,7 +134,8 @@ def compare(index_dir, as_json, **options) -> None:
         echo_json(report)
         return
     click.echo(compare_table(report))
-    click.echo(f"\nwrote compare.json, compare.md, compare.png and compare-pr.png in {options['out'] or index_dir}")
+    written = "compare.json, compare.md and compare.png" if "skipped" in report["hashing"] else "compare.json, compare.md, compare.png and compare-pr.png"
+    click.echo(f"\nwrote {written} in {options['out'] or index_dir}")
 
 
 @cli.command()

@@ -80,4 +80,5 @@ def evaluate(run_dir, as_json, **options) -> None:
         return
     click.echo(eval_table(report))
     if options["out"]:
-        click.echo(f"wrote eval.json, eval.md and eval-pr.png in {options['out']}")
+        written = "eval.json and eval.md" if "skipped" in report["hashing"] else "eval.json, eval.md and eval-pr.png"
+        click.echo(f"wrote {written} in {options['out']}")

@@ -38,6 +38,17 @@ RADIUS = 2
 RANK_CURVE_POINTS = 24
 
 
+FULL_RANKING_PAIRS = 4 * 10**8  # query-database pairs the protocol ranks in full, at most: beyond, a report leaves it out
+
+
+def too_many_pairs(queries: int, database: int) -> str | None:
+    """Why the protocol is left out of a report (every query ranks the whole database), or None when
+    `queries` x `database` is within FULL_RANKING_PAIRS."""
+    if queries * database <= FULL_RANKING_PAIRS:
+        return None
+    return f"{queries:,} queries x {database:,} images is more than {FULL_RANKING_PAIRS:,} pairs to rank in full (query a sample)"
+
+
 def hashing_scores(
     queries: np.ndarray,
     query_labels: np.ndarray,

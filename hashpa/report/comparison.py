@@ -22,7 +22,7 @@ import numpy as np
 from hashpa.errors import HashpaError
 from hashpa.fileio import write_json
 from hashpa.indexdir.layout import EXACT_INDEXES
-from hashpa.metrics.hashing import hashing_scores
+from hashpa.metrics.hashing import hashing_scores, too_many_pairs
 from hashpa.metrics.relevance import has_label, relevant_at, relevant_counts
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
 from hashpa.outputs import check_replaceable, write_output
@@ -118,13 +118,19 @@ def compare(
 
         fields = {"method": method.name, "mode": method.mode, "index": method.spec or "codes"}
         rows.append(_measured(asked, {**fields, **({"shortlist": method.shortlist} if method.shortlist else {})}, ids_of, memory_of(ix, method)))
+    skipped = "no labelled query has a relevant image in the index" if not judged.any() else too_many_pairs(int(judged.sum()), len(store))
+    stored = ix.directory.float_rows(np.arange(len(store))) if frontier or not skipped else None  # every float embedding, read once
     if frontier:
         log.info("frontier: fitting float16, PCA, PQ, RaBitQ and PCA-ITQ representations to the %d embeddings", len(store))
-        for extra in frontier_methods(ix.directory.float_rows(np.arange(len(store)))):
+        for extra in frontier_methods(stored):
             memory = {"bytes_per_image": extra.code_bytes, "index_bytes": extra.index_bytes}
             rows.append(_measured(asked, {"method": extra.name, "mode": "frontier", "index": extra.name},
                                   lambda qe, qc, k, extra=extra: extra.search(qe, k), memory))
-    hashing = hashing_protocol(ix, q_emb[judged], q_codes[judged], q_labels[judged], None if self_rows is None else self_rows[judged])
+    if skipped:
+        log.info("the deep-hashing protocol is left out: %s", skipped)
+        hashing = {"skipped": skipped}
+    else:
+        hashing = hashing_protocol(ix, stored, q_emb[judged], q_codes[judged], q_labels[judged], None if self_rows is None else self_rows[judged])
     report = {
         "index": str(ix.path),
         "database": len(store),
@@ -154,23 +160,14 @@ def compare(
     return report
 
 
-HASHING_PAIRS = 4 * 10**8  # query-database pairs the deep-hashing protocol ranks in full, at most
-
-
-def hashing_protocol(ix: Index, embeddings: np.ndarray, codes: np.ndarray, labels: np.ndarray, own_rows: np.ndarray | None) -> dict:
+def hashing_protocol(ix: Index, stored: np.ndarray, embeddings: np.ndarray, codes: np.ndarray, labels: np.ndarray,
+                     own_rows: np.ndarray | None) -> dict:
     """The deep-hashing protocol's figures (``hashpa.metrics.hashing``) of the stored float
-    embeddings and of the codes the binary indexes hold, for queries that have something to find:
-    an exhaustive ranking of the whole database, whatever index a method searches."""
+    embeddings (`stored`, [N, dim]) and of the codes the binary indexes hold, for queries that have
+    something to find: an exhaustive ranking of the whole database, whatever index a method searches."""
     store = ix.store
-    if not len(labels):
-        return {"skipped": "no labelled query has a relevant image in the index"}
-    if len(labels) * len(store) > HASHING_PAIRS:
-        log.info("the deep-hashing protocol ranks every image for every query: %d x %d is too many, left out (query a sample with --queries)",
-                 len(labels), len(store))
-        return {"skipped": f"{len(labels):,} queries x {len(store):,} images is more than {HASHING_PAIRS:,} pairs to rank in full"}
     return {
-        "float": hashing_scores(embeddings, labels, ix.directory.float_rows(np.arange(len(store))), store.relevance_labels, metric="cosine",
-                                own_rows=own_rows),
+        "float": hashing_scores(embeddings, labels, stored, store.relevance_labels, metric="cosine", own_rows=own_rows),
         "codes": hashing_scores(codes, labels, store.index_codes, store.relevance_labels, metric="hamming", own_rows=own_rows),
     }
 

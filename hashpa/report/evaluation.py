@@ -18,7 +18,7 @@ from hashpa.codes import codes_to_signs
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled, load
 from hashpa.fileio import write_json
-from hashpa.metrics.hashing import hashing_scores
+from hashpa.metrics.hashing import hashing_scores, too_many_pairs
 from hashpa.metrics.retrieval import RECALL_KS, REPRESENTATIONS, model_scores, retrieval_scores
 from hashpa.outputs import check_replaceable, write_output
 from hashpa.quantizers import enough_rows, fit_itq, fit_lsh
@@ -66,9 +66,13 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
         train = embed_labelled(model.network, chosen.train, num_classes=len(chosen.train_classes), progress="training images", **loader)
         rows += baseline_rows(train.embeddings, queries.embeddings, queries.labels, model.bits, "the float embedding", distances_on,
                               *(() if gallery is None else (gallery.embeddings, gallery.labels)))
-    hashing = {name: hashing_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
-                                    None if gallery is None else gallery.labels, metric=metric, device=distances_on)
-               for name, metric in REPRESENTATIONS.items()}
+    skipped = too_many_pairs(len(queries.labels), len(queries.labels) if gallery is None else len(gallery.labels))
+    if skipped:
+        log.info("the deep-hashing protocol is left out: %s", skipped)
+    hashing = {"skipped": skipped} if skipped else {
+        name: hashing_scores(queries.representation(name), queries.labels, None if gallery is None else gallery.representation(name),
+                             None if gallery is None else gallery.labels, metric=metric, device=distances_on)
+        for name, metric in REPRESENTATIONS.items()}
     report = {
         "run": str(run), "checkpoint": model.checkpoint, "epoch": state["epoch"],
         "after_code_stage": state.get("codes_fitted_at") == state["epoch"],
@@ -79,7 +83,8 @@ def evaluate(run: str | Path, checkpoint: str = "best", baselines: bool = False,
     if report_files:
         write_output(report_files[0], lambda tmp: write_json(tmp, report), overwrite)
         write_output(report_files[1], lambda tmp: tmp.write_text(eval_table(report) + "\n", encoding="utf-8"), overwrite)
-        plot_pr_curves(report["hashing"], f"{report['run']} on {report['split']}", report_files[2], overwrite)
+        if not skipped:
+            plot_pr_curves(report["hashing"], f"{report['run']} on {report['split']}", report_files[2], overwrite)
     return report
 
 

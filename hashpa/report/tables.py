@@ -38,7 +38,9 @@ def compare_table(report: dict) -> str:
         lines.append(f"Batched: the median of the timed repeats (largest spread {spread:.0%}); single queries on {report.get('latency_threads', 1)} "
                      f"FAISS thread; load average {load['before']:.1f} before, {load['after']:.1f} after"
                      + (" (a busy machine: slower and erratic figures)." if load["before"] > 0.5 * (report["machine"]["cpu_cores"] or 1) else "."))
-    if report.get("hashing") and "skipped" not in report["hashing"]:
+    if "skipped" in report.get("hashing", {}):
+        lines += ["", f"Deep-hashing protocol left out: {report['hashing']['skipped']}."]
+    elif report.get("hashing"):
         lines += ["", hashing_table(report["hashing"]), "", "Over the stored float embeddings and the codes the binary indexes hold, "
                   "each query ranking the whole database (whatever index a method searches)."]
     return "\n".join(lines)
@@ -62,7 +64,9 @@ def eval_table(report: dict) -> str:
     if len(report["rows"]) > 2:
         lines.append("\nLSH and PCA-ITQ rows are fitted to the training images; \"fitted to the test photos\" to the database "
                      "itself, without labels (hashpa index --codes itq); asymmetric: the queries' real-valued projections against those codes.")
-    if "hashing" in report:
+    if "skipped" in report.get("hashing", {}):
+        lines += ["", f"Deep-hashing protocol left out: {report['hashing']['skipped']}."]
+    elif "hashing" in report:
         lines += ["", hashing_table(report["hashing"])]
     lines.append(f"\n{report['seconds']:.0f} s on {describe_machine(report['machine'])}")
     return "\n".join(lines)

@@ -45,3 +45,14 @@ def test_eval_json_carries_the_hashing_protocol(trained_run, tmp_path):
     assert set(report["hashing"]) == {"float", "codes"}
     assert {"map@1000", "map@all", "map@all_tie_aware", "p@h<=2", "pr_curve_radius"} <= set(report["hashing"]["codes"])
     assert (tmp_path / "eval" / "eval-pr.png").is_file() and "mAP@ALL" in (tmp_path / "eval" / "eval.md").read_text()
+
+
+def test_eval_and_compare_leave_the_protocol_out_beyond_the_pairs_it_ranks_in_full_and_say_so(indexed, trained_run, tmp_path, monkeypatch):
+    from hashpa.metrics import hashing
+
+    monkeypatch.setattr(hashing, "FULL_RANKING_PAIRS", 10)
+    out = hashpa("eval", trained_run, "--workers", 0, "--out", tmp_path / "eval").succeeded()
+    assert "Deep-hashing protocol left out" in out.stdout and "wrote eval.json and eval.md in" in out.stdout
+    assert not (tmp_path / "eval" / "eval-pr.png").exists() and "skipped" in json.loads((tmp_path / "eval" / "eval.json").read_text())["hashing"]
+    report = json.loads(hashpa("compare", indexed / "idx", "--json", "--repeats", 1, "--latency-queries", 0, "--out", tmp_path / "cmp").succeeded().stdout)
+    assert "pairs to rank in full" in report["hashing"]["skipped"] and report["methods"][0]["recall@1"] >= 0
