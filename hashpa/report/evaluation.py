@@ -93,7 +93,7 @@ def baseline_rows(train: np.ndarray, queries: np.ndarray, query_labels: np.ndarr
     """Unsupervised `bits`-bit codes of float rows (train [Nt, D], queries [Nq, D], gallery [Ng, D]
     or None to search the queries leave-one-out): LSH and PCA-ITQ fitted to `train`, PCA-ITQ fitted
     to the database itself (gallery, else queries) searched by Hamming and asymmetrically (the
-    queries' projections against the database's codes). Rows are named "<method> of <source>" and
+    queries' projections against the database's codes). Rows are named ``"<method> of <source>"`` and
     keyed "lsh", "pca_itq", "database_itq", "database_itq_asymmetric"."""
     database, database_labels = (queries, query_labels) if gallery is None else (gallery, gallery_labels)
 

@@ -213,7 +213,7 @@ def resolve_config(overrides: dict | None = None, config_file: str | Path | None
 
     Model settings may be given flat (``bits=64``) or under ``model``. The dataset kind is
     inferred (``dataset_of``) when no layer names it; the run directory defaults to
-    runs/<dataset>-<bits>bit.
+    ``runs/<dataset>-<bits>bit``.
     """
     layers = [read_config_file(config_file) if config_file else {}, _given(overrides or {})]
     given = {k: v for layer in layers for k, v in layer.items()}
