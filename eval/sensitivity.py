@@ -102,8 +102,9 @@ def heat_map(report: dict, path: Path, copy: Path | None = None) -> None:
         image = ax.imshow(values, cmap="viridis", origin="lower", aspect="auto")
         for i in range(len(alphas)):
             for j in range(len(deltas)):
-                if not np.isnan(values[i, j]):
-                    ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8, color="white")
+                if not np.isnan(values[i, j]):  # dark figures on the light end of the colour map
+                    light = image.norm(values[i, j]) > 0.6
+                    ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8, color="black" if light else "white")
         ax.set_xticks(range(len(deltas)), [f"{d:g}" for d in deltas])
         ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
         ax.set_xlabel("delta (margin)")
