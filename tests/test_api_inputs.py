@@ -120,7 +120,7 @@ def test_search_options_are_checked(ix, options, needle):
 
 @pytest.mark.parametrize("arguments,settings,needle", [
     ({"out": None}, {}, "out must be a path"),
-    ({"model": 5}, {}, "model must be a path"),
+    ({"run": 5}, {}, "run must be a path"),
     ({}, {"batchsize": 4}, "unknown index settings: batchsize"),
     ({}, {"batch_size": "4"}, "batch_size must be int"),
     ({}, {"float16": "yes"}, "float16 must be bool"),
@@ -129,9 +129,9 @@ def test_search_options_are_checked(ix, options, needle):
 ])
 def test_build_index_checks_its_arguments_before_writing(trained_run, tmp_path, arguments, settings, needle):
     folder = make_image_folder(tmp_path / "photos", classes=2, per_class=3, size=32)
-    given = {"folder": folder, "model": trained_run, "out": tmp_path / "idx", **arguments}
+    given = {"folder": folder, "run": trained_run, "out": tmp_path / "idx", **arguments}
     with pytest.raises(HashpaError) as caught:
-        hashpa.build_index(given.pop("folder"), given.pop("model"), given.pop("out"), workers=0, **settings)
+        hashpa.build_index(given.pop("folder"), given.pop("run"), given.pop("out"), workers=0, **settings)
     assert needle in str(caught.value) and not (tmp_path / "idx").exists()
 
 

@@ -89,7 +89,7 @@ def test_two_ranks_resume_a_run(trained, tmp_path):
 def test_two_ranks_index_bit_for_bit_as_one_process_and_update_it(trained, tmp_path):
     base, _ = trained
     catalogue = make_image_folder(tmp_path / "catalogue", classes=3, per_class=9, seed=4)
-    common = ["--model", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu", "--binary-index", "BFlat", "--binary-index", "BHNSW16"]
+    common = ["--run", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu", "--binary-index", "BFlat", "--binary-index", "BHNSW16"]
     subprocess.run([sys.executable, "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "one"), *map(str, common)], cwd=ROOT, check=True,
                    capture_output=True)
     hashpa("index", catalogue, "--out", tmp_path / "two", *common)
@@ -111,7 +111,7 @@ def test_a_killed_rank_leaves_finished_batches_that_a_rerun_reuses(trained, tmp_
 
     base, _ = trained
     catalogue = make_image_folder(tmp_path / "catalogue", classes=4, per_class=40, seed=6)
-    common = ["--model", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu"]
+    common = ["--run", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-addr", "127.0.0.1", "--master-port",
                str(free_port()), "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "killed"), *map(str, common)]
     job = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

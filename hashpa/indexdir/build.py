@@ -56,9 +56,9 @@ class IndexSummary:
         return {**asdict(self), "out": str(self.out)}
 
 
-def build_index(folder: str | Path | None, model: str | Path, out: str | Path, split: str | None = None, **settings) -> IndexSummary:
-    """Embed the images under `folder` with the trained model `model` (run directory or checkpoint
-    file) into the index directory `out`, creating or updating it; `settings` are IndexSettings' fields.
+def build_index(folder: str | Path | None, run: str | Path, out: str | Path, split: str | None = None, **settings) -> IndexSummary:
+    """Embed the images under `folder` with the model trained in `run` (its run directory, or a
+    checkpoint file) into the index directory `out`, creating or updating it; `settings` are IndexSettings' fields.
 
     `split` ("train", "test" or, for In-Shop, "gallery") indexes that split of the run's own data
     instead of a folder (`folder` None), labelled as the run labels it. codes "itq" fills the
@@ -68,7 +68,7 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
     """
     started = time.perf_counter()
     options = IndexSettings.of(settings)
-    for name, value in (("folder", folder), ("model", model), ("out", out)):
+    for name, value in (("folder", folder), ("run", run), ("out", out)):
         if not isinstance(value, (str, os.PathLike)) and (value is not None or name != "folder"):
             raise HashpaError(f"{name} must be a path (a str or a pathlib.Path), got {value!r}")
     out = Path(out)
@@ -76,17 +76,17 @@ def build_index(folder: str | Path | None, model: str | Path, out: str | Path, s
         main = is_main_process()
         if main:
             check_folder(out, "index")
-        folder, files = files_to_index(folder, model, split, options.class_depth)
+        folder, files = files_to_index(folder, run, split, options.class_depth)
         if main:
             claim_folder(out, "index")
         with folder_lock(out, "hashpa index") if main else contextlib.nullcontext():  # rank 0 holds it for all
             if main:
                 remove_temporaries(out)
             barrier()
-            return _build(folder, files, model, out, options, started)
+            return _build(folder, files, run, out, options, started)
 
 
-def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary | None:
+def _build(folder: Path, files: FolderFiles, run: str | Path, out: Path, options: IndexSettings, started: float) -> IndexSummary | None:
     """Under torchrun every rank embeds its share of the batches; rank 0 then assembles and writes
     the index (the other ranks return None)."""
     from hashpa.devices import resolve_device
@@ -94,7 +94,7 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
 
     if not len(files):
         raise HashpaError(f"no images found under {folder}" + (f" ({len(files.unusable)} unusable image files)" if files.unusable else ""))
-    embedder = load(model, options.checkpoint, rank_device(resolve_device(options.device)))
+    embedder = load(run, options.checkpoint, rank_device(resolve_device(options.device)))
     _check_before_embedding(options, embedder, len(files))
     previous = _previous_rows(out, embedder, options.replace)
     partial = PartialBatches(out, embedder.fingerprint)
@@ -129,7 +129,7 @@ def _build(folder: Path, files: FolderFiles, model: str | Path, out: Path, optio
                            removed=int(np.count_nonzero(~contained(files, previous.paths))),
                            skipped=skipped, images_per_second=round(embedded / embed_seconds, 2) if embed_seconds else 0.0)
     summary.indexes = write_index_dir(out, store, options.float_indexes, options.binary_indexes,
-                                      {"folder": folder, "model": Path(model).resolve(), "checkpoint": embedder.checkpoint})
+                                      {"folder": folder, "model": Path(run).resolve(), "checkpoint": embedder.checkpoint})
     summary.seconds = round(time.perf_counter() - started, 3)
     partial.remove()
     return summary

@@ -68,7 +68,7 @@ def compare(
     queries: str | Path | None = None,
     ks: Sequence[int] = RECALL_KS,
     shortlist: int | None = None,
-    model: str | Path | None = None,
+    run: str | Path | None = None,
     device: str = "auto",
     threads: int | None = None,
     repeats: int = 3,
@@ -92,7 +92,7 @@ def compare(
         check_replaceable(path, overwrite)
     if threads:
         faiss.omp_set_num_threads(threads)
-    ix = open_index(index_dir, nprobe, ef_search, model, device)
+    ix = open_index(index_dir, nprobe, ef_search, run, device)
     store = ix.store
     speed_k = min(SPEED_K, len(store))
     q_emb, q_codes, q_labels, self_rows = _queries(ix, queries)

@@ -24,19 +24,19 @@ class Index:
     its files, store and index.json).
     """
 
-    def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None, model: str | Path | None = None,
+    def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None, run: str | Path | None = None,
                  device: str = "auto"):
-        """`model`: embed image queries with this run instead of the one index.json names (it must be
+        """`run`: embed image queries with this run's model instead of the one index.json names (it must be
         the same model); nprobe / ef_search tune IVF / HNSW indexes."""
         self.directory = IndexDir(path, nprobe, ef_search)
-        self._model_source, self._device = model, device
+        self._run, self._device = run, device
         self._model = None
         self._distinct: DistinctCodes | None = None
 
     def reopened(self) -> "Index":
         """The index directory opened again at its newest generation, with the same settings; the
         model already loaded is kept when the index was built by the same one."""
-        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._model_source, self._device)
+        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._run, self._device)
         if self._model is not None and self._model.fingerprint == fresh.meta.model_fingerprint:
             fresh._model = self._model
         return fresh
@@ -77,7 +77,7 @@ class Index:
             from hashpa.embed import load
             from hashpa.indexdir.layout import model_source
 
-            model = load(self._model_source or model_source(self.path, self.meta), self.meta.checkpoint, self._device)
+            model = load(self._run or model_source(self.path, self.meta), self.meta.checkpoint, self._device)
             self.directory.check_model(model.fingerprint)
             self._model = model
         return self._model
@@ -190,7 +190,7 @@ def _are_embeddings(queries) -> bool:
     return isinstance(queries, np.ndarray) and np.issubdtype(queries.dtype, np.floating) and queries.ndim in (1, 2)
 
 
-def open_index(path: str | Path, nprobe: int | None = None, ef_search: int | None = None, model: str | Path | None = None,
+def open_index(path: str | Path, nprobe: int | None = None, ef_search: int | None = None, run: str | Path | None = None,
                device: str = "auto") -> Index:
     """Open the index directory `path` for search (see Index)."""
-    return Index(path, nprobe, ef_search, model, device)
+    return Index(path, nprobe, ef_search, run, device)

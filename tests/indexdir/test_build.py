@@ -13,11 +13,11 @@ from hashpa.indexdir import IndexDir, build_index, read_store
 from tests.conftest import index_file, make_image_folder, stripe_image
 
 
-def index(folder, model, out, *float_and_binary, **settings):
+def index(folder, run, out, *float_and_binary, **settings):
     """build_index with the float and binary factory strings given by position."""
     if float_and_binary:
         settings["float_indexes"], settings["binary_indexes"] = float_and_binary
-    return build_index(folder, model, out, **settings)
+    return build_index(folder, run, out, **settings)
 
 
 def test_index_writes_store_indexes_and_metadata(trained_run, tmp_path):
