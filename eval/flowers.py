@@ -36,11 +36,10 @@ import numpy as np
 import hashpa
 from eval import flowers_runs
 from eval.flowers_runs import add_schedule_options, training_seconds
-from eval.publish import add_output_options, command_line, data_missing, publish, settings
+from eval.publish import add_output_options, command_line, data_missing, publish, save_figure, settings
 from hashpa.data.splits import split_folder
 from hashpa.devices import distance_device, resolve_device
 from hashpa.embed import embed_all, embed_labelled
-from hashpa.fileio import atomic_path
 from hashpa.metrics.retrieval import RECALL_KS, retrieval_scores
 from hashpa.models import HashingModel, ModelConfig
 from hashpa.quantizers import fit_pca
@@ -248,7 +247,7 @@ def plots(report: dict, out: Path) -> None:
             ax.set_ylabel("Recall@1 (unseen classes)")
             ax.grid(alpha=0.3)
             ax.legend()
-        _save(fig, out / "flowers-convergence.png")
+        save_figure(fig, out / "flowers-convergence.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in dict.fromkeys(r["method"] for r in report["rows"] if r["bits"]):
         points = sorted((r["bits"], r["recall@1"]) for r in report["rows"] if r["method"] == method)
@@ -264,16 +263,7 @@ def plots(report: dict, out: Path) -> None:
     ax.set_ylabel("Recall@1")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    _save(fig, out / "flowers-bits.png")
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "flowers-bits.png")
 
 
 def main(argv=None) -> None:

@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from hashpa.fileio import write_json_atomic, write_text_atomic
+from hashpa.fileio import atomic_path, write_json_atomic, write_text_atomic
 from hashpa.report.machine import describe_machine, machine_info
 
 
@@ -79,6 +79,19 @@ def publish(args: argparse.Namespace, name: str, command: str, results: dict, bo
     if args.benchmarks:
         update_section(args.benchmarks, f"{name}:{args.tag}", text)
     print(text)
+
+
+def save_figure(fig, *paths: Path | None) -> None:
+    """Lay out the matplotlib figure `fig`, write it as a PNG to each of `paths` given (atomically),
+    and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    for path in filter(None, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
 
 
 def page_for(benchmarks: Path, name: str, tag: str) -> Path | None:

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.flowers_runs import add_schedule_options, run_name, train_run, training_seconds
-from eval.publish import command_line, data_missing, parse_benchmark_args, publish
-from hashpa.fileio import atomic_path
+from eval.publish import command_line, data_missing, parse_benchmark_args, publish, save_figure
 from hashpa.runs.config import TrainConfig
 
 log = logging.getLogger("eval.sensitivity")
@@ -116,12 +115,7 @@ def heat_map(report: dict, path: Path, copy: Path | None = None) -> None:
             ax.add_patch(Rectangle((columns[0] - 0.5, rows[0] - 0.5), len(columns), len(rows), fill=False, edgecolor="red", linewidth=2))
         fig.colorbar(image, ax=ax)
     fig.suptitle("Proxy Anchor on Flowers-102 unseen classes; red: the paper's stable region")
-    fig.tight_layout()
-    for target in filter(None, (path, copy)):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, copy)
 
 
 def main(argv=None) -> None:
