@@ -57,12 +57,17 @@ def train_run(args: argparse.Namespace, name: str, overrides: dict, split: str =
     `overrides`: trained, continued from its last checkpoint, or read back when finished."""
     run_dir = args.out / "runs" / name
     started = time.perf_counter()
-    if RunDir(run_dir).has_checkpoint():
-        result = hashpa.resume(run_dir)
-    else:
-        result = hashpa.train(hashpa.resolve_config(run_settings(args, split, run_dir, overrides)))
+    result = trained(run_dir, run_settings(args, split, run_dir, overrides))
     log.info("%s: ready in %.0f s", name, time.perf_counter() - started)
     return result
+
+
+def trained(run_dir: Path, settings: dict):
+    """The hashpa.TrainResult of the run in `run_dir`: continued from its last checkpoint (read back
+    when finished), or trained with `settings` when it has none."""
+    if RunDir(run_dir).has_checkpoint():
+        return hashpa.resume(run_dir)
+    return hashpa.train(hashpa.resolve_config(settings))
 
 
 def training_seconds(result) -> float:

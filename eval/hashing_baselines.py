@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 
 import hashpa
+from eval.flowers_runs import trained
 from eval.publish import command_line, data_missing, parse_benchmark_args, publish
 from hashpa.devices import distance_device
 from hashpa.embed import embed_labelled
@@ -32,7 +33,6 @@ from hashpa.metrics.hashing import hashing_scores
 from hashpa.metrics.retrieval import retrieval_scores
 from hashpa.quantizers import fit_itq
 from hashpa.runs.data import run_config, run_split
-from hashpa.runs.directory import RunDir
 
 log = logging.getLogger("eval.hashing_baselines")
 
@@ -45,21 +45,13 @@ DESIGNS = {  # name: (the code loss's row, the settings that make it)
 
 
 def train_run(args, design: str, bits: int) -> Path:
-    """The run of `design` at `bits`, trained unless a finished one is there."""
+    """The run of `design` at `bits`: trained, continued, or reused when finished."""
     out = args.out / "runs" / f"{design}-{bits}bit"
-    run = RunDir(out)
-    if run.has_checkpoint():
-        history = run.read_history()
-        if history and history[-1].get("epoch", 0) >= args.epochs and (design != "proxy_anchor" or history[-1].get("stage") == "codes"):
-            log.info("%s at %d bits: reusing the finished run in %s", design, bits, out)
-            return out
-        hashpa.resume(out)
-        return out
     settings = {"data": str(args.data), "split": "seen", "preset": "cpu-quick", "bits": bits, "epochs": args.epochs,
                 "warmup_epochs": args.frozen_epochs, "workers": args.workers, "out": str(out), "baseline": False, "eval_every": args.epochs,
                 "data_path": "cache", "code_views": args.code_views, **DESIGNS[design][1],
                 **{name: getattr(args, name) for name in ("backbone", "weights", "image_size", "batch_size") if getattr(args, name) is not None}}
-    hashpa.train(hashpa.resolve_config(settings))
+    trained(out, settings)
     return out
 
 

@@ -117,11 +117,16 @@ def test_hashing_baselines_tiny(tmp_path):
     from eval import hashing_baselines
 
     folder = make_image_folder(tmp_path / "photos", classes=4, per_class=10)
-    hashing_baselines.main(["--data", str(folder), "--bits", "16", "--epochs", "1", "--frozen-epochs", "1", "--backbone", "smallcnn",
-                            "--weights", "none", "--image-size", "32", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path / "out")])
+    arguments = ["--data", str(folder), "--bits", "16", "--epochs", "1", "--frozen-epochs", "1", "--backbone", "smallcnn",
+                 "--weights", "none", "--image-size", "32", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path / "out")]
+    hashing_baselines.main(arguments)
     report = json.loads((tmp_path / "out" / "hashing-baselines.json").read_text())
     assert {r["design"] for r in report["rows"]} == {"proxy_anchor", "pca_itq", "float", "csq", "orthohash"}
     assert all(0 <= r["map@all"] <= 1 for r in report["rows"]) and "| 16 | CSQ codes" in (tmp_path / "out" / "hashing-baselines.md").read_text()
+    checkpoints = {path: path.stat().st_mtime_ns for path in (tmp_path / "out" / "runs").rglob("last.pt")}
+    hashing_baselines.main(arguments)  # the finished runs are reused, not trained again
+    assert json.loads((tmp_path / "out" / "hashing-baselines.json").read_text())["rows"] == report["rows"]
+    assert {path: path.stat().st_mtime_ns for path in checkpoints} == checkpoints
 
 
 def test_the_paper_frontier_scripts_tiny_share_their_runs(tmp_path):
