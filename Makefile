@@ -37,9 +37,9 @@ lint: install
 demo: install
 	rm -rf $(DEMO_RUN) $(DEMO_INDEX) $(DEMO_INDEX)-itq
 	$(HASHPA) train --split half --bits 32 --out $(DEMO_RUN)
-	$(HASHPA) index --split test --run $(DEMO_RUN) --out $(DEMO_INDEX)
+	$(HASHPA) index --split test --run-dir $(DEMO_RUN) --out $(DEMO_INDEX)
 	$(HASHPA) compare $(DEMO_INDEX)
-	$(HASHPA) index --split test --run $(DEMO_RUN) --out $(DEMO_INDEX)-itq --codes itq
+	$(HASHPA) index --split test --run-dir $(DEMO_RUN) --out $(DEMO_INDEX)-itq --codes itq
 	$(HASHPA) compare $(DEMO_INDEX)-itq
 
 # Benchmarks write bench-results/ and their section of a benchmark page (docs/benchmarks/, by topic).
@@ -84,11 +84,11 @@ bench-flowers-transfer: install
 UNSEEN := bench-results/flowers-unseen
 bench-flowers-compare: install
 	rm -rf $(UNSEEN)
-	$(HASHPA) index --split test --run $(RUN64) --out $(UNSEEN)/index --binary-index BFlat --binary-index BHNSW32
+	$(HASHPA) index --split test --run-dir $(RUN64) --out $(UNSEEN)/index --binary-index BFlat --binary-index BHNSW32
 	$(HASHPA) compare $(UNSEEN)/index --threads 1
 	# the same photos with codes fitted to them (PCA-ITQ, no labels) and the asymmetric scan
 	cp -r $(UNSEEN)/index $(UNSEEN)/index-itq
-	$(HASHPA) index --split test --run $(RUN64) --out $(UNSEEN)/index-itq --binary-index BFlat --binary-index BHNSW32 --codes itq
+	$(HASHPA) index --split test --run-dir $(RUN64) --out $(UNSEEN)/index-itq --binary-index BFlat --binary-index BHNSW32 --codes itq
 	$(HASHPA) compare $(UNSEEN)/index-itq --threads 1
 
 # After bench-flowers-64: every representation of its embedding on the unseen classes (PQ, RaBitQ, float16, PCA, PCA-ITQ 32-256 bits)

@@ -17,7 +17,7 @@ DEFAULTS = IndexSettings()
 
 @cli.command()
 @click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False))
-@click.option("--run", "--model", "run", required=True, type=click.Path(exists=True), help="The trained model: its run directory (or a checkpoint file).")
+@click.option("--run-dir", "--model", "run", required=True, type=click.Path(exists=True), help="The trained model: its run directory (or a checkpoint file).")
 @click.option("--split", type=click.Choice(INDEX_SPLITS),
               help="Index this split of the model run's own data instead of FOLDER (test: the images its evaluation searched).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Index directory to create or update.")
@@ -68,7 +68,7 @@ def index(folder, run, out, split, as_json, **settings) -> None:
 @click.option("--shortlist", type=int, help="rerank: Hamming candidates re-ranked by cosine (default 10*k); asymmetric: "
               "Hamming candidates from the binary index re-scored asymmetrically (default: exact scan of every code).")
 @click.option("--index", "index", help="Which built index to search (default Flat / BFlat).")
-@click.option("--run", "--model", "run", type=click.Path(exists=True), help="Embed queries with this run's model (it must be the index's).")
+@click.option("--run-dir", "--model", "run", type=click.Path(exists=True), help="Embed queries with this run's model (it must be the index's).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a PNG of each query and its results.")
@@ -113,7 +113,7 @@ def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) 
 @click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: all cores).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats of the batched search.")
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True, help="Single queries timed for p50/p99 (0: none).")
-@click.option("--run", "--model", "run", type=click.Path(exists=True), help="Embed query images with this run's model (it must be the index's).")
+@click.option("--run-dir", "--model", "run", type=click.Path(exists=True), help="Embed query images with this run's model (it must be the index's).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Where compare.json/.md/.png go (default: INDEX_DIR).")
 @overwrite_option

@@ -1,6 +1,6 @@
 """Indexing throughput: ``hashpa index`` against the model's own inference speed.
 
-    python -m eval.bench_index --data ../shared/data/flowers102-112 --run runs/flowers --out bench-results/index-cpu
+    python -m eval.bench_index --data ../shared/data/flowers102-112 --run-dir runs/flowers --out bench-results/index-cpu
 
 (a) the model alone: ``model.embed`` on synthetic tensors already on the device, same batch size
     (measured before and after the indexing runs; the faster counts);
@@ -44,7 +44,7 @@ def model_limit(model: hashpa.Model, batch_size: int, batches: int) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/flowers102-112"))
-    parser.add_argument("--run", "--model", type=Path, required=True, help="a training run directory")
+    parser.add_argument("--run-dir", "--model", dest="run", type=Path, required=True, help="a training run directory")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--decode", nargs="+", choices=("pil", "device"), default=["pil"], help="JPEG decoding: PIL in workers, or on the model's device")

@@ -75,7 +75,7 @@ def million_row_folder(work: Path, rows: int, model: Path, distinct: int, per_fo
     the library (every row as the model embeds its image)."""
     base = make_image_folder(work / "base", classes=8, per_class=distinct // 8, size=32, seed=1)
     base_index = work / "base-index"
-    subprocess.run([*HASHPA, "index", str(base), "--run", str(model), "--out", str(base_index), "--device", "cpu", "--workers", "0"],
+    subprocess.run([*HASHPA, "index", str(base), "--run-dir", str(model), "--out", str(base_index), "--device", "cpu", "--workers", "0"],
                    check=True, stdout=subprocess.DEVNULL)
     source = read_store(base_index / "store.h5")
     folder = work / "big"
@@ -107,7 +107,7 @@ def run(args) -> dict:
     folder, index = million_row_folder(work, args.rows, model, args.distinct)
     new = make_image_folder(folder / "new", classes=4, per_class=args.new // 4, size=32, seed=2)
     log.info("incremental update of %d rows with %d new images", args.rows, args.new)
-    update = measured([*HASHPA, "index", str(folder), "--run", str(model), "--out", str(index), "--device", "cpu", "--json"], work)
+    update = measured([*HASHPA, "index", str(folder), "--run-dir", str(model), "--out", str(index), "--device", "cpu", "--json"], work)
     results["update"] = {"peak_mib": update["peak_mib"], "seconds": update["seconds"], "embedded": update["summary"].get("embedded"),
                          "rows_after": update["summary"].get("rows")}
     shutil.rmtree(new)
@@ -123,7 +123,7 @@ def run(args) -> dict:
         launcher = HASHPA if ranks == 1 else torchrun(ranks)
         env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // ranks))}
         log.info("fresh index of %d images on %d rank(s)", args.images, ranks)
-        fresh = measured([*launcher, "index", str(photos), "--run", str(model), "--out", str(out), "--device", "cpu", "--json",
+        fresh = measured([*launcher, "index", str(photos), "--run-dir", str(model), "--out", str(out), "--device", "cpu", "--json",
                           "--batch-size", "256"], work, env)
         results["fresh"][ranks] = {"peak_mib": fresh["peak_mib"], "seconds": fresh["seconds"],
                                    "images_per_second": fresh["summary"].get("images_per_second"), "rows": fresh["summary"].get("rows")}

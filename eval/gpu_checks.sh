@@ -69,14 +69,14 @@ index)
     step model 90 python3 -c "import hashpa; hashpa.train(hashpa.resolve_config(dict(data='$data', \
 out='$results/resnet50-run', backbone='resnet50', weights='none', image_size=224, epochs=1, warmup_epochs=0, batch_size=180, \
 workers=12, device='cuda', hash_init='random')))"
-    step index 150 python3 -m eval.bench_index --data "$data" --run "$results/resnet50-run" --batch-size 256 \
+    step index 150 python3 -m eval.bench_index --data "$data" --run-dir "$results/resnet50-run" --batch-size 256 \
         --workers 6 12 --decode pil device --device cuda --tag gpu --out "$results/index"
     # torchrun with nccl (one rank on the one GPU): training and indexing as a user launches them.
     step torchrun-train 120 python3 -m torch.distributed.run --nproc_per_node 1 -m hashpa.cli train --data "$data" \
         --out "$results/torchrun-run" --backbone resnet50 --weights none --image-size 224 --epochs 1 --warmup-epochs 0 \
         --batch-size 180 --workers 12 --device cuda --hash-init random
     step torchrun-index 90 python3 -m torch.distributed.run --nproc_per_node 1 -m hashpa.cli index "$data" \
-        --run "$results/torchrun-run" --out "$results/torchrun-index" --device cuda --workers 12
+        --run-dir "$results/torchrun-run" --out "$results/torchrun-index" --device cuda --workers 12
     ;;
 frontier)
     runs="$results/paper-frontier"

@@ -160,7 +160,7 @@ def run(args) -> dict:
     catalogue = make_image_folder(work / "catalogue", classes=6, per_class=60, seed=1)
     env = {**os.environ, "HASHPA_CACHE": str(work / "cache"), "PYTHONWARNINGS": "ignore"}
     train = lambda out: ["train", "--data", str(images), "--out", str(out), *TRAIN]  # noqa: E731
-    index = lambda out: ["index", str(catalogue), "--run", str(work / "reference-run"), "--out", str(out), "--workers", "0",  # noqa: E731
+    index = lambda out: ["index", str(catalogue), "--run-dir", str(work / "reference-run"), "--out", str(out), "--workers", "0",  # noqa: E731
                          "--batch-size", "8", "--binary-index", "BFlat", "--binary-index", "BHNSW32"]
     started = time.perf_counter()
     run_until_done(train(work / "reference-run"), None, env, None, work / "reference-run")

@@ -111,7 +111,7 @@ def _hostile_images() -> dict[str, bytes | None]:
 def test_a_hostile_image_is_skipped_and_counted(runs, photos, tmp_path, name, decode):
     (photos / "class_00" / name).write_bytes(_hostile_images()[name])
     before = fingerprint_tree(photos)
-    out = hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--decode", decode, "--json").succeeded()
+    out = hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--decode", decode, "--json").succeeded()
     summary = json.loads(out.stdout)
     assert summary["rows"] == 18 and summary["skipped"] == [f"class_00/{name}"]
     assert fingerprint_tree(photos) == before
@@ -120,7 +120,7 @@ def test_a_hostile_image_is_skipped_and_counted(runs, photos, tmp_path, name, de
 def test_a_batch_of_only_unreadable_images_does_not_stop_the_index(runs, photos, tmp_path):
     (photos / "class_01" / "broken.png").write_bytes(b"broken")
     for attempt in range(2):  # and the rerun too
-        summary = json.loads(hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0,
+        summary = json.loads(hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0,
                                     "--batch-size", 1, "--json").succeeded().stdout)
         assert summary["rows"] == 18 and summary["skipped"] == ["class_01/broken.png"]
 
@@ -129,7 +129,7 @@ def test_a_folder_of_only_unreadable_images_is_a_clear_error(runs, tmp_path):
     (tmp_path / "bad" / "a").mkdir(parents=True)
     for i in range(3):
         (tmp_path / "bad" / "a" / f"{i}.jpg").write_bytes(b"nope")
-    hashpa("index", tmp_path / "bad", "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).failed_with("none of the 3 images")
+    hashpa("index", tmp_path / "bad", "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).failed_with("none of the 3 images")
 
 
 def test_links_to_nothing_and_names_that_are_not_utf8_are_counted(runs, photos, tmp_path):
@@ -138,7 +138,7 @@ def test_links_to_nothing_and_names_that_are_not_utf8_are_counted(runs, photos, 
     with open(strange, "wb") as handle:
         handle.write((photos / "class_01" / "img_000.png").read_bytes())
     for attempt in range(2):  # the first build and an update
-        summary = json.loads(hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--json").succeeded().stdout)
+        summary = json.loads(hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--json").succeeded().stdout)
         assert summary["rows"] == 18 and sorted(summary["skipped"]) == ["class_00/dangling.png", "class_01/caf\\xe9.png"]
 
 
@@ -186,25 +186,26 @@ def test_an_animated_gif_gives_its_first_frame(tmp_path):
 def test_tiny_and_very_long_images_are_indexed(runs, photos, tmp_path):
     Image.new("RGB", (1, 1), (9, 9, 9)).save(photos / "class_00" / "one-pixel.png")
     Image.new("RGB", (2000, 1), (90, 9, 9)).save(photos / "class_00" / "a-line.png")
-    summary = json.loads(hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--json").succeeded().stdout)
+    summary = json.loads(hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--json").succeeded().stdout)
     assert summary["rows"] == 20 and summary["skipped"] == []
 
 
 # ---- folders and options ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args,needles", [
-    (["index", "{missing}", "--run", "{run16}", "--out", "{tmp}/idx"], ["does not exist"]),
-    (["index", "{empty}", "--run", "{run16}", "--out", "{tmp}/idx"], ["no images found"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{photos}/class_00/img_000.png"], ["is a file"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--workers", "-1"], ["--workers"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--batch-size", "0"], ["--batch-size"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--code-bits", "0", "--codes", "itq"], ["--code-bits must be"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--code-bits", "24", "--codes", "itq"], ["from 16 to 16 (the embedding dimension 16)"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--code-bits", "16"], ["use it with --codes itq"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--float-index", "Flat,Nonsense"], ["not a FAISS float factory string"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--binary-index", "BIVF1024"], ["needs at least 1024 vectors"]),
-    (["index", "{photos}", "--run", "{run16}", "--out", "{tmp}/idx", "--float-index", "PQ4np"], ["needs at least 256 vectors", "PQ8x4np"]),
-    (["index", "{photos}", "--run", "{tmp}", "--out", "{tmp}/idx"], ["no checkpoint in"]),
+    (["index", "{missing}", "--run-dir", "{run16}", "--out", "{tmp}/idx"], ["does not exist"]),
+    (["index", "{empty}", "--run-dir", "{run16}", "--out", "{tmp}/idx"], ["no images found"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{photos}/class_00/img_000.png"], ["is a file"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--workers", "-1"], ["--workers"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--batch-size", "0"], ["--batch-size"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--code-bits", "0", "--codes", "itq"], ["--code-bits must be"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--code-bits", "24", "--codes", "itq"],
+     ["from 16 to 16 (the embedding dimension 16)"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--code-bits", "16"], ["use it with --codes itq"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--float-index", "Flat,Nonsense"], ["not a FAISS float factory string"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--binary-index", "BIVF1024"], ["needs at least 1024 vectors"]),
+    (["index", "{photos}", "--run-dir", "{run16}", "--out", "{tmp}/idx", "--float-index", "PQ4np"], ["needs at least 256 vectors", "PQ8x4np"]),
+    (["index", "{photos}", "--run-dir", "{tmp}", "--out", "{tmp}/idx"], ["no checkpoint in"]),
     (["train", "--bits", "63"], ["multiple of 8"]),
     (["train", "--bits", "512"], ["from 16 to 256"]),
     (["train", "--data", "{missing}"], ["image folder not found"]),
@@ -227,41 +228,41 @@ def test_an_out_folder_holding_the_users_files_is_refused_and_left_alone(runs, p
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     (tmp_path / "mine" / "vectors.faiss").write_bytes(b"my own index")
     before = fingerprint_tree(tmp_path / "mine")
-    hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "mine", "--workers", 0).failed_with("is not a hashpa index")
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "mine", "--workers", 0).failed_with("is not a hashpa index")
     assert fingerprint_tree(tmp_path / "mine") == before
 
 
 def test_an_update_never_deletes_a_faiss_file_it_did_not_write(runs, photos, tmp_path):
-    hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--binary-index", "BHNSW32").succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0, "--binary-index", "BHNSW32").succeeded()
     (tmp_path / "idx" / "mine.faiss").write_bytes(b"the user's")
-    hashpa("index", photos, "--model", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()  # --run's other name
+    hashpa("index", photos, "--model", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()  # --run-dir's other name
     assert (tmp_path / "idx" / "mine.faiss").read_bytes() == b"the user's"
     assert not list((tmp_path / "idx").rglob("binary-BHNSW32.faiss"))  # hashpa's own index of the earlier build is gone
 
 
 def test_a_typo_in_an_update_leaves_the_index_searchable(runs, photos, tmp_path):
     idx = tmp_path / "idx"
-    hashpa("index", photos, "--run", runs / "run16", "--out", idx, "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", idx, "--workers", 0).succeeded()
     before = fingerprint_tree(idx)
     make_image_folder(photos, classes=3, per_class=8, size=40, seed=4)  # new and changed images
-    hashpa("index", photos, "--run", runs / "run16", "--out", idx, "--workers", 0, "--float-index", "HSNW32").failed_with("HSNW32")
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", idx, "--workers", 0, "--float-index", "HSNW32").failed_with("HSNW32")
     assert fingerprint_tree(idx) == before
     hashpa("search", idx, photos / "class_00" / "img_000.png", "-k", 2).succeeded()
 
 
 def test_another_models_index_is_replaced_only_when_asked(runs, photos, tmp_path):
     idx = tmp_path / "idx"
-    hashpa("index", photos, "--run", runs / "run16", "--out", idx, "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", idx, "--workers", 0).succeeded()
     before = fingerprint_tree(idx)
-    hashpa("index", photos, "--run", runs / "run32", "--out", idx, "--workers", 0).failed_with("built by another model", "--replace")
+    hashpa("index", photos, "--run-dir", runs / "run32", "--out", idx, "--workers", 0).failed_with("built by another model", "--replace")
     assert fingerprint_tree(idx) == before
-    summary = json.loads(hashpa("index", photos, "--run", runs / "run32", "--out", idx, "--workers", 0, "--replace", "--json").succeeded().stdout)
+    summary = json.loads(hashpa("index", photos, "--run-dir", runs / "run32", "--out", idx, "--workers", 0, "--replace", "--json").succeeded().stdout)
     assert summary["embedded"] == 18 and read_store(index_file(idx, "store.h5")).bits == 32
 
 
 def test_a_second_writer_of_one_index_stops_with_a_message(runs, photos, tmp_path):
     with folder_lock(tmp_path / "idx", "hashpa index"):
-        hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).failed_with("is being written by hashpa index")
+        hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).failed_with("is being written by hashpa index")
     with folder_lock(runs / "run16", "hashpa train"):
         hashpa("train", "--resume", runs / "run16").failed_with("is being written by hashpa train")
 
@@ -270,7 +271,7 @@ def test_a_second_writer_of_one_index_stops_with_a_message(runs, photos, tmp_pat
 
 @pytest.fixture
 def built(runs, photos, tmp_path) -> Path:
-    hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
     return tmp_path / "idx"
 
 
@@ -293,7 +294,7 @@ def test_damaged_index_files_are_errors_that_the_same_index_command_repairs(runs
     else:
         (index_file(built, "store.h5")).write_bytes(b"not hdf5 at all" * 100)
     hashpa("search", built, query, "-k", 3).failed_with("run the hashpa index command that built")
-    hashpa("index", photos, "--run", runs / "run16", "--out", built, "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", built, "--workers", 0).succeeded()
     assert json.loads(hashpa("search", built, query, "-k", 3, "--json").succeeded().stdout) == expected
 
 
@@ -344,7 +345,7 @@ def test_compare_on_an_unlabelled_index_and_on_a_tiny_one(runs, tmp_path):
     flat.mkdir()
     for i, path in enumerate(sorted(make_image_folder(tmp_path / "src", classes=2, per_class=3).rglob("*.png"))):
         path.rename(flat / f"{i}.png")  # no class folders: no labels
-    hashpa("index", flat, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
+    hashpa("index", flat, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
     report = json.loads(hashpa("compare", tmp_path / "idx", "--latency-queries", 1, "--repeats", 1, "--json").succeeded().stdout)
     assert report["labelled_queries"] == 0 and report["speed_k"] == 6 and "recall@1" not in report["methods"][0]
 
@@ -378,7 +379,7 @@ def test_an_unreadable_checkpoint_is_a_clear_error_that_never_advises_unsafe_loa
     run.mkdir()
     (run / "config.json").write_text((runs / "run16" / "config.json").read_text())
     (run / "last.pt").write_bytes(content)
-    out = hashpa("index", photos, "--run", run, "--out", tmp_path / "idx", "--workers", 0).failed_with("cannot read checkpoint")
+    out = hashpa("index", photos, "--run-dir", run, "--out", tmp_path / "idx", "--workers", 0).failed_with("cannot read checkpoint")
     assert "weights_only=False" not in out.output and "Errno" not in out.output
 
 
@@ -405,11 +406,11 @@ def test_a_stale_or_missing_best_pt_is_never_used_and_resume_repairs_it(runs, ph
     torch.save(last, run / "last.pt")  # last.pt records that its own model is the best ...
     older = torch.load(run / "best.pt", weights_only=True) | {"epoch": last["epoch"] - 1, "codes_fitted_at": None}
     torch.save(older, run / "best.pt")  # ... but the kill came while best.pt was written: it still holds an older epoch
-    out = hashpa("index", photos, "--run", run, "--out", tmp_path / "idx", "--workers", 0).succeeded()
+    out = hashpa("index", photos, "--run-dir", run, "--out", tmp_path / "idx", "--workers", 0).succeeded()
     assert "best.pt is stale" in out.output and json.loads((tmp_path / "idx" / "index.json").read_text())["checkpoint"] == "last"
     moved = run / "elsewhere.pt"
     (run / "best.pt").rename(moved)
-    out = hashpa("index", photos, "--run", run, "--out", tmp_path / "idx2", "--workers", 0).succeeded()
+    out = hashpa("index", photos, "--run-dir", run, "--out", tmp_path / "idx2", "--workers", 0).succeeded()
     assert "best.pt is missing" in out.output
     moved.rename(run / "best.pt")
     hashpa("train", "--resume", run).succeeded()

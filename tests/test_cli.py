@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
     folder = make_image_folder(base / "images", classes=4, per_class=12)
     trained = run("train", "--data", folder, "--out", base / "run", *TINY)
     assert trained.exit_code == 0, trained.output
-    indexed = run("index", folder, "--run", base / "run", "--out", base / "idx", "--workers", "0", "--binary-index", "BFlat", "--binary-index", "BHNSW32")
+    indexed = run("index", folder, "--run-dir", base / "run", "--out", base / "idx", "--workers", "0", "--binary-index", "BFlat", "--binary-index", "BHNSW32")
     assert indexed.exit_code == 0, indexed.output
     return base, folder, trained.output, indexed.output
 
@@ -120,7 +120,7 @@ def test_info_and_export_codes(workspace):
 
 def test_json_output_of_index_info_compare_and_eval(workspace, tmp_path):
     base, folder, _, _ = workspace
-    indexed = run("index", folder, "--run", base / "run", "--out", tmp_path / "idx", "--workers", "0", "--json")
+    indexed = run("index", folder, "--run-dir", base / "run", "--out", tmp_path / "idx", "--workers", "0", "--json")
     assert indexed.exit_code == 0, indexed.output
     summary = json.loads(indexed.stdout)
     assert (summary["rows"], summary["embedded"], list(summary["indexes"])) == (48, 48, ["float:Flat", "binary:BFlat"])
@@ -159,7 +159,7 @@ bits = 32
 
 def test_an_index_with_codes_fitted_to_the_folder_searches_and_compares(workspace, tmp_path):
     base, folder, _, _ = workspace
-    indexed = run("index", folder, "--run", base / "run", "--out", tmp_path / "idx", "--workers", "0", "--codes", "itq")
+    indexed = run("index", folder, "--run-dir", base / "run", "--out", tmp_path / "idx", "--workers", "0", "--codes", "itq")
     assert indexed.exit_code == 0, indexed.output
     query = folder / "class_03" / "img_007.png"
     hits = json.loads(run("search", tmp_path / "idx", query, "-k", 2, "--mode", "binary", "--json").stdout)[0]["hits"]
@@ -182,7 +182,7 @@ def test_queries_embedded_by_another_model_are_refused(workspace, tmp_path):
     base, folder, _, _ = workspace
     other = run("train", "--data", folder, "--out", tmp_path / "other", *TINY[:-6], "--epochs", "1", "--seed", "7", "--workers", "0")
     assert other.exit_code == 0, other.output
-    result = run("search", base / "idx", folder / "class_00" / "img_000.png", "--run", tmp_path / "other")
+    result = run("search", base / "idx", folder / "class_00" / "img_000.png", "--run-dir", tmp_path / "other")
     assert result.exit_code == 2
     assert "was built with model" in result.output and "Traceback" not in result.output
 
@@ -209,7 +209,7 @@ def test_grids_find_the_images_after_the_folder_and_index_move_together(workspac
     base, folder, _, _ = workspace
     project = tmp_path / "project"
     shutil.copytree(folder, project / "photos")
-    assert run("index", project / "photos", "--run", base / "run", "--out", project / "idx", "--workers", "0").exit_code == 0
+    assert run("index", project / "photos", "--run-dir", base / "run", "--out", project / "idx", "--workers", "0").exit_code == 0
     moved = tmp_path / "elsewhere"
     shutil.move(str(project), str(moved))
     query = moved / "photos" / "class_01" / "img_002.png"

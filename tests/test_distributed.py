@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.distributed.run import get_args_parser
 
+from hashpa.cli.main import cli
 from hashpa.indexdir import read_store
 from tests.conftest import index_file, make_image_folder
 
@@ -36,6 +38,19 @@ def torchrun(*args, processes: int = 2) -> subprocess.CompletedProcess:
 
 def hashpa(*args, processes: int = 2) -> subprocess.CompletedProcess:
     return torchrun("-m", "hashpa.cli", *args, processes=processes)
+
+
+def test_every_option_of_every_command_reaches_hashpa_through_torchrun():
+    """torchrun's own parser takes an unambiguous prefix of its options anywhere on the line (--run of --run-path)."""
+    launcher = get_args_parser()
+    for name, command in cli.commands.items():
+        for option in (o for param in command.params for o in getattr(param, "opts", []) if o.startswith("--")):
+            line = ["--nproc-per-node", "2", "--no-python", "hashpa", name, option, "VALUE"]
+            try:
+                parsed = launcher.parse_args(line)
+            except SystemExit:
+                pytest.fail(f"torchrun refuses hashpa {name} {option}: it takes it for one of its own options")
+            assert parsed.training_script_args == [name, option, "VALUE"], (name, option)
 
 
 @pytest.mark.parametrize("chunk", [0, 3], ids=["ddp", "chunks"])
@@ -89,7 +104,7 @@ def test_two_ranks_resume_a_run(trained, tmp_path):
 def test_two_ranks_index_bit_for_bit_as_one_process_and_update_it(trained, tmp_path):
     base, _ = trained
     catalogue = make_image_folder(tmp_path / "catalogue", classes=3, per_class=9, seed=4)
-    common = ["--run", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu", "--binary-index", "BFlat", "--binary-index", "BHNSW16"]
+    common = ["--run-dir", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu", "--binary-index", "BFlat", "--binary-index", "BHNSW16"]
     subprocess.run([sys.executable, "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "one"), *map(str, common)], cwd=ROOT, check=True,
                    capture_output=True)
     hashpa("index", catalogue, "--out", tmp_path / "two", *common)
@@ -111,7 +126,7 @@ def test_a_killed_rank_leaves_finished_batches_that_a_rerun_reuses(trained, tmp_
 
     base, _ = trained
     catalogue = make_image_folder(tmp_path / "catalogue", classes=4, per_class=40, seed=6)
-    common = ["--run", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu"]
+    common = ["--run-dir", base / "run", "--workers", "0", "--batch-size", "4", "--device", "cpu"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master-addr", "127.0.0.1", "--master-port",
                str(free_port()), "-m", "hashpa.cli", "index", str(catalogue), "--out", str(tmp_path / "killed"), *map(str, common)]
     job = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

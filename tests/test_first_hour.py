@@ -44,7 +44,7 @@ def test_nested_folders_from_training_to_index_compare_and_search(nested, tmp_pa
     assert trained.exit_code == 0, trained.output
     first_epoch = trained.output.index("epoch 1/1")
     assert "training images of 6 classes" in trained.output[:first_epoch] and "test images of 6 classes" in trained.output[:first_epoch]
-    assert run("index", nested, "--run", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0).exit_code == 0
+    assert run("index", nested, "--run-dir", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0).exit_code == 0
     store = read_store(index_file(tmp_path / "idx", "store.h5"))
     assert store.class_names == ["birds/finches", "birds/gulls", "birds/owls", "toys/cars", "toys/dolls", "toys/owls"]
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["class_depth"] == 0
@@ -52,23 +52,23 @@ def test_nested_folders_from_training_to_index_compare_and_search(nested, tmp_pa
     assert result["label"] == "toys/owls" and result["hits"][0]["label"] == "toys/owls"
     report = json.loads(run("compare", tmp_path / "idx", "--queries", nested, "--latency-queries", 1, "--repeats", 1, "--json").stdout)
     assert report["labelled_queries"] == 48
-    by_top = run("index", nested, "--run", tmp_path / "run", "--out", tmp_path / "idx1", "--workers", 0, "--class-depth", 1)
+    by_top = run("index", nested, "--run-dir", tmp_path / "run", "--out", tmp_path / "idx1", "--workers", 0, "--class-depth", 1)
     assert by_top.exit_code == 0 and read_store(index_file(tmp_path / "idx1", "store.h5")).class_names == ["birds", "toys"]
 
 
 def test_index_the_runs_own_test_split(tmp_path):
     folder = make_image_folder(tmp_path / "images", classes=6, per_class=8)
     assert run("train", "--data", folder, "--split", "half", "--out", tmp_path / "run", *TINY).exit_code == 0
-    indexed = run("index", "--split", "test", "--run", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0, "--json")
+    indexed = run("index", "--split", "test", "--run-dir", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0, "--json")
     assert indexed.exit_code == 0, indexed.output
     store = read_store(index_file(tmp_path / "idx", "store.h5"))
     assert store.class_names == ["class_03", "class_04", "class_05"] and len(store) == 24  # the unseen half only
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["folder"] == str(folder.resolve())
-    again = json.loads(run("index", "--split", "test", "--run", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0, "--json").stdout)
+    again = json.loads(run("index", "--split", "test", "--run-dir", tmp_path / "run", "--out", tmp_path / "idx", "--workers", 0, "--json").stdout)
     assert again["embedded"] == 0 and again["reused"] == 24
-    both = CliRunner().invoke(cli, ["index", str(folder), "--split", "test", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
+    both = CliRunner().invoke(cli, ["index", str(folder), "--split", "test", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "without an image folder" in both.output
-    neither = CliRunner().invoke(cli, ["index", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
+    neither = CliRunner().invoke(cli, ["index", "--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
     assert neither.exit_code == 2 and "give an image folder" in neither.output
 
 

@@ -47,7 +47,7 @@ def test_every_flag_the_readme_shows_exists(command):
 
 
 def test_the_readme_shows_flags_at_all():
-    assert {"--bits", "--out", "--resume"} <= flags_shown("train") and {"--run", "--codes"} <= flags_shown("index")
+    assert {"--bits", "--out", "--resume"} <= flags_shown("train") and {"--run-dir", "--codes"} <= flags_shown("index")
 
 
 def test_every_flag_the_prose_names_is_an_option_of_some_command():

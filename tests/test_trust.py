@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def indexed(runs, photos, tmp_path):  # noqa: F811
-    hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
     return tmp_path / "idx"
 
 
@@ -95,7 +95,7 @@ def test_index_out_never_writes_into_a_run_directory(runs, photos, tmp_path):  #
     copy = tmp_path / "run"
     shutil.copytree(runs / "run16", copy)
     before = fingerprint_tree(copy)
-    hashpa("index", photos, "--run", copy, "--out", copy, "--workers", 0).failed_with("is a hashpa run directory, not a hashpa index directory")
+    hashpa("index", photos, "--run-dir", copy, "--out", copy, "--workers", 0).failed_with("is a hashpa run directory, not a hashpa index directory")
     assert fingerprint_tree(copy) == before
 
 
@@ -114,10 +114,10 @@ def test_compare_and_eval_refuse_the_users_report_files_before_measuring(runs, i
 
 def test_an_index_inside_its_image_folder_never_indexes_its_own_outputs(runs, photos, tmp_path):  # noqa: F811
     out = photos / "index"
-    first = json.loads(hashpa("index", photos, "--run", runs / "run16", "--out", out, "--workers", 0, "--json").succeeded().stdout)
+    first = json.loads(hashpa("index", photos, "--run-dir", runs / "run16", "--out", out, "--workers", 0, "--json").succeeded().stdout)
     hashpa("compare", out, "--repeats", 1, "--latency-queries", 0).succeeded()  # compare.png inside the image folder
     hashpa("search", out, query(photos), "--grid", photos / "class_00" / "grid.png").succeeded()  # a grid among the photos
-    again = json.loads(hashpa("index", photos, "--run", runs / "run16", "--out", out, "--workers", 0, "--json").succeeded().stdout)
+    again = json.loads(hashpa("index", photos, "--run-dir", runs / "run16", "--out", out, "--workers", 0, "--json").succeeded().stdout)
     assert first["rows"] == again["rows"] == 18 and again["embedded"] == 0
     assert read_store(index_file(out, "store.h5")).class_names == ["class_00", "class_01", "class_02"]
     from hashpa.data.folder import list_images
@@ -153,7 +153,7 @@ def test_a_run_trained_on_a_relative_folder_reads_that_folder_from_anywhere(tmp_
     evaluated = _train_here(elsewhere, "eval", work / "run", "--json", "--workers", 0)
     assert evaluated.returncode == 0, evaluated.stderr
     assert str((work / "photos").resolve()) in json.loads(evaluated.stdout)["split"]
-    indexed = _train_here(elsewhere, "index", "--split", "test", "--run", work / "run", "--out", "idx", "--workers", 0, "--json")
+    indexed = _train_here(elsewhere, "index", "--split", "test", "--run-dir", work / "run", "--out", "idx", "--workers", 0, "--json")
     assert indexed.returncode == 0, indexed.stderr
     assert set(read_store(index_file(elsewhere / "idx", "store.h5")).class_names) <= {"class_00", "class_01", "class_02"}
     resumed = _train_here(elsewhere, "train", "--resume", work / "run", "--epochs", "3")
@@ -170,7 +170,7 @@ def test_a_run_moved_with_its_data_still_works_and_a_missing_folder_is_a_clear_e
     hashpa("eval", moved / "run", "--workers", 0).succeeded()
     shutil.rmtree(moved / "photos")
     hashpa("eval", moved / "run", "--workers", 0).failed_with("the data folder of the run", "is no longer at", "move it back")
-    hashpa("index", "--split", "test", "--run", moved / "run", "--out", tmp_path / "idx").failed_with("is no longer at")
+    hashpa("index", "--split", "test", "--run-dir", moved / "run", "--out", tmp_path / "idx").failed_with("is no longer at")
 
 
 def test_a_config_with_a_relative_data_folder_from_before_is_a_clear_error(runs, tmp_path):  # noqa: F811
@@ -187,7 +187,7 @@ def test_an_index_moved_with_its_run_finds_the_model(runs, photos, tmp_path):  #
     project = tmp_path / "project"
     project.mkdir()
     shutil.copytree(runs / "run16", project / "run")
-    hashpa("index", photos, "--run", project / "run", "--out", project / "idx", "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", project / "run", "--out", project / "idx", "--workers", 0).succeeded()
     shutil.move(str(project), tmp_path / "moved")
     hashpa("search", tmp_path / "moved" / "idx", query(photos), "-k", 2).succeeded()
 
@@ -213,7 +213,7 @@ def test_an_index_update_that_cannot_write_leaves_the_index_as_it_was(runs, phot
     before = fingerprint_tree(indexed)
     make_image_folder(photos, classes=4, per_class=6, size=40)
     _fail_writes(monkeypatch, after)
-    hashpa("index", photos, "--run", runs / "run16", "--out", indexed, "--workers", 0).failed_with("No space left on device", "run the same command again")
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", indexed, "--workers", 0).failed_with("No space left on device", "run the same command again")
     monkeypatch.undo()
     assert {k: v for k, v in fingerprint_tree(indexed).items() if k in before} == before  # nothing replaced
     assert not [p for p in indexed.rglob("*") if fileio.TEMPORARY_MARK in p.name]
@@ -243,7 +243,7 @@ def full_disk(tmp_path):
 
 def test_a_real_full_disk_is_one_clear_message(runs, photos, full_disk):  # noqa: F811
     big = make_image_folder(full_disk.parent / "big", classes=4, per_class=300, size=24)
-    index = subprocess.run([sys.executable, "-m", "hashpa.cli", "index", str(big), "--run", str(runs / "run16"), "--out", str(full_disk / "idx"),
+    index = subprocess.run([sys.executable, "-m", "hashpa.cli", "index", str(big), "--run-dir", str(runs / "run16"), "--out", str(full_disk / "idx"),
                             "--workers", "0", "--float-index", "Flat", "--float-index", "HNSW32"], capture_output=True, text=True, cwd=ROOT)
     train = subprocess.run([sys.executable, "-m", "hashpa.cli", "train", "--data", str(photos), "--out", str(full_disk / "run"), *TINY],
                            capture_output=True, text=True, cwd=ROOT)
@@ -268,7 +268,7 @@ def test_written_files_get_the_umasks_permissions(tmp_path, umask, mode):
 @pytest.mark.parametrize("name", ["new\nline.png", "esc\x1b[31mred.png", "tab\there.png", "back\\slash.png"])
 def test_file_names_cannot_forge_lines_of_output(runs, photos, tmp_path, name):  # noqa: F811
     shutil.copy(query(photos), photos / "class_00" / name)
-    hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
     out = hashpa("search", tmp_path / "idx", photos / "class_00", "-k", 19).succeeded().stdout
     assert "\x1b" not in out and all(line.startswith(("query ", "  ")) for line in out.splitlines())
     hashpa("export-codes", tmp_path / "idx", tmp_path / "codes.txt").succeeded()
@@ -298,7 +298,7 @@ def test_a_diverging_run_says_the_loss_diverged_and_what_to_change(photos, tmp_p
 def test_compare_leaves_out_queries_whose_class_has_no_other_image_and_says_how_many(runs, photos, tmp_path):  # noqa: F811
     (photos / "lonely").mkdir()
     Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(photos / "lonely" / "only.png")
-    hashpa("index", photos, "--run", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
+    hashpa("index", photos, "--run-dir", runs / "run16", "--out", tmp_path / "idx", "--workers", 0).succeeded()
     report = json.loads(hashpa("compare", tmp_path / "idx", "--json", "--repeats", 1, "--latency-queries", 0).succeeded().stdout)
     assert report["labelled_queries"] == 19 and report["judged_queries"] == 18
     assert "1 labelled queries have no other image of their class" in (tmp_path / "idx" / "compare.md").read_text()

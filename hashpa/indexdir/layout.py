@@ -79,7 +79,7 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
     """The index.json of `index_dir`, or a HashpaError saying what is wrong with it."""
     path = Path(index_dir) / INDEX_JSON
     if not path.is_file():
-        raise HashpaError(f"{index_dir} is not a hashpa index (no {INDEX_JSON}); build it with hashpa index FOLDER --run RUN --out {index_dir}")
+        raise HashpaError(f"{index_dir} is not a hashpa index (no {INDEX_JSON}); build it with hashpa index FOLDER --run-dir RUN --out {index_dir}")
     damaged = f"{path} is damaged"
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
@@ -115,7 +115,7 @@ def model_source(index_dir: str | Path, meta: IndexMeta) -> Path:
     """Where the model that built the index is now: beside the index as it was, or at its recorded path."""
     source = found(index_dir, meta.model_from_index, meta.model)
     if source is None:
-        raise HashpaError(f"the model that built {index_dir} is no longer at {meta.model}: move it back, or give the run directory with --run")
+        raise HashpaError(f"the model that built {index_dir} is no longer at {meta.model}: move it back, or give the run directory with --run-dir")
     return source
 
 

@@ -26,7 +26,7 @@ def files_to_index(folder: str | Path | None, run: str | Path, split: str | None
     if folder is not None:
         raise HashpaError("--split indexes the run's own data: give it without an image folder")
     if not Path(run).is_dir():
-        raise HashpaError(f"--split needs --run to be a run directory (it reads the run's data settings), got {run}")
+        raise HashpaError(f"--split needs --run-dir to be a run directory (it reads the run's data settings), got {run}")
     chosen = run_split(run_config(run))
     samples = {"train": chosen.train, "test": chosen.test, "gallery": chosen.gallery}[split]
     if samples is None:

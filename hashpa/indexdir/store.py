@@ -190,7 +190,7 @@ def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
 def _opened_store(path: Path) -> Iterator[h5py.File]:
     """The store file open for reading; h5py's errors for damaged or foreign files raised as HashpaError."""
     if not path.is_file():
-        raise HashpaError(f"no index store at {path}: build one with hashpa index FOLDER --run RUN --out {path.parent}")
+        raise HashpaError(f"no index store at {path}: build one with hashpa index FOLDER --run-dir RUN --out {path.parent}")
     try:
         with h5py.File(path, "r") as h5:
             yield h5

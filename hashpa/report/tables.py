@@ -107,7 +107,7 @@ def train_summary(result) -> str:
     if result.skipped_images:
         lines.append(f"{result.skipped_images} image files could not be read and were left out (see the warnings above).")
     lines.append(f"Files: config.json, history.jsonl, best.pt, last.pt in {result.run_dir}")
-    lines.append(f"Next: hashpa index IMAGE_FOLDER --run {result.run_dir} --out INDEX_DIR")
+    lines.append(f"Next: hashpa index IMAGE_FOLDER --run-dir {result.run_dir} --out INDEX_DIR")
     return "\n".join(lines)
 
 

@@ -73,7 +73,7 @@ def test_train_and_eval_on_multi_label_data(labelled, tmp_path):
     report = json.loads(hashpa("eval", tmp_path / "run", "--json", "--workers", "0").succeeded().stdout)
     assert 0 < report["rows"][0]["recall@1"] <= 1 and 0 < report["hashing"]["codes"]["map@all"] <= 1
     hashpa("train", *common, "--out", tmp_path / "ms", "--code-loss", "ms").failed_with("is multi-label", "--code-loss ms")
-    hashpa("index", "--split", "train", "--run", tmp_path / "run", "--out", tmp_path / "idx", "--workers", "0").succeeded()
+    hashpa("index", "--split", "train", "--run-dir", tmp_path / "run", "--out", tmp_path / "idx", "--workers", "0").succeeded()
     compared = json.loads(hashpa("compare", tmp_path / "idx", "--json", "--repeats", "1", "--latency-queries", "0").succeeded().stdout)
     from hashpa.indexdir import read_store
     from tests.conftest import index_file

@@ -85,7 +85,7 @@ def test_bench_index_and_metrics_tiny(tmp_path, trained_run):
     from eval import bench_index, bench_metrics
 
     data = make_image_folder(tmp_path / "data", classes=2, per_class=6)
-    bench_index.main(["--data", str(data), "--run", str(trained_run), "--workers", "0", "--batch-size", "4", "--decode", "pil", "device",
+    bench_index.main(["--data", str(data), "--run-dir", str(trained_run), "--workers", "0", "--batch-size", "4", "--decode", "pil", "device",
                       "--limit-batches", "2", "--out", str(tmp_path / "index")])
     report = json.loads((tmp_path / "index" / "index.json").read_text())
     assert [r["decode"] for r in report["rows"]] == ["pil", "device"] and [r["images"] for r in report["rows"]] == [12, 12]

@@ -16,7 +16,7 @@ from tests.test_bad_inputs import hashpa
 def indexed(trained_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("hashing-reports")
     folder = make_image_folder(base / "photos", classes=3, per_class=8, size=32)
-    hashpa("index", folder, "--run", trained_run, "--out", base / "idx", "--workers", 0).succeeded()
+    hashpa("index", folder, "--run-dir", trained_run, "--out", base / "idx", "--workers", 0).succeeded()
     return base
 
 
