@@ -64,10 +64,35 @@ def train_run(args: argparse.Namespace, name: str, overrides: dict, split: str =
 
 def trained(run_dir: Path, settings: dict):
     """The hashpa.TrainResult of the run in `run_dir`: continued from its last checkpoint (read back
-    when finished), or trained with `settings` when it has none."""
+    when finished), or trained with `settings` when it has none. A run trained with other settings
+    is an error, never reported as the one asked for."""
     if RunDir(run_dir).has_checkpoint():
+        changed = setting_differences(run_dir, settings)
+        if changed:
+            raise SystemExit(f"the run {run_dir} was trained with other settings ({'; '.join(changed)}): "
+                             "give another --out, or remove that run to train it again")
         return hashpa.resume(run_dir)
     return hashpa.train(hashpa.resolve_config(settings))
+
+
+# Where and how fast a run trains, and how often it is evaluated on the way: not what it learns.
+NOT_COMPARED = {"out", "device", "workers", "eval_every"}
+
+
+def setting_differences(run_dir: Path, settings: dict) -> list[str]:
+    """Each setting of `settings` that the run in `run_dir` was trained without, as
+    "name: the run's value, the asked value"."""
+    kept, asked = (flat_settings(config) for config in (RunDir(run_dir).read_config(find_data=False), hashpa.resolve_config(settings)))
+    return [f"{name}: {kept.get(name)!r} in the run, {value!r} asked" for name, value in asked.items()
+            if name not in NOT_COMPARED and kept.get(name) != value]
+
+
+def flat_settings(config) -> dict:
+    """A TrainConfig as one flat dict (model settings as model.NAME), its data folders as absolute paths."""
+    values = config.to_dict()
+    model = values.pop("model")
+    values.update({name: str(Path(folder).resolve()) for name, folder in config.data_folders().items()})
+    return {**values, **{f"model.{name}": value for name, value in model.items()}}
 
 
 def training_seconds(result) -> float:

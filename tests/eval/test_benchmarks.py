@@ -153,3 +153,5 @@ def test_the_paper_frontier_scripts_tiny_share_their_runs(tmp_path):
     large = json.loads((tmp_path / "out" / "large-batches.json").read_text())
     assert [(r["batch"], r["chunk"]) for r in large["costs"]] == [(8, 0), (8, 4), (16, 0), (16, 4)] and all(r["peak_mb"] >= 0 for r in large["costs"])
     assert [(r["batch"], r["chunk"]) for r in large["quality"]] == [(16, 0), (32, 16)]
+    with pytest.raises(SystemExit, match=r"trained with other settings \(seed: 0 in the run, 1 asked\)"):
+        proxies_per_class.main([*tiny, "--k", "1", "--splits", "half", "--bits", "16", "--seed", "1"])
