@@ -9,7 +9,7 @@ DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
 
 
-.PHONY: install demo test lint docs bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
+.PHONY: install demo test lint docs bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -107,6 +107,11 @@ bench-proxies: install
 
 bench-sensitivity: install
 	$(PY) -m eval.sensitivity --data $(FLOWERS) --plot docs/sensitivity.png --benchmarks $(PAGES)/proxy-anchor.md --out $(FRONTIER)
+
+# alpha 16 against the default 32 (delta 0.1) again with seeds 1 and 2: is the grid's gap on the codes more than seed noise?
+bench-sensitivity-seeds: install
+	for seed in 1 2; do $(PY) -m eval.sensitivity --data $(FLOWERS) --alpha 16 32 --delta 0.1 --seed $$seed \
+		--benchmarks $(PAGES)/proxy-anchor.md --tag cpu-seed$$seed --out bench-results/sensitivity-seed$$seed || exit 1; done
 
 bench-paper-frontier: bench-large-batches bench-proxies bench-sensitivity
 

@@ -69,7 +69,7 @@ def grid(report: dict, key: str) -> tuple[list, list, np.ndarray]:
 
 def markdown(report: dict, args) -> str:
     lines = [f"Flowers-102 unseen classes, {args.backbone} ({args.weights} weights), {args.image_size} px, batch {args.batch_size}, "
-             f"{report['epochs']} epochs, then the code stage; Recall@1 at the end of each run; alpha and delta of Proxy Anchor on the "
+             f"{report['epochs']} epochs, then the code stage, seed {args.seed}; Recall@1 at the end of each run; alpha and delta of Proxy Anchor on the "
              f"float embedding{' and on the relaxed codes' if args.codes_too else ''}. Training time of all runs "
              f"{report['training_seconds'] / 60:.0f} min." + ("" if report["finished"] else " (Unfinished: the cells so far.)")]
     for key, what in (("float_recall@1", "float embedding"), ("codes_recall@1", f"{report['bits']}-bit codes")):
