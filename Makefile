@@ -113,7 +113,7 @@ bench-sensitivity-seeds: install
 	for seed in 1 2; do $(PY) -m eval.sensitivity --data $(FLOWERS) --alpha 16 32 --delta 0.1 --seed $$seed \
 		--benchmarks $(PAGES)/proxy-anchor.md --tag cpu-seed$$seed --out bench-results/sensitivity-seed$$seed || exit 1; done
 
-bench-paper-frontier: bench-large-batches bench-proxies bench-sensitivity
+bench-paper-frontier: bench-large-batches bench-proxies bench-sensitivity bench-sensitivity-seeds
 
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
 # The deep-hashing protocol on Flowers' seen classes: Proxy Anchor codes against CSQ, OrthoHash and PCA-ITQ at 16/32/64 bits.
