@@ -3,8 +3,11 @@
 from hashpa._lazy import lazy_exports
 
 _MODULES = {
-    ".registry": "CODE_LOSS_NAMES LOSS_NAMES build_loss",
+    ".registry": "CODE_LOSS_NAMES LOSS_NAMES METHOD_LOSS_NAMES build_loss",
     ".csq": "CSQLoss",
+    ".dpsh": "DPSHLoss",
+    ".greedyhash": "GreedyHashLoss",
+    ".hashnet": "HashNetLoss",
     ".orthohash": "OrthoHashLoss",
     ".centers": "hash_centers",
     ".base": "MetricLoss ProxyLoss",

@@ -9,6 +9,7 @@ from hashpa.errors import HashpaError
 from hashpa.settings import setting
 
 HASH_SOURCES = ("embedding", "features")
+HASH_NORMS = ("standardize", "batchnorm", "none")  # hashpa.models.heads.HashHead
 POOLINGS = ("avgmax", "avg")
 
 
@@ -24,6 +25,9 @@ class ModelConfig:
     hash_projection: bool = setting(True, "Give the hash head a projection of its own; without: the codes are the signs of the float "
                                           "embedding itself, each dimension centred (needs --dim equal to --bits, --hash-source embedding).",
                                     flag="--hash-projection/--no-hash-projection")
+    hash_norm: str = setting("standardize", "What follows the hash layer: standardize (BatchNorm without scale and shift: every bit centred, "
+                                            "at unit scale), batchnorm (with them, as OrthoHash), none (a plain linear layer, as CSQ, HashNet, "
+                                            "DPSH and GreedyHash).", HASH_NORMS)
     image_size: int = setting(0, "Input size in pixels (0: the backbone's own).")
     freeze_bn: bool = setting(False, "Keep the backbone's BatchNorm layers frozen (statistics and parameters).", flag="--freeze-bn/--train-bn")
 
@@ -40,6 +44,11 @@ class ModelConfig:
             if self.hash_source != "embedding":
                 raise HashpaError("--no-hash-projection makes the codes the signs of the embedding itself: it cannot read "
                                   f"--hash-source {self.hash_source}; leave --hash-source at embedding")
+        if self.hash_norm not in HASH_NORMS:
+            raise HashpaError(f"--hash-norm must be one of {', '.join(HASH_NORMS)}, got {self.hash_norm!r}")
+        if not self.hash_projection and self.hash_norm != "standardize":
+            raise HashpaError("--no-hash-projection makes the codes the signs of the embedding, centred by --hash-norm standardize: "
+                              f"leave --hash-norm at standardize (got {self.hash_norm})")
         if self.pooling not in POOLINGS:
             raise HashpaError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.image_size < 0:

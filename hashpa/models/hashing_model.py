@@ -34,7 +34,7 @@ class HashingModel(nn.Module):
         self.pool = GlobalPool(config.pooling)
         self.embedding = EmbeddingHead(backbone.num_features, config.dim)
         hash_in = config.dim if config.hash_source == "embedding" else backbone.num_features
-        self.hash_head = HashHead(hash_in, config.bits, project=config.hash_projection)
+        self.hash_head = HashHead(hash_in, config.bits, project=config.hash_projection, norm=config.hash_norm)
         if config.freeze_bn:
             for module in self._backbone_norms():
                 module.requires_grad_(False)

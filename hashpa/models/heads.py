@@ -7,7 +7,7 @@ from torch import nn
 
 from hashpa.distributed import global_sum, world_size
 from hashpa.errors import HashpaError
-from hashpa.models.config import POOLINGS
+from hashpa.models.config import HASH_NORMS, POOLINGS
 
 
 class GlobalPool(nn.Module):
@@ -43,19 +43,26 @@ class HashHead(nn.Module):
     saturated nor linear. In eval mode it uses running statistics, so codes do not depend on
     the batch. With ``project=False`` there is no projection: h is the input itself, normalised
     (``bits`` must equal ``in_features``: ModelConfig.check says so), so the codes are the signs of the centred input.
+
+    `norm` (``ModelConfig.hash_norm``): "standardize" is that normalisation; "batchnorm" adds
+    BatchNorm's learnt scale and shift (OrthoHash's hash layer); "none" leaves the plain linear layer
+    (the hash layer of CSQ, HashNet, DPSH and GreedyHash).
     """
 
-    def __init__(self, in_features: int, bits: int, project: bool = True):
+    def __init__(self, in_features: int, bits: int, project: bool = True, norm: str = "standardize"):
         super().__init__()
+        if norm not in HASH_NORMS:
+            raise HashpaError(f"unknown hash layer normalisation {norm!r}; choose one of {', '.join(HASH_NORMS)}")
         self.in_features, self.projects = in_features, project
         self.linear = nn.Linear(in_features, bits) if project else nn.Identity()
-        self.norm = nn.BatchNorm1d(bits, affine=False)
+        self.norm = nn.Identity() if norm == "none" else nn.BatchNorm1d(bits, affine=norm == "batchnorm")
         self.across_ranks = False  # set by the training step under torchrun: every rank's batch is one batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linear(x)
-        if self.training and self.across_ranks and world_size() > 1:
-            return _normalised_over_ranks(h, self.norm)
+        if self.training and self.across_ranks and world_size() > 1 and isinstance(self.norm, nn.BatchNorm1d):
+            normalised = _normalised_over_ranks(h, self.norm)
+            return normalised if self.norm.weight is None else normalised * self.norm.weight + self.norm.bias
         return self.norm(h)
 
 

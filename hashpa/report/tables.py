@@ -95,7 +95,8 @@ def train_summary(result) -> str:
     best = result.best
     record = next((r for r in result.history if r["epoch"] == best.get("epoch") and r.get("stage") == best.get("stage")), None)
     if record is None:
-        return "\n".join(lines + ["No evaluation ran yet."])
+        return "\n".join(lines + [f"No evaluation ran (--eval-every 0, or none was due yet): evaluate last.pt with "
+                                   f"hashpa eval {result.run_dir} --checkpoint last"])
     after = {"codes": " after the code stage", "start": " (the starting model, before any training)"}.get(best.get("stage"), "")
     lines.append(f"Best: epoch {best['epoch']}{after} (by {best['metric']}):")
     lines.append("  " + " " * 14 + "".join(f"{'Recall@' + str(k):>10}" for k in RECALL_KS) + f"{'MAP@R':>10}")

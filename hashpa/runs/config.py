@@ -12,6 +12,7 @@ from pathlib import Path
 from hashpa.data.retrieval_split import DATASET_KINDS, HASHING_DATASETS
 from hashpa.errors import HashpaError
 from hashpa.losses.registry import CODE_LOSS_NAMES, LOSS_NAMES
+from hashpa.methods import HASHPA, METHOD_NAMES, check_method_settings, method
 from hashpa.models.config import ModelConfig
 from hashpa.settings import check_types, setting
 
@@ -60,6 +61,10 @@ class TrainConfig:
     test_dir: str | None = setting(None, "Explicit test folder (with --train-dir).")
     test_fraction: float = setting(0.2, "With --split seen: the fraction of every class held out for testing.")
     class_depth: int = setting(0, "The class of an image: 0, the folder it is in (nested folders: 'group/class'); N, its first N folders.")
+    # the method: hashpa's design, or a deep-hashing method trained by its own loss alone (hashpa.methods)
+    method: str = setting(HASHPA, "hashpa: a Proxy Anchor float embedding with a hash head and its code stage; csq, orthohash, hashnet, dpsh, "
+                                  "greedyhash: that paper's loss alone trains a hash layer on the backbone, end to end (no float embedding is "
+                                  "trained: compare its codes).", METHOD_NAMES)
     # model
     model: ModelConfig = setting(ModelConfig(), "The model (its fields are options of their own).")
     # losses: the float embedding's metric loss, and Proxy Anchor on the relaxed codes tanh(h)
@@ -109,7 +114,8 @@ class TrainConfig:
     crop_scale_min: float = setting(0.08, "Smallest area fraction of the random resized crop.")
     hflip: bool = setting(True, "Random horizontal flips.")
     # run
-    eval_every: int = setting(1, "Evaluate every N epochs (and after the last).")
+    eval_every: int = setting(1, "Evaluate every N epochs (and after the last); 0: never (best.pt is then not written: evaluate "
+                                 "last.pt afterwards, e.g. hashpa eval --checkpoint last).")
     best_metric: str = setting("codes", "Which Recall@1 picks best.pt.", BEST_METRICS)
     seed: int = setting(0, "Random seed (data order, augmentation, initialisation).")
     device: str = setting("auto", "auto, cpu, cuda or cuda:N.")
@@ -157,7 +163,7 @@ class TrainConfig:
             (self.batch_size >= 2, f"--batch-size must be >= 2, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (0 < self.crop_scale_min <= 1, f"--crop-scale-min must be in (0, 1], got {self.crop_scale_min}"),
-            (self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}"),
+            (self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
             (self.code_epochs >= 0, f"--code-epochs must be >= 0, got {self.code_epochs}"),
             (self.code_views >= 0, f"--code-views must be >= 0, got {self.code_views}"),
@@ -175,6 +181,8 @@ class TrainConfig:
             if not ok:
                 raise HashpaError(message)
         check_types(type(self), self.to_dict(), "training settings")
+        if self.method != HASHPA:
+            check_method_settings(self.method, {**self.to_dict(), **self.to_dict()["model"]})
         return self
 
 
@@ -223,7 +231,8 @@ def resolve_config(overrides: dict | None = None, config_file: str | Path | None
     recipe = chosen_recipe(given.get("preset", "auto"), dataset, given)
     values = TrainConfig().to_dict()
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    for layer in (PRESETS[dataset], {"dataset": dataset}, RECIPES.get(recipe, {}), *layers, {"preset": recipe}):
+    defining = method(given.get("method", HASHPA)).settings
+    for layer in (PRESETS[dataset], {"dataset": dataset}, RECIPES.get(recipe, {}), defining, *layers, {"preset": recipe}):
         for key, value in layer.items():
             if key == "model" and isinstance(value, dict):
                 values["model"].update(_given(value))

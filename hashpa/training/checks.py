@@ -10,6 +10,7 @@ from hashpa.data.retrieval_split import RetrievalSplit
 from hashpa.distributed import world_size
 from hashpa.errors import HashpaError
 from hashpa.losses.registry import MULTI_LABEL_LOSSES
+from hashpa.methods import HASHPA, method
 from hashpa.models.hashing_model import HashingModel
 from hashpa.runs.config import TrainConfig
 
@@ -51,10 +52,14 @@ def check_itq_possible(config: TrainConfig, network: HashingModel) -> None:
 
 def check_multi_label(config: TrainConfig, split: RetrievalSplit, network: HashingModel) -> None:
     """Multi-label data trains with the losses that take multi-labels; its code stage is skipped."""
-    unable = [f"--{flag} {name}" for flag, name in (("loss", config.loss), ("code-loss", config.code_loss)) if name not in MULTI_LABEL_LOSSES]
+    if config.method == HASHPA:
+        losses = (("--loss", config.loss, config.loss), ("--code-loss", config.code_loss, config.code_loss))
+    else:
+        losses = (("--method", config.method, method(config.method).loss),)
+    unable = [f"{flag} {name}" for flag, name, loss in losses if loss not in MULTI_LABEL_LOSSES]
     if unable:
         raise HashpaError(f"{split.description} is multi-label: {' and '.join(unable)} take one class per image; "
-                          f"use {', '.join(MULTI_LABEL_LOSSES)}")
+                          f"use the losses {', '.join(MULTI_LABEL_LOSSES)}")
     if config.code_epochs and network.hash_head.projects:
         log.info("multi-label data: the code stage (which holds out classes and starts proxies at class means) is skipped; "
                  "the codes are the jointly trained head's")

@@ -10,9 +10,19 @@ from hashpa.losses.decorrelation import DecorrelationLoss
 from hashpa.losses.distillation import SimilarityDistillationLoss
 from hashpa.losses.quantization import QuantizationLoss
 from hashpa.losses.registry import build_loss
+from hashpa.methods import HASHPA
 from hashpa.models.hashing_model import ModelOutput
 from hashpa.runs.config import TrainConfig
 from hashpa.training.relaxation import relaxed_codes
+
+
+def build_objective(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The objective of `config.method`: hashpa's (``HashingObjective``) or a deep-hashing method's own loss alone."""
+    if config.method == HASHPA:
+        return HashingObjective(config, num_classes)
+    from hashpa.training.method_objective import MethodObjective
+
+    return MethodObjective(config, num_classes)
 
 
 class HashingObjective(nn.Module):
@@ -30,6 +40,7 @@ class HashingObjective(nn.Module):
         self.distillation = SimilarityDistillationLoss(config.distill_temperature)
         self.decorrelation = DecorrelationLoss()
         self.binary_fraction = 1.0
+        self.progress = 0.0  # the fraction of training done (read by method objectives' schedules; hashpa's terms have none)
 
     def forward(self, output: ModelOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Returns the loss to minimise and each weighted term's unweighted value (detached)."""

@@ -30,7 +30,7 @@ from hashpa.training.chunked import chunked_step
 from hashpa.training.code_steps import run_code_stage, start_hash_head
 from hashpa.training.evaluation import RunEvaluation
 from hashpa.training.inputs import training_batches
-from hashpa.training.objective import HashingObjective
+from hashpa.training.objective import build_objective
 from hashpa.training.processes import TrainingStep, across_ranks, main_lock, on_main
 from hashpa.training.progress import announce, code_stage_line, epoch_line, start_line
 from hashpa.training.relaxation import binary_fraction
@@ -64,7 +64,7 @@ class Trainer:
         if self.multi_label:
             check_multi_label(config, self.split, self.network)
         self.inputs = training_batches(config, self.split.train, self.network.preprocessing, self.device, len(self.split.train_classes))
-        self.objective = HashingObjective(config, len(self.split.train_classes)).to(self.device)
+        self.objective = build_objective(config, len(self.split.train_classes)).to(self.device)
         self.plain_step = TrainingStep(self.network, forward, self.objective)
         self.step = across_ranks(self.plain_step, self.device, config.warmup_epochs)
         self.optimizer = self._optimizer()
@@ -163,7 +163,7 @@ class Trainer:
             if c.hash_init == "itq" and self.epoch == c.warmup_epochs and self.network.hash_head.projects:
                 start_hash_head(self.network, self.split, c, self.device)
             record = self.train_epoch()
-            if (self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs:
+            if c.eval_every and ((self.epoch + 1) % c.eval_every == 0 or self.epoch + 1 == c.epochs):
                 if main:
                     record.update(self.evaluation.scores(self.epoch))
                 barrier()
@@ -185,7 +185,8 @@ class Trainer:
             return None
         self.codes_fitted_at = self.epoch
         record = {"epoch": self.epoch, "stage": "codes", "code_stage": stage, "seconds": round(time.perf_counter() - started, 3)}
-        record.update(self.evaluation.scores(self.epoch))
+        if self.config.eval_every:
+            record.update(self.evaluation.scores(self.epoch))
         return record
 
     @property
@@ -211,6 +212,7 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         frozen = epoch < c.warmup_epochs
         self.objective.binary_fraction = binary_fraction(epoch, c.epochs)
+        self.objective.progress = epoch / c.epochs
         self.network.train()
         sums: dict[str, torch.Tensor] = {}
         steps = images = skipped = 0
