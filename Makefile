@@ -7,9 +7,10 @@ HASHPA := $(VENV)/bin/hashpa
 DEMO_RUN ?= runs/demo
 DEMO_INDEX ?= indexes/demo
 FLOWERS ?= ../shared/data/flowers102-112
+CIFAR10 ?= ../shared/data/cifar10
 
 
-.PHONY: install demo test lint docs bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
+.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -114,6 +115,11 @@ bench-sensitivity-seeds: install
 		--benchmarks $(PAGES)/proxy-anchor.md --tag cpu-seed$$seed --out bench-results/sensitivity-seed$$seed || exit 1; done
 
 bench-paper-frontier: bench-large-batches bench-proxies bench-sensitivity bench-sensitivity-seeds
+
+# The deep-hashing field's benchmark: CIFAR-10 at the cifar10 protocol, hashpa against CSQ, OrthoHash, HashNet, DPSH and
+# GreedyHash trained end to end by their own losses (every method at 64 bits, then hashpa and the best baseline at 16/32/48).
+bench-cifar10: install
+	$(PY) -m eval.cifar10 --root $(CIFAR10) --benchmarks $(PAGES)/cifar10.md
 
 # kill -9 of hashpa train and hashpa index at 20 random points each, resumed, compared bit for bit with uninterrupted runs
 # The deep-hashing protocol on Flowers' seen classes: Proxy Anchor codes against CSQ, OrthoHash and PCA-ITQ at 16/32/64 bits.

@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from hashpa.data.decode import ImageError, to_rgb, upright_rgb
 from hashpa.data.folder import Sample, sample_labels
 from hashpa.data.loading import Batch, ImageDataset, collate_skipping, read_rgb, usable_workers
 from hashpa.data.preprocess import TestTransform
@@ -126,7 +127,10 @@ def _as_rgb(image):
     if isinstance(image, Image.Image):
         if 0 in image.size:
             raise HashpaError(f"cannot embed an empty image ({image.size[0]}x{image.size[1]} pixels)")
-        return image.convert("RGB")
+        try:
+            return upright_rgb(image)
+        except ImageError as error:
+            raise HashpaError(f"cannot read the pixels of the given image: {error}") from None
     if isinstance(image, (str, Path)):
         picture = read_rgb(Path(image))
         if picture is None:
@@ -140,9 +144,9 @@ def _as_rgb(image):
             raise HashpaError(f"image arrays must be [H, W, 3] or [H, W] (channels last), got shape {image.shape}")
         if 0 in image.shape:
             raise HashpaError(f"cannot embed an empty image array (shape {image.shape})")
-        return Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image).convert("RGB")
+        return to_rgb(Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image))
     if isinstance(image, torch.Tensor):
-        return to_pil_image(_checked_tensor(image)).convert("RGB")
+        return to_rgb(to_pil_image(_checked_tensor(image)))
     raise HashpaError(f"cannot embed a {type(image).__name__}: give PIL images, file paths, uint8 arrays or image tensors")
 
 

@@ -114,9 +114,11 @@ def size_text(n: float) -> str:
 
 def remove_temporaries(folder: str | Path) -> list[Path]:
     """Delete the temporary files an interrupted hashpa left in `folder` (only hashpa's own); returns them."""
+    from hashpa.owned import remove_owned
+
     leftovers = sorted(Path(folder).glob(f".*{TEMPORARY_MARK}*.tmp"))
     for path in leftovers:
-        path.unlink(missing_ok=True)
+        remove_owned(folder, path.name)
     return leftovers
 
 

@@ -89,6 +89,10 @@ def check_replaceable(path: str | Path, overwrite: bool = False, option: str = "
     """Refuse to write `path` when something is there that hashpa did not write (or that changed since
     it did), unless `overwrite`."""
     path = Path(path)
+    protected = state_problem(path)
+    if protected:
+        raise HashpaError(f"{path} {protected}: hashpa never writes an output there, whatever {option} says; choose a file "
+                          "outside it (reports may go beside the index or run, at its top level)")
     if not os.path.lexists(path):
         return
     if path.is_dir() and not path.is_symlink():
@@ -111,6 +115,27 @@ def write_output(path: str | Path, write: Callable[[Path], None], overwrite: boo
         manifest["files"][path.name] = checksum(path)
         write_json_atomic(path.parent / MANIFEST, manifest)
     return path
+
+
+# The names of a run or index directory's own state at its top level (generation folders and partial
+# results too): no output replaces them, and nothing is written inside a folder of them.
+STATE_NAMES = {"run": {"config.json", "history.jsonl", "last.pt", "best.pt"}, "index": {"index.json", "store.h5"}}
+STATE_PATTERNS = {"run": (), "index": ("gen-*", ".partial-*", "*.faiss")}
+
+
+def state_problem(path: str | Path) -> str | None:
+    """Why writing `path` would touch a hashpa run or index directory's own state (one of its files,
+    or anything inside its generation folders or partial results), or None. Links are resolved first."""
+    target = Path(path).parent.resolve() / Path(path).name
+    for folder in target.parents:
+        kind = folder_kind(folder) if folder.is_dir() else None
+        if kind is None:
+            continue
+        inside = target.relative_to(folder).parts
+        top = inside[0]
+        if top in STATE_NAMES[kind] | {MANIFEST, LOCK_FILE} or any(Path(top).match(pattern) for pattern in STATE_PATTERNS[kind]):
+            return f"is {'inside ' if len(inside) > 1 else ''}the state of {FOLDER_KINDS[kind]} ({folder})"
+    return None
 
 
 def is_ours(path: str | Path) -> bool:

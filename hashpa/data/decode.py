@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -29,8 +31,19 @@ def decode_image(source: str | Path | bytes) -> Image.Image:
     says. Raises ImageError (what is wrong) for anything that is not a readable image of at most
     MAX_PIXELS pixels."""
     with _opened(source) as image:
+        return upright_rgb(image)
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """An opened PIL image (from a file or given by a caller) as 8-bit RGB, upright as its EXIF
+    orientation says: the one conversion every input goes through. Raises ImageError when its pixels
+    cannot be read (a truncated file) or are more than MAX_PIXELS."""
+    check_pixels(image.size)
+    try:
         image.load()
         return to_rgb(ImageOps.exif_transpose(image))
+    except READ_ERRORS as error:
+        raise ImageError(str(error) or type(error).__name__) from None
 
 
 def header_problem(path: str | Path) -> str | None:
@@ -47,10 +60,12 @@ def header_problem(path: str | Path) -> str | None:
 def _opened(source: str | Path | bytes) -> Iterator[Image.Image]:
     """The opened image, its size checked against MAX_PIXELS; every reading failure inside the
     block raised as ImageError."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else None
     try:
+        handle = handle or open_regular(source)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            with Image.open(handle) as image:
                 check_pixels(image.size)
                 yield image
     except ImageError:
@@ -59,6 +74,23 @@ def _opened(source: str | Path | bytes) -> Iterator[Image.Image]:
         raise ImageError(f"more than the {MAX_PIXELS:,}-pixel limit (a decompression bomb?)") from None
     except READ_ERRORS as error:
         raise ImageError(str(error) or type(error).__name__) from None
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def open_regular(path: str | Path):
+    """`path` opened for reading in binary, when it is a regular file (links followed); ImageError for a
+    FIFO, a device, a socket or a folder, which are never read (a FIFO would block the reader)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ImageError(error.strerror or str(error)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ImageError("not a regular file (a FIFO, a device, a socket or a folder)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def check_pixels(size: tuple[int, int]) -> None:

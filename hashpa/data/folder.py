@@ -49,6 +49,7 @@ class Listing:
 
     images: list[str]  # relative posix paths, sorted (strings: a folder may hold millions)
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why): links to nothing, names that are not UTF-8
+    unreadable_folders: list[str] = field(default_factory=list)  # relative posix paths of folders that could not be listed
 
 
 def list_images(root: str | Path) -> Listing:
@@ -57,14 +58,21 @@ def list_images(root: str | Path) -> Listing:
     Hidden files and folders (names starting with '.') are skipped, and so is everything hashpa wrote
     there (run and index directories, result grids: ``hashpa.outputs.is_output``); a link that leads back into
     a folder already visited is not followed again, so link loops terminate. Image names that
-    point nowhere or are not valid UTF-8 (the store keeps UTF-8 paths) are listed as unusable.
+    point nowhere or are not valid UTF-8 (the store keeps UTF-8 paths), and folders that cannot be
+    read, are listed as unusable (the folders also as unreadable_folders).
     """
     root = Path(root)
     if not root.is_dir():
         raise HashpaError(f"image folder not found: {root}")
     listing = Listing([])
     visited: set[tuple[int, int]] = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+
+    def unreadable(error: OSError) -> None:
+        relative = Path(error.filename).relative_to(root).as_posix() if error.filename else "."
+        listing.unreadable_folders.append(relative)
+        listing.unusable.append((relative + "/", f"a folder that cannot be read ({error.strerror or error})"))
+
+    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=unreadable):
         stat = os.stat(folder)
         if (stat.st_dev, stat.st_ino) in visited:
             subfolders[:] = []

@@ -22,7 +22,7 @@ from hashpa.data.labels import label_paths
 from hashpa.distributed import barrier, is_main_process, process_group, rank, rank_device, world_size
 from hashpa.errors import HashpaError
 from hashpa.fileio import folder_lock, remove_temporaries, verify
-from hashpa.indexdir.changes import FolderFiles, contained, unchanged_rows
+from hashpa.indexdir.changes import FolderFiles, contained, keep_unreadable_folders, unchanged_rows
 from hashpa.indexdir.faiss_files import make_faiss_index
 from hashpa.indexdir.layout import (
     STORE_FILE,
@@ -97,6 +97,10 @@ def _build(folder: Path, files: FolderFiles, run: str | Path, out: Path, options
     embedder = load(run, options.checkpoint, rank_device(resolve_device(options.device)))
     _check_before_embedding(options, embedder, len(files))
     previous = _previous_rows(out, embedder, options.replace)
+    files, kept = keep_unreadable_folders(files, previous.paths, previous.sizes, previous.mtimes)
+    if kept:
+        log.warning("%d folders could not be read (%s): their %d indexed images are kept as they were", len(files.unreadable_folders),
+                    ", ".join(files.unreadable_folders[:3]), kept)
     partial = PartialBatches(out, embedder.fingerprint)
     from_store = unchanged_rows(files, previous.paths, previous.sizes, previous.mtimes)
     done = partial.read(embedder.dim, embedder.bits // 8, announce=True)

@@ -18,11 +18,12 @@ class FolderFiles:
 
     paths: np.ndarray  # object [N] of str: relative posix paths, sorted
     sizes: np.ndarray  # int64 [N]
-    mtimes: np.ndarray  # int64 [N], nanoseconds
+    mtimes: np.ndarray  # int64 [N], nanoseconds: each file's change stamp (``change_stamp``)
     unusable: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of image files that cannot be indexed
     classes: np.ndarray | None = None  # object [N]: each file's class name, when a dataset gives them (else the path's)
     label_sets: np.ndarray | None = None  # bool [N, C]: each file's classes, for multi-label data (columns: class_names)
     class_names: list[str] | None = None  # the dataset's classes, with label_sets
+    unreadable_folders: list[str] = field(default_factory=list)  # relative posix paths of folders that could not be listed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -33,8 +34,15 @@ def scan_folder(folder: Path) -> FolderFiles:
     sizes, mtimes = np.empty(len(listing.images), np.int64), np.empty(len(listing.images), np.int64)
     for i, path in enumerate(listing.images):
         stat = os.stat(os.path.join(folder, path))
-        sizes[i], mtimes[i] = stat.st_size, stat.st_mtime_ns
-    return FolderFiles(np.array(listing.images, dtype=object), sizes, mtimes, listing.unusable)
+        sizes[i], mtimes[i] = stat.st_size, change_stamp(stat)
+    return FolderFiles(np.array(listing.images, dtype=object), sizes, mtimes, listing.unusable, unreadable_folders=listing.unreadable_folders)
+
+
+def change_stamp(stat: os.stat_result) -> int:
+    """When a file last changed, in ns: the later of its modification time and its status change time.
+    A copy that keeps the modification time (cp -p, rsync -a, tar x) still sets a new status change
+    time, which nobody can set back, so a replaced file is never taken for the one embedded."""
+    return max(stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def scan_samples(root: Path, samples: list, class_names: list[str]) -> FolderFiles:
@@ -46,7 +54,7 @@ def scan_samples(root: Path, samples: list, class_names: list[str]) -> FolderFil
     stats = [os.stat(samples[i].path) for i in order]
     multi = sample_labels(samples, len(class_names))
     return FolderFiles(np.array(relative, dtype=object)[order], np.array([s.st_size for s in stats], dtype=np.int64),
-                       np.array([s.st_mtime_ns for s in stats], dtype=np.int64),
+                       np.array([change_stamp(s) for s in stats], dtype=np.int64),
                        classes=np.array([class_names[samples[i].label] if samples[i].label >= 0 else "" for i in order], dtype=object),
                        label_sets=multi[order] if multi.ndim == 2 else None, class_names=list(class_names) if multi.ndim == 2 else None)
 
@@ -72,3 +80,20 @@ def contained(files: FolderFiles, paths: np.ndarray) -> np.ndarray:
         return np.zeros(len(paths), dtype=bool)
     at = np.minimum(np.searchsorted(files.paths, paths), len(files) - 1)
     return files.paths[at] == paths
+
+
+def keep_unreadable_folders(files: FolderFiles, paths: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> tuple[FolderFiles, int]:
+    """(`files` with the rows of (paths, sizes, mtimes) that lie in a folder the scan could not read
+    added as they were, how many were added): an unreadable folder's images are kept, never taken
+    for removed."""
+    if not files.unreadable_folders or not len(paths) or files.classes is not None:
+        return files, 0
+    prefixes = tuple("" if folder == "." else folder.rstrip("/") + "/" for folder in files.unreadable_folders)
+    kept = np.array([str(path).startswith(prefixes) for path in paths], dtype=bool) & ~contained(files, paths)
+    if not kept.any():
+        return files, 0
+    joined = np.concatenate([files.paths, paths[kept]])
+    order = np.argsort(joined, kind="stable")
+    merged = FolderFiles(joined[order], np.concatenate([files.sizes, sizes[kept]])[order], np.concatenate([files.mtimes, mtimes[kept]])[order],
+                         files.unusable, unreadable_folders=files.unreadable_folders)
+    return merged, int(kept.sum())

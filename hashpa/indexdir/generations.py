@@ -17,17 +17,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import BinaryIO
 
 from hashpa.errors import HashpaError
-from hashpa.indexdir.layout import INDEX_JSON, STORE_FILE, IndexMeta, read_meta
+from hashpa.fileio import LOCK_FILE
+from hashpa.indexdir.layout import GENERATION_NAME, INDEX_JSON, STORE_FILE, IndexMeta, read_meta
+from hashpa.owned import remove_owned
 
 log = logging.getLogger(__name__)
 
 GENERATION_PREFIX = "gen-"
+PROTECTED_TOP_LEVEL = {INDEX_JSON, LOCK_FILE, ".hashpa.json"}  # never a generation's file, whatever an old index.json lists
 OPEN_ATTEMPTS = 20  # index.json re-read this often when updates keep replacing it while a reader opens it
 
 
@@ -63,20 +65,27 @@ def retire_unused(index_dir: Path, current: IndexMeta, previous: IndexMeta | Non
     before generations). Returns what was removed."""
     removed = []
     for folder in sorted(index_dir.glob(f"{GENERATION_PREFIX}*")):
-        if folder.is_dir() and folder.name != Path(current.store).parent.name and _remove_if_free(folder / STORE_FILE, [folder]):
+        if (is_generation_name(folder.name) and folder.is_dir() and not folder.is_symlink() and folder.name != Path(current.store).parent.name
+                and _remove_if_free(index_dir, folder / STORE_FILE, [folder.name])):
             removed.append(folder.name)
     if previous is not None and "/" not in previous.store and previous.store != current.store:
         names = {previous.store, *previous.files, *(entry["file"] for entry in previous.indexes.values())}
-        top_level = [index_dir / name for name in sorted(names) if "/" not in name]
-        if _remove_if_free(index_dir / previous.store, top_level):
-            removed += [path.name for path in top_level]
+        top_level = [name for name in sorted(names) if "/" not in name and name not in PROTECTED_TOP_LEVEL]
+        if _remove_if_free(index_dir, index_dir / previous.store, top_level):
+            removed += top_level
     return removed
 
 
-def _remove_if_free(store: Path, paths: list[Path]) -> bool:
-    """Delete `paths` when no reader holds `store` (a generation's lock); False when one does."""
+def is_generation_name(name: str) -> bool:
+    """Whether `name` is a generation folder's name as ``new_generation`` makes them."""
+    return GENERATION_NAME.fullmatch(name) is not None
+
+
+def _remove_if_free(index_dir: Path, store: Path, names: list[str]) -> bool:
+    """Delete the member names `names` of `index_dir` when no reader holds `store` (a generation's
+    lock); False when one does."""
     try:
-        handle = open(store, "rb")
+        handle = open(store, "rb") if store.is_file() and not store.is_symlink() else None
     except FileNotFoundError:
         handle = None  # an interrupted update's generation without a store: nobody can hold it
     try:
@@ -86,11 +95,8 @@ def _remove_if_free(store: Path, paths: list[Path]) -> bool:
             except BlockingIOError:
                 log.debug("%s is still being read: its generation is removed by a later update", store)
                 return False
-        for path in paths:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        for name in names:
+            remove_owned(index_dir, name)
         return True
     finally:
         if handle is not None:

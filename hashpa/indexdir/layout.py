@@ -95,11 +95,57 @@ def read_meta(index_dir: str | Path) -> IndexMeta:
             well_formed = isinstance(entry, dict) and not {"kind", "spec", "file"} - set(entry) and entry["kind"] in KINDS
             if not well_formed or key != index_key(entry["kind"], entry["spec"]):
                 raise TypeError(f"index entry {key!r} is not a hashpa index entry")
+        problem = meta_problem(meta)
+        if problem:
+            raise TypeError(problem)
         return meta
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
         raise HashpaError(f"{damaged} ({error}); rebuild the index with hashpa index") from None
     except HashpaError as error:
         raise HashpaError(f"{error}; rebuild the index with hashpa index") from None
+
+
+GENERATION_NAME = re.compile(r"gen-[0-9a-f]{16}")  # the names hashpa.indexdir.generations.new_generation gives
+EMBEDDING_DTYPES = ("float32", "float16")
+MAX_BITS = 4096
+
+
+def meta_problem(meta: IndexMeta) -> str | None:
+    """What in index.json is not as hashpa writes it, or None: every file it names a member name of
+    the current generation (or of the top level, the layout before generations), never index.json
+    itself; sizes, counts and kinds in their ranges."""
+    from hashpa.owned import member_problem
+
+    generation, _, store_name = meta.store.rpartition("/")
+    if store_name != STORE_FILE or (generation and not GENERATION_NAME.fullmatch(generation)):
+        return f"store {meta.store!r} is not {STORE_FILE} of a generation folder"
+    named = [(name, "a file") for name in meta.files] + [(entry["file"], f"index {key}") for key, entry in meta.indexes.items()]
+    for name, what in named:
+        problem = member_problem(name)
+        if problem:
+            return f"{what}: {problem}"
+        if name.rpartition("/")[0] != generation or name.rpartition("/")[2] in (INDEX_JSON, ".hashpa.json", ".hashpa.lock"):
+            return f"{what}: {name!r} is not a file of the index's generation {generation or '(top level)'}"
+    for name, recorded in meta.files.items():
+        if not (isinstance(recorded, dict) and _count(recorded.get("bytes")) and isinstance(recorded.get("crc32"), str)):
+            return f"the record of {name!r} is not {{bytes, crc32}}"
+    for key, entry in meta.indexes.items():
+        if not isinstance(entry["spec"], str) or ("ntotal" in entry and not _count(entry["ntotal"])):
+            return f"index {key}: its spec or size is not as hashpa writes it"
+    checks = [
+        (_count(meta.rows), f"rows {meta.rows!r} is not a count"),
+        (isinstance(meta.bits, int) and 8 <= meta.bits <= MAX_BITS and meta.bits % 8 == 0, f"bits {meta.bits!r} is not a code length in bytes"),
+        (isinstance(meta.dim, int) and 1 <= meta.dim <= 1 << 16, f"dim {meta.dim!r} is out of range"),
+        (meta.code_source in CODE_SOURCES, f"code_source {meta.code_source!r} is not one of {', '.join(CODE_SOURCES)}"),
+        (meta.checkpoint in ("best", "last"), f"checkpoint {meta.checkpoint!r} is not best or last"),
+        (meta.embeddings_dtype in EMBEDDING_DTYPES, f"embeddings_dtype {meta.embeddings_dtype!r} is not one of {', '.join(EMBEDDING_DTYPES)}"),
+        (_count(meta.class_depth), f"class_depth {meta.class_depth!r} is not a count"),
+    ]
+    return next((message for ok, message in checks if not ok), None)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
 
 
 def image_root(index_dir: str | Path, meta: IndexMeta) -> Path:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from hashpa.distributed import rank
 from hashpa.fileio import atomic_path
+from hashpa.owned import remove_owned
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class PartialBatches:
     """The batches embedded so far by runs of one model into one index directory."""
 
     def __init__(self, out: Path, fingerprint: str):
-        self.folder = out / f".partial-{fingerprint}"
+        self.out, self.folder = out, out / f".partial-{fingerprint}"
 
     def read(self, dim: int, code_bytes: int, announce: bool = False) -> Rows:
         """Every batch kept so far (saying so, with `announce`, when there are some)."""
@@ -70,4 +70,4 @@ class PartialBatches:
                 np.savez(handle, paths=rows.paths.astype(str), sizes=rows.sizes, mtimes=rows.mtimes, embeddings=rows.embeddings, codes=rows.codes)
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_owned(self.out, self.folder.name)

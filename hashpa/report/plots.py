@@ -11,8 +11,6 @@ def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 9
     """One row per query (``hashpa.search.QueryResult``): the query, then its results; green/red
     borders where both the query's and a result's labels are known. Written under the write rule
     (``hashpa.outputs``): an existing file hashpa did not write is replaced only with `overwrite`."""
-    from PIL import Image
-
     from hashpa.indexdir.layout import image_root, read_meta
 
     root = image_root(index_dir, read_meta(index_dir))
@@ -20,10 +18,10 @@ def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 9
     columns = 1 + max(len(r.hits) for r in results)
     fig, axes = plt.subplots(len(results), columns, figsize=(columns * thumb / 72, len(results) * (thumb + 18) / 72), squeeze=False)
     for row, result in zip(axes, results):
-        _show(row[0], Image.open(result.query), "query", "black")
+        _show(row[0], _picture(result.query), "query", "black")
         for ax, hit in zip(row[1:], result.hits):
             colour = "grey" if hit.label is None or result.label is None else ("green" if hit.label == result.label else "red")
-            _show(ax, Image.open(root / hit.path), f"{hit.rank}: {hit.score:.3g}", colour)
+            _show(ax, _picture(root / hit.path), f"{hit.rank}: {hit.score:.3g}", colour)
         for ax in row[1 + len(result.hits):]:
             ax.axis("off")
     _save(fig, path, dpi=72, overwrite=overwrite)
@@ -89,8 +87,19 @@ def _save(fig, path: str | Path, dpi: int, overwrite: bool) -> None:
         plt.close(fig)
 
 
+def _picture(path: Path):
+    """The image at `path` as the index reads it (decoded, upright), or a grey tile with a warning when
+    it can no longer be read (deleted, changed, not a regular file)."""
+    from PIL import Image
+
+    from hashpa.data.decode import read_rgb
+
+    picture = read_rgb(Path(path))
+    return picture if picture is not None else Image.new("RGB", (32, 32), (128, 128, 128))
+
+
 def _show(ax, image, title: str, colour: str) -> None:
-    ax.imshow(image.convert("RGB"))
+    ax.imshow(image)
     ax.set_title(title, fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])

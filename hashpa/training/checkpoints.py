@@ -42,6 +42,9 @@ def save_checkpoints(run: RunDir, state: dict, improved: bool) -> None:
 
 def repair_best(run: RunDir) -> None:
     """Rewrite best.pt from last.pt when last.pt holds the best model and best.pt does not (``checkpoint_to_load``)."""
+    last = run.checkpoint_path("last")
+    if last.is_file() and not load_checkpoint(last, mmap=True).get("best"):
+        return  # nothing evaluated yet (or never: --eval-every 0), so no best model to repair
     path, which = checkpoint_to_load(run, "best")
     if which == "last":
         state = load_checkpoint(path)

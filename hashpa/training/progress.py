@@ -47,8 +47,10 @@ def warn_code_stage_skipped(bits: int, images: int) -> None:
 def code_stage_line(record: dict) -> str:
     stage = record["code_stage"]
     chosen = f", {stage['validation']['epochs']} epochs chosen on held-out images" if stage.get("validation") else ""
-    return (f"code stage ({stage['objective']}{chosen}, {stage['steps']} steps, {record['seconds']:.0f} s)"
-            f" | Recall@1/2/4/8 float {recalls(record['float'])} | codes {recalls(record['codes'])}")
+    line = f"code stage ({stage['objective']}{chosen}, {stage['steps']} steps, {record['seconds']:.0f} s)"
+    if "codes" not in record:  # not evaluated (--eval-every 0)
+        return line
+    return f"{line} | Recall@1/2/4/8 float {recalls(record['float'])} | codes {recalls(record['codes'])}"
 
 
 def recalls(metrics: dict) -> str:
