@@ -110,11 +110,17 @@ def write_output(path: str | Path, write: Callable[[Path], None], overwrite: boo
     check_replaceable(path, overwrite, option)
     with atomic_path(path) as tmp:
         write(tmp)
+    record_written(path)
+    return path
+
+
+def record_written(path: str | Path) -> None:
+    """List the file hashpa just wrote at `path` in its folder's manifest, with its checksum (``is_ours``)."""
+    path = Path(path)
     with _manifest_lock(path.parent):
         manifest = read_manifest(path.parent)
         manifest["files"][path.name] = checksum(path)
         write_json_atomic(path.parent / MANIFEST, manifest)
-    return path
 
 
 # The names of a run or index directory's own state at its top level (generation folders and partial

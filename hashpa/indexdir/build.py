@@ -169,7 +169,7 @@ def _check_before_embedding(options: IndexSettings, embedder, images: int) -> No
 def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:
     """The rows of the store in `out` when the same model built it; none for a new index, a store
     that cannot be read (rebuilt from the images), or, with `replace`, another model's store."""
-    meta = current_meta(out)
+    meta = current_meta(out, damaged_ok=replace)
     path = out / (meta.store if meta else STORE_FILE)
     nothing = StoredRows(path, np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64), {})
     if meta is None or not path.is_file():

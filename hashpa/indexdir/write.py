@@ -3,6 +3,7 @@ replacing index.json, older generations retired (``generations``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from hashpa.errors import HashpaError
 from hashpa.fileio import check_free_space, checksum
 from hashpa.indexdir.faiss_files import build_faiss_index, write_faiss
 from hashpa.indexdir.generations import new_generation, retire_unused
-from hashpa.indexdir.layout import DEFAULT_INDEXES, STORE_FILE, IndexMeta, index_file_name, index_key, read_meta, write_meta
+from hashpa.indexdir.layout import DEFAULT_INDEXES, INDEX_JSON, STORE_FILE, IndexMeta, index_file_name, index_key, read_meta, write_meta
 from hashpa.indexdir.store import Store, write_store
 from hashpa.paths import recorded
+
+log = logging.getLogger(__name__)
 
 
 def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["float"], binary_specs=DEFAULT_INDEXES["binary"],
@@ -36,7 +39,7 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
             for spec in dict.fromkeys(specs)}
     build_seconds = round((time.perf_counter() - started) / max(len(made), 1), 3)
     check_free_space(out, _bytes_needed(store, made), "the index")
-    previous = current_meta(out)
+    previous = current_meta(out, damaged_ok=True)  # build_index refused a damaged one unless it replaces it
     generation = new_generation()
     store_file = f"{generation}/{STORE_FILE}"
     store_id = write_store(out / store_file, store)
@@ -71,9 +74,15 @@ def _bytes_needed(store: Store, made: dict) -> int:
     return int(vectors + faiss_bytes + 64 * len(store) + 2**20)
 
 
-def current_meta(out: Path) -> IndexMeta | None:
-    """The index directory's current index.json, if it has a readable one."""
+def current_meta(out: Path, damaged_ok: bool = False) -> IndexMeta | None:
+    """The index directory's current index.json (None when it has none). A damaged or forged one is a
+    HashpaError, or with `damaged_ok` None after a warning: what it names is never acted on."""
+    if not (Path(out) / INDEX_JSON).exists():
+        return None
     try:
         return read_meta(out)
-    except HashpaError:
+    except HashpaError as error:
+        if not damaged_ok:
+            raise HashpaError(f"{error}; or pass --replace to hashpa index to rebuild it from the images") from None
+        log.warning("%s: nothing it names is used or removed", error)
         return None

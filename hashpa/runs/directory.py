@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hashpa.errors import HashpaError
 from hashpa.fileio import finite, write_failure, write_json_atomic, write_text_atomic
+from hashpa.outputs import is_ours, record_written
 from hashpa.paths import found, recorded
 from hashpa.runs.config import DATA_FROM_RUN, TrainConfig, load_saved
 
@@ -45,6 +46,17 @@ class RunDir:
         for name, folder in config.data_folders().items():
             values[name], from_run[name] = recorded(folder, self.path)
         write_json_atomic(self.config_path, {**values, DATA_FROM_RUN: from_run})
+        record_written(self.config_path)
+
+    def check_fresh_start(self) -> None:
+        """Before a run starts here (no checkpoint): a config.json or history.jsonl found in the folder
+        must be of a start hashpa made (its config.json listed in the manifest, unchanged), never a
+        user's files under a copied manifest."""
+        leftovers = [p for p in (self.config_path, self.history_path) if p.exists()]
+        if leftovers and not is_ours(self.config_path):
+            names = " and ".join(p.name for p in leftovers)
+            raise HashpaError(f"{self.path} holds {names} that hashpa did not write for a run (or that changed since): "
+                              "choose another --out, or move those files away")
 
     def read_config(self, find_data: bool = True) -> TrainConfig:
         """The run's settings, each data folder where it is now (``hashpa.paths.found``); with

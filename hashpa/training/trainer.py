@@ -110,6 +110,7 @@ class Trainer:
             raise HashpaError(f"{self.run.path} holds best.pt of an earlier run but no last.pt to resume it from: "
                               "choose another --out (or move best.pt away)")
         if is_main_process():
+            self.run.check_fresh_start()
             self.run.path.mkdir(parents=True, exist_ok=True)
             self.run.write_config(self.config)
             self.run.start_history()
