@@ -6,6 +6,7 @@ import errno
 import functools
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def _setup_logging(verbosity: int) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# What the machine refused (an errno), and what the user can do about it.
+ENVIRONMENT_FAULTS = {
+    errno.EROFS: "the file system is read-only: choose a writable folder (or copy the index or run to one)",
+    errno.EACCES: "permission denied: make it readable (and writable, where hashpa writes), or choose another folder",
+    errno.EPERM: "the operation is not permitted there: choose another folder",
+    errno.EFBIG: "the file size limit was reached (ulimit -f): raise it, or write to another file system",
+    errno.EMFILE: "too many open files (ulimit -n): raise the limit",
+    errno.ENFILE: "the system has too many open files: close some programs and try again",
+    errno.ENOMEM: "out of memory: use smaller batches (--batch-size) or free memory",
+}
+OUT_OF_MEMORY = "out of memory: use smaller batches (--batch-size), fewer proxies or a smaller model, or free memory"
+
+
 def friendly_errors(command):
     """User mistakes end with a one-line message and exit status 2, an interruption with 130."""
 
@@ -39,9 +53,21 @@ def friendly_errors(command):
             click.echo(f"hashpa: error: {error}", err=True)
             sys.exit(2)
         except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                click.echo(f"hashpa: error: {write_failure(Path(error.filename or '.'), error)}", err=True)
+                sys.exit(2)
+            if error.errno not in ENVIRONMENT_FAULTS:
                 raise
-            click.echo(f"hashpa: error: {write_failure(Path(error.filename or '.'), error)}", err=True)
+            where = f" ({error.filename})" if error.filename else ""
+            click.echo(f"hashpa: error: {error.strerror or error}{where}: {ENVIRONMENT_FAULTS[error.errno]}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo(f"hashpa: error: {OUT_OF_MEMORY}", err=True)
+            sys.exit(2)
+        except RuntimeError as error:
+            if "can't allocate memory" not in str(error) and "out of memory" not in str(error).lower():
+                raise
+            click.echo(f"hashpa: error: {OUT_OF_MEMORY} ({str(error).splitlines()[0][:200]})", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             if files_written():
@@ -72,6 +98,8 @@ overwrite_option = click.option("--overwrite", is_flag=True,
 def cli(verbose: int, quiet: bool) -> None:
     """Deep-hashing image retrieval: train float embeddings and binary codes, index, search, compare."""
     _setup_logging(-1 if quiet else verbose)
+    if hasattr(signal, "SIGXFSZ"):  # past the file size limit a write fails with EFBIG (a clear error) instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def main() -> None:

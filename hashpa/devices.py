@@ -39,3 +39,18 @@ def synchronize(device: torch.device | str) -> None:
     """Wait for the device's queued work (for timing); nothing on the CPU."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+TRAINING_COPIES = 4  # a trained tensor's value, gradient and AdamW's two moments
+
+
+def check_allocation(nbytes: int, what: str, fix: str) -> None:
+    """A HashpaError, before anything is allocated, when `nbytes` is more than this machine's memory."""
+    import os
+
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return
+    if nbytes > memory:
+        raise HashpaError(f"{what} needs about {nbytes / 2**30:,.1f} GiB, more than this machine's {memory / 2**30:,.1f} GiB of memory: {fix}")

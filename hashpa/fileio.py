@@ -79,7 +79,9 @@ def write_failure(path: Path, error: BaseException) -> HashpaError:
     else:  # a library's words for a short write, which seldom say why
         reason = "the file system is full" if full else (str(error).strip().splitlines() or ["unknown error"])[-1][:200]
     space = "" if free is None else f"; {size_text(free)} free there"
-    advice = "free some space (or write elsewhere)" if full else "check the disk and the folder's permissions"
+    too_large = (isinstance(error, OSError) and error.errno == errno.EFBIG) or "File too large" in str(error)
+    advice = ("free some space (or write elsewhere)" if full else "raise the file size limit (ulimit -f) or write elsewhere" if too_large
+              else "check the disk and the folder's permissions")
     return HashpaError(f"cannot write {path} ({reason}{space}): {advice} and run the same command again; "
                        "the file it would have replaced is unchanged")
 
@@ -96,12 +98,19 @@ def free_bytes(folder: Path) -> int | None:
     return stat.f_bavail * stat.f_frsize
 
 
-def check_free_space(folder: Path, needed: int, what: str) -> None:
-    """Refuse, before writing anything, a write of about `needed` bytes that the file system cannot hold."""
+def check_free_space(folder: Path, needed: int, what: str, largest: int = 0) -> None:
+    """Refuse, before writing anything, a write of about `needed` bytes that the file system cannot hold,
+    or whose largest file, about `largest` bytes, is more than the file size limit (ulimit -f) allows."""
+    import resource
+
     free = free_bytes(folder)
     if free is not None and free < needed:
         raise HashpaError(f"{what} needs about {size_text(needed)} in {folder}, which has {size_text(free)} free: "
                           "free some space (or write elsewhere) and run the same command again")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and largest > limit:
+        raise HashpaError(f"{what} writes a file of about {size_text(largest)}, more than the file size limit of {size_text(limit)} "
+                          "(ulimit -f): raise the limit and run the same command again")
 
 
 def size_text(n: float) -> str:

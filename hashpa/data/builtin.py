@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hashpa.errors import HashpaError
+
 log = logging.getLogger(__name__)
 
 NAME = "scattered-digits"
@@ -32,9 +34,15 @@ NOISE = 6.0  # standard deviation of the pixel noise, in grey levels
 
 
 def cache_dir() -> Path:
+    """hashpa's cache folder: $HASHPA_CACHE, else $XDG_CACHE_HOME/hashpa or ~/.cache/hashpa; an error
+    when something other than a folder is there."""
     if os.environ.get("HASHPA_CACHE"):
-        return Path(os.environ["HASHPA_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hashpa"
+        folder, named = Path(os.environ["HASHPA_CACHE"]), "HASHPA_CACHE"
+    else:
+        folder, named = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hashpa", "the cache folder"
+    if folder.exists() and not folder.is_dir():
+        raise HashpaError(f"{named} ({folder}) is not a folder: point HASHPA_CACHE at a folder hashpa may write")
+    return folder
 
 
 def scattered_digit(pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:

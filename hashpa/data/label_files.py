@@ -41,7 +41,12 @@ def labelled_by_file(root: str | Path, labels_file: str | Path) -> tuple[list[Sa
 def _read(path: Path) -> dict[str, list[str]]:
     if not path.is_file():
         raise HashpaError(f"labels file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise HashpaError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}): save it as UTF-8") from None
+    except OSError as error:
+        raise HashpaError(f"cannot read the labels file {path}: {error.strerror or error}") from None
     if path.suffix.lower() == ".json":
         try:
             values = json.loads(text)

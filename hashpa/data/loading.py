@@ -42,8 +42,15 @@ class Batch:
     unreadable: tuple[int, ...] = ()  # positions of the samples that could not be read
 
 def usable_workers(requested: int) -> int:
-    """DataLoader workers: no more than this machine's cores (more only adds processes)."""
-    return max(0, min(requested, os.cpu_count() or 1))
+    """DataLoader workers: no more than this machine's cores (more only adds processes), and none under
+    a file size limit (ulimit -f), which keeps workers from handing batches over in shared memory."""
+    import resource
+
+    workers = max(0, min(requested, os.cpu_count() or 1))
+    if workers and resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        log.info("a file size limit is set (ulimit -f): images are loaded in the main process, without DataLoader workers")
+        return 0
+    return workers
 
 
 def collate_skipping(items: list) -> Batch:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,6 +39,8 @@ from hashpa.errors import HashpaError
 from hashpa.fileio import atomic_path
 from hashpa.indexdir.layout import rebuild_hint
 from hashpa.quantizers import LinearHasher
+
+log = logging.getLogger(__name__)
 
 _STRINGS = h5py.string_dtype("utf-8")
 
@@ -97,6 +101,19 @@ class Store:
         return bool(len(self)) and bool((self.labels >= 0).any())
 
 
+@contextlib.contextmanager
+def _quiet_failed_closes() -> Iterator[None]:
+    """While a store is written: when a write fails (a full disk, the file size limit), h5py's objects
+    fail again as they are freed and would print tracebacks of their own; the failure itself is
+    reported once, by atomic_path."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: log.debug("while closing a failed store: %s", unraisable.exc_value)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def write_store(path: str | Path, store: Store) -> str:
     """Write atomically; returns the new store_id."""
     store_id = uuid.uuid4().hex
@@ -109,7 +126,7 @@ def write_store(path: str | Path, store: Store) -> str:
         "store_id": store_id,
         "code_source": store.code_source,
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _quiet_failed_closes():
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("paths", data=np.array(store.paths, dtype=object), dtype=_STRINGS)
             h5.create_dataset("labels", data=store.labels.astype(np.int32))

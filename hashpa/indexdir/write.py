@@ -38,7 +38,7 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
     made = {(kind, spec): build_faiss_index(kind, data[kind], spec) for kind, specs in (("float", float_specs), ("binary", binary_specs))
             for spec in dict.fromkeys(specs)}
     build_seconds = round((time.perf_counter() - started) / max(len(made), 1), 3)
-    check_free_space(out, _bytes_needed(store, made), "the index")
+    check_free_space(out, _bytes_needed(store, made), "the index", largest=_store_bytes(store))
     previous = current_meta(out, damaged_ok=True)  # build_index refused a damaged one unless it replaces it
     generation = new_generation()
     store_file = f"{generation}/{STORE_FILE}"
@@ -69,9 +69,14 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
 
 def _bytes_needed(store: Store, made: dict) -> int:
     """About what writing `store` and the FAISS indexes `made` takes on disk."""
-    vectors = store.embeddings.nbytes + store.codes.nbytes + (store.fitted.codes.nbytes if store.fitted else 0)
     faiss_bytes = sum(index.ntotal * (index.code_size if hasattr(index, "code_size") else 0) for index in made.values())
-    return int(vectors + faiss_bytes + 64 * len(store) + 2**20)
+    return int(_store_bytes(store) + faiss_bytes + 2**20)
+
+
+def _store_bytes(store: Store) -> int:
+    """About the size of the store file: its vectors, paths and per-row numbers, and HDF5's own overhead."""
+    vectors = store.embeddings.nbytes + store.codes.nbytes + (store.fitted.codes.nbytes if store.fitted else 0)
+    return int(vectors + sum(len(path) for path in store.paths) + 64 * len(store) + 2**16)
 
 
 def current_meta(out: Path, damaged_ok: bool = False) -> IndexMeta | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from hashpa.devices import TRAINING_COPIES, check_allocation
 from hashpa.errors import HashpaError
 from hashpa.losses.base import ProxyLoss, log1p_sum_exp_all, positive_pairs
 
@@ -49,6 +50,8 @@ class ProxyAnchorLoss(ProxyLoss):
         if proxies_per_class > 1 and proxy_chunk:
             raise HashpaError("several proxies per class and proxy chunks do not combine: leave proxy_chunk unset")
         if proxies_per_class > 1:
+            check_allocation(4 * TRAINING_COPIES * num_classes * proxies_per_class * embedding_dim,
+                             f"{num_classes} classes x {proxies_per_class} proxies x {embedding_dim} dimensions", "lower --proxies-per-class")
             self.proxies = torch.nn.Parameter(torch.empty(num_classes * proxies_per_class, embedding_dim))
             torch.nn.init.kaiming_normal_(self.proxies, mode="fan_out")
         self.alpha = alpha

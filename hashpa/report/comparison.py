@@ -224,7 +224,29 @@ def _queries(ix: Index, queries):
     if store.label_sets is not None:  # a query folder's class, as one of the index's label sets
         labels = (labels[:, None] == np.arange(len(store.class_names))[None, :])
     embeddings, codes, positions = ix.embed_files([p for p, _ in found])
+    own = _own_rows(ix, [found[i][0] for i in positions])
+    if (own >= 0).all():
+        log.info("every query is an image of the index: each leaves its own row out, as in leave-one-out")
+        return embeddings, codes, labels[positions], own
+    if (own >= 0).any():
+        log.warning("%d of the %d queries are images of the index and find themselves at rank 1, which lifts Recall and MAP: "
+                    "query with images outside the indexed folder, or leave out --queries (every indexed image then queries the "
+                    "others)", int((own >= 0).sum()), len(own))
     return embeddings, codes, labels[positions], None
+
+
+def _own_rows(ix: Index, paths: list[Path]) -> np.ndarray:
+    """int64 [len(paths)]: the store row of each query file when it is an indexed image itself, else -1."""
+    try:
+        root = ix.directory.image_root().resolve()
+    except HashpaError:
+        return np.full(len(paths), -1, dtype=np.int64)
+    row_of = {path: row for row, path in enumerate(ix.store.paths)}
+    rows = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        rows.append(row_of.get(resolved.relative_to(root).as_posix(), -1) if resolved.is_relative_to(root) else -1)
+    return np.array(rows, dtype=np.int64)
 
 
 def _positives(db_labels, q_labels, self_rows) -> np.ndarray:
