@@ -51,11 +51,18 @@ PUBLISHED = [
      "protocol": "cifar10-59k", "source": "kamwoh/orthohash README"},
 ]
 
+# Variants of hashpa's design (method hashpa with these settings), run at the first length after the methods.
+VARIANTS = {
+    "hashpa-orthohash-codes": ("hashpa, its codes trained by OrthoHash's loss with the backbone (no code stage)",
+                               {"code_loss": "orthohash", "codes_train_backbone": True, "code_epochs": 0}),
+}
+
 KEPT = ("map@all", "map@all_tie_aware", "map@1000", "p@h<=2", "p@h<=2_empty")
 
 
-def run_settings(args: argparse.Namespace, method: str, bits: int, out: Path) -> dict:
-    return {"dataset": args.protocol, "root": str(args.root), "method": method, "bits": bits, "out": str(out), "seed": args.seed,
+def run_settings(args: argparse.Namespace, design: str, bits: int, out: Path) -> dict:
+    method, overrides = (HASHPA, VARIANTS[design][1]) if design in VARIANTS else (design, {})
+    return {"dataset": args.protocol, "root": str(args.root), "method": method, "bits": bits, "out": str(out), "seed": args.seed, **overrides,
             "backbone": args.backbone, "weights": args.weights, "image_size": args.image_size, "epochs": args.epochs,
             "batch_size": args.batch_size, "freeze_bn": True, "data_path": "cache", "baseline": False, "eval_every": 0,
             "workers": args.workers, "device": args.device, **({"code_views": args.code_views} if method == HASHPA else {})}
@@ -83,11 +90,11 @@ def measured(args: argparse.Namespace, method: str, bits: int) -> dict:
 def plan(args: argparse.Namespace, rows: list[dict]) -> list[tuple[str, int]]:
     """The (method, bits) runs still to come: every method at the first length, then hashpa and the
     best baseline there (by mAP@ALL) at the others."""
-    first = [(m, args.bits) for m in args.methods]
+    first = [(m, args.bits) for m in [*args.methods, *args.variants]]
     done = {(r["method"], r["bits"]) for r in rows}
     if not all(run in done for run in first):
         return [run for run in first if run not in done][:1]
-    baselines = [r for r in rows if r["bits"] == args.bits and r["method"] != HASHPA]
+    baselines = [r for r in rows if r["bits"] == args.bits and r["method"] in METHODS and r["method"] != HASHPA]
     chosen = [HASHPA] + ([max(baselines, key=lambda r: r["map@all"])["method"]] if baselines else [])
     return [(m, b) for b in args.more_bits for m in chosen if m in args.methods and (m, b) not in done][:1]
 
@@ -109,14 +116,16 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
 
 def markdown(report: dict) -> str:
     s = report["schedule"]
-    split = report["rows"][0]["split"] if report["rows"] else report["protocol"]
+    split = report["rows"][0]["split"].split(" at ")[0] if report["rows"] else report["protocol"]
     lines = [f"{split}. Every method: {s['backbone']} (ImageNet weights) at {s['image_size']} px, {s['epochs']} epochs of batch "
              f"{s['batch_size']} (the first with the backbone frozen), seed {s['seed']}, the last checkpoint; the photos are JPEG "
              "re-encodings (quality 75) of CIFAR-10's pixels." + ("" if report["finished"] else " (Unfinished: the rows so far.)"), "",
              "| bits | method | mAP@ALL | mAP@ALL (ties averaged) | mAP@1000 | P@H<=2 (queries finding none) | R@1 | training s |",
              "|---|---|---|---|---|---|---|---|"]
-    for row in sorted(report["rows"], key=lambda r: (r["bits"], METHOD_NAMES.index(r["method"]))):
-        lines.append(f"| {row['bits']} | {METHODS[row['method']].title} | {row['map@all']:.4f} | {row['map@all_tie_aware']:.4f} | "
+    order = [*METHOD_NAMES, *VARIANTS]
+    for row in sorted(report["rows"], key=lambda r: (r["bits"], order.index(r["method"]))):
+        title = METHODS[row["method"]].title if row["method"] in METHODS else VARIANTS[row["method"]][0]
+        lines.append(f"| {row['bits']} | {title} | {row['map@all']:.4f} | {row['map@all_tie_aware']:.4f} | "
                      f"{row['map@1000']:.4f} | {row['p@h<=2']:.4f} ({row['p@h<=2_empty']:,}) | {row['recall@1']:.4f} | "
                      f"{row['train_seconds']:,} |")
     lines += ["", "Published figures (mAP over the whole database; other backbones, 224 px and schedules of 50-150 epochs on a GPU: "
@@ -131,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=Path("../shared/data/cifar10"), help="CIFAR-10 as train/<class>/ and test/<class>/")
     parser.add_argument("--protocol", default="cifar10", choices=("cifar10", "cifar10-59k", "cifar10-50k"))
     parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(METHOD_NAMES))
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="variants of hashpa's design, at the first length")
     parser.add_argument("--bits", type=int, default=64, help="the length every method runs at")
     parser.add_argument("--more-bits", type=int, nargs="*", default=[16, 32, 48], help="lengths for hashpa and the best baseline")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")

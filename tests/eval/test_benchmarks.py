@@ -121,8 +121,10 @@ def test_hashing_baselines_tiny(tmp_path):
                  "--weights", "none", "--image-size", "32", "--batch-size", "16", "--workers", "0", "--out", str(tmp_path / "out")]
     hashing_baselines.main(arguments)
     report = json.loads((tmp_path / "out" / "hashing-baselines.json").read_text())
-    assert {r["design"] for r in report["rows"]} == {"proxy_anchor", "pca_itq", "float", "csq", "orthohash"}
-    assert all(0 <= r["map@all"] <= 1 for r in report["rows"]) and "| 16 | CSQ codes" in (tmp_path / "out" / "hashing-baselines.md").read_text()
+    assert {r["design"] for r in report["rows"]} == {"hashpa", "pca_itq", "float", "csq", "orthohash", "hashnet", "dpsh", "greedyhash"}
+    assert all(0 <= r["map@all"] <= 1 for r in report["rows"]) and "| 16 | GreedyHash |" in (tmp_path / "out" / "hashing-baselines.md").read_text()
+    csq = json.loads((tmp_path / "out" / "runs" / "csq-16bit" / "config.json").read_text())
+    assert (csq["method"], csq["warmup_epochs"], csq["epochs"]) == ("csq", 1, 1)  # the method itself, on the same schedule
     checkpoints = {path: path.stat().st_mtime_ns for path in (tmp_path / "out" / "runs").rglob("last.pt")}
     hashing_baselines.main(arguments)  # the finished runs are reused, not trained again
     assert json.loads((tmp_path / "out" / "hashing-baselines.json").read_text())["rows"] == report["rows"]
@@ -155,3 +157,23 @@ def test_the_paper_frontier_scripts_tiny_share_their_runs(tmp_path):
     assert [(r["batch"], r["chunk"]) for r in large["quality"]] == [(16, 0), (32, 16)]
     with pytest.raises(SystemExit, match=r"trained with other settings \(seed: 0 in the run, 1 asked\)"):
         proxies_per_class.main([*tiny, "--k", "1", "--splits", "half", "--bits", "16", "--seed", "1"])
+
+
+def test_cifar10_benchmark_tiny(tmp_path):
+    from eval import cifar10
+
+    root = tmp_path / "cifar"
+    for part, per_class in (("train", 500), ("test", 110)):
+        make_image_folder(root / part, classes=2, per_class=per_class, size=8, seed=len(part))
+    arguments = ["--root", str(root), "--methods", "hashpa", "csq", "--variants", "--bits", "16", "--more-bits", "32", "--backbone", "smallcnn",
+                 "--weights", "none", "--image-size", "16", "--epochs", "1", "--batch-size", "32", "--code-views", "0", "--workers", "0",
+                 "--out", str(tmp_path / "out"), "--benchmarks", str(tmp_path / "page.md")]
+    cifar10.main(arguments)
+    report = json.loads((tmp_path / "out" / "cifar10.json").read_text())
+    assert [(r["method"], r["bits"]) for r in report["rows"]] == [("hashpa", 16), ("csq", 16), ("hashpa", 32), ("csq", 32)]
+    assert report["finished"] and all(0 <= r["map@all"] <= 1 and r["train_seconds"] >= 0 for r in report["rows"])
+    page = (tmp_path / "page.md").read_text()
+    assert "| 16 | CSQ |" in page and "Published figures" in page and f"at {root}" not in page
+    checkpoints = {path: path.stat().st_mtime_ns for path in (tmp_path / "out" / "runs").rglob("last.pt")}
+    cifar10.main(arguments)  # finished runs and evaluations are reused
+    assert {path: path.stat().st_mtime_ns for path in checkpoints} == checkpoints
