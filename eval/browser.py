@@ -38,12 +38,12 @@ def running_server(index_dirs: list[Path], **settings) -> Iterator[str]:
     yields its address."""
     import uvicorn
 
-    from hashpa.serve.app import create_app
+    from hashpa.serve.app import create_app, server_config
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(index_dirs, **settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(create_app(index_dirs, **settings), "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

@@ -60,13 +60,21 @@ def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_uploa
         served = await run_in_threadpool(service.all_served)
         return json_response({"indexes": [s.facts for s in served]})
 
+    uploads = _Slots(UPLOAD_SLOTS, UPLOADS_WAITING)  # uploads read and searched at once, and waiting: a burst holds no more
+    thumbnails = _Slots(UPLOAD_SLOTS, UPLOADS_WAITING)
+
     async def search(request: Request):
-        image, fields = await read_query(request, max_upload_bytes)
-        return json_response(await run_in_threadpool(service.answer, image, fields))
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):  # a row: never waits behind uploads
+            image, fields = await read_query(request, max_upload_bytes)
+            return json_response(await run_in_threadpool(service.answer, image, fields))
+        async with uploads:
+            image, fields = await read_query(request, max_upload_bytes)
+            return json_response(await run_in_threadpool(service.answer, image, fields))
 
     async def thumbnail(request: Request):
         served = await run_in_threadpool(service.served, request.path_params["name"])
-        picture = await run_in_threadpool(service.thumbnail, served, int(request.path_params["row"]))
+        async with thumbnails:
+            picture = await run_in_threadpool(service.thumbnail, served, int(request.path_params["row"]))
         return Response(picture, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     routes = [Route("/", page), Route("/index", index_facts), Route("/search", search, methods=["POST"]),
@@ -78,6 +86,32 @@ def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_uploa
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+UPLOAD_SLOTS = 4  # uploads (and thumbnails) handled at once; the decodes among them are fewer still (service.DECODE_SLOTS)
+UPLOADS_WAITING = 32  # beyond these many waiting, an upload is answered 503 at once
+CONNECTIONS = 512  # open connections; beyond, 503 (and the open-file limit is raised to fit them)
+HEADER_SECONDS = 10  # a connection that has not sent its request's headers by then is closed
+KEEP_ALIVE_SECONDS = 5
+
+
+class _Slots:
+    """At most `slots` holders at once and `waiting` more in line; past that, a 503 at once."""
+
+    def __init__(self, slots: int, waiting: int):
+        import asyncio
+
+        self.semaphore, self.waiting, self.queued = asyncio.Semaphore(slots), waiting, 0
+
+    async def __aenter__(self):
+        if self.semaphore.locked() and self.queued >= self.waiting:
+            raise RequestError(503, "the server is busy with other uploads: try again in a moment")
+        self.queued += 1
+        try:
+            await self.semaphore.acquire()
+        finally:
+            self.queued -= 1
+
+    async def __aexit__(self, *exc):
+        self.semaphore.release()
 
 
 class _HostCheck:
@@ -140,5 +174,47 @@ def serve(index_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int =
     app = create_app(index_dirs, device, int(max_upload_mb * 2**20), [*own, *allow_hosts])
     import uvicorn
 
+    _raise_open_file_limit(CONNECTIONS + 256)
     log.info("serving %s on http://%s:%d", ", ".join(app.state.service.indexes), host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(app, host, port)).run()
+
+
+def server_config(app, host: str, port: int):
+    """uvicorn's configuration for `app`: connections bounded in number and in how long they may take
+    to send their headers, keep-alive and header size limited."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=_header_timeout_protocol(), limit_concurrency=CONNECTIONS,
+                          timeout_keep_alive=KEEP_ALIVE_SECONDS, h11_max_incomplete_event_size=64 * 1024)
+
+
+def _header_timeout_protocol():
+    """uvicorn's HTTP/1.1 protocol, closing a connection that sends no complete request headers within
+    HEADER_SECONDS (so connections that never finish them cannot pile up)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeout(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self.header_deadline = self.loop.call_later(HEADER_SECONDS, self._headers_late)
+
+        def _headers_late(self):
+            if self.cycle is None and not self.transport.is_closing():
+                log.info("closed a connection that sent no request headers in %d s", HEADER_SECONDS)
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            self.header_deadline.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeout
+
+
+def _raise_open_file_limit(wanted: int) -> None:
+    """The soft open-file limit raised towards `wanted` (up to the hard limit), for CONNECTIONS sockets."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -4,6 +4,7 @@ multipart upload or a JSON object, each field of the type it must have; every mi
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hashpa.fileio import finite
@@ -25,10 +26,14 @@ async def read_query(request, max_upload_bytes: int) -> tuple[bytes | None, dict
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise RequestError(408, f"the request body did not arrive within {BODY_SECONDS} s") from None
     kind = request.headers.get("content-type", "")
     if kind.startswith("application/json"):
         return None, checked_fields(_json_object(bytes(body)), from_form=False)
@@ -38,6 +43,8 @@ async def read_query(request, max_upload_bytes: int) -> tuple[bytes | None, dict
 
 
 FORM_OVERHEAD = 64 * 1024  # a multipart body's boundaries and fields beyond the image itself
+BODY_SECONDS = 60  # a body that takes longer to arrive is refused (408): a slow client holds no slot for long
+MAX_MODES = 16  # search modes one request may ask for
 
 
 def _json_object(body: bytes) -> dict:
@@ -115,10 +122,14 @@ def _whole_number(value, name: str, from_form: bool) -> int:
 
 def _modes(value) -> list[str]:
     if isinstance(value, str):
-        return [m for m in value.split(",") if m]
-    if isinstance(value, list) and all(isinstance(m, str) for m in value):
-        return value
-    raise RequestError(400, f"modes must be {FIELDS['modes']}, got {_shown(value)}")
+        modes = [m for m in value.split(",") if m]
+    elif isinstance(value, list) and all(isinstance(m, str) for m in value):
+        modes = value
+    else:
+        raise RequestError(400, f"modes must be {FIELDS['modes']}, got {_shown(value)}")
+    if len(modes) > MAX_MODES:
+        raise RequestError(400, f"modes names {len(modes)} modes; a request may ask for at most {MAX_MODES}")
+    return list(dict.fromkeys(modes))
 
 
 def _shown(value) -> str:

@@ -27,6 +27,9 @@ log = logging.getLogger("hashpa.serve.app")
 
 MAX_K = 100
 THUMB_PIXELS = 160
+DECODE_SLOTS = 2  # uploads and thumbnails decoded at once
+QUERY_SIDE_FACTOR = 4  # a served query is decoded with its short side at least this many times the model's input
+MAX_QUERY_PIXELS = 40_000_000  # what an upload may hold after that reduction (a larger PNG or WebP is refused: 413)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class SearchService:
             self.indexes[name] = Served(name, ix, _facts(name, ix))
         self.lock = threading.Lock()
         self.reload_lock = threading.Lock()
+        self.decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
     def served(self, name: str | None) -> Served:
         if name is not None and not isinstance(name, str):
@@ -102,10 +106,14 @@ class SearchService:
             raise RequestError(400, f"k must be between 1 and {min(MAX_K, len(ix))}, got {k}")
         if shortlist is not None and not 1 <= shortlist <= len(ix):
             raise RequestError(400, f"shortlist must be between 1 and {len(ix)}, got {shortlist}")
+        picture = None
+        if image is not None:
+            with self.decoding:  # a few decodes at a time: memory stays bounded, and searches of rows never wait behind them
+                picture = _decoded(image, ix.model().preprocessing.input_size)
         with self.lock:
             started = time.perf_counter()
-            if image is not None:
-                embeddings, codes = ix.embed([_decoded(image)], batch_size=1)
+            if picture is not None:
+                embeddings, codes = ix.embed([picture], batch_size=1)
                 label = None
             else:
                 if row is None or not 0 <= row < len(ix):
@@ -144,10 +152,12 @@ class SearchService:
             image = (root / relative).resolve()
             if not image.is_relative_to(root):  # a link inside the folder pointing out of it
                 raise RequestError(403, f"row {row}'s image links outside the indexed folder")
-            picture = decode_image(image)
+            with self.decoding:
+                picture = decode_image(image, at_least=THUMB_PIXELS)
+                picture.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
+                release_freed_memory()
         except (ImageError, HashpaError) as error:
             raise RequestError(404, f"the image of row {row} cannot be read: {error}") from None
-        picture.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=85)
         return buffer.getvalue()
@@ -163,11 +173,36 @@ class SearchService:
         return self.search(served, image, row, fields.get("k", 10), modes, fields.get("shortlist"))
 
 
-def _decoded(data: bytes):
+def _decoded(data: bytes, input_size: int):
+    """An upload decoded (a large JPEG at a reduced scale still larger than the model's input), at
+    most MAX_QUERY_PIXELS after that."""
     try:
-        return decode_image(data)
+        return decode_image(data, at_least=QUERY_SIDE_FACTOR * input_size, max_pixels=MAX_QUERY_PIXELS)
     except ImageError as error:
-        raise RequestError(400, f"the upload is not an image hashpa can read: {error}") from None
+        raise RequestError(413 if "pixels accepted here" in str(error) else 400, f"the upload is not an image hashpa can read: {error}") from None
+    finally:
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a large decode back to the system (glibc keeps it otherwise, and the
+    server's resident size would stay at its peak)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
 
 
 def _label(ix, row: int) -> str | None:
