@@ -55,6 +55,12 @@ PUBLISHED = [
 VARIANTS = {
     "hashpa-orthohash-codes": ("hashpa, its codes trained by OrthoHash's loss with the backbone (no code stage)",
                                {"code_loss": "orthohash", "codes_train_backbone": True, "code_epochs": 0}),
+    "hashpa-no-spread": ("hashpa without the terms that spread codes for new classes (no distillation, no bit decorrelation)",
+                         {"distill_weight": 0.0, "decorrelation_weight": 0.0}),
+    "hashpa-codes-train-backbone": ("hashpa, the code loss's gradients reaching the backbone",
+                                    {"codes_train_backbone": True}),
+    "hashpa-no-spread-backbone": ("hashpa without distillation and decorrelation, the code loss reaching the backbone",
+                                  {"distill_weight": 0.0, "decorrelation_weight": 0.0, "codes_train_backbone": True}),
 }
 
 KEPT = ("map@all", "map@all_tie_aware", "map@1000", "p@h<=2", "p@h<=2_empty")
