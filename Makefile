@@ -10,7 +10,7 @@ FLOWERS ?= ../shared/data/flowers102-112
 CIFAR10 ?= ../shared/data/cifar10
 
 
-.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier gpu-bundle clean
+.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier bench-deploy gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,7 @@ lint: install
 demo: install
 	rm -rf $(DEMO_RUN) $(DEMO_INDEX) $(DEMO_INDEX)-itq
 	$(HASHPA) train --split half --bits 32 --out $(DEMO_RUN)
+	$(HASHPA) export $(DEMO_RUN)
 	$(HASHPA) index --split test --run-dir $(DEMO_RUN) --out $(DEMO_INDEX)
 	$(HASHPA) compare $(DEMO_INDEX)
 	$(HASHPA) index --split test --run-dir $(DEMO_RUN) --out $(DEMO_INDEX)-itq --codes itq
@@ -139,6 +140,21 @@ serve-screenshot: install
 
 bench-scale: install
 	$(PY) -m eval.bench_scale --benchmarks $(PAGES)/speed.md --out bench-results/scale
+
+LITE0_INDEX := bench-results/indexes/cifar10-lite0
+bench-deploy: install $(DEMO_INDEX)/index.json $(LITE0_INDEX)/index.json
+	$(PY) -m eval.bench_cold_search $(DEMO_INDEX) $(LITE0_INDEX) --benchmarks $(PAGES)/deploy.md
+
+$(DEMO_INDEX)/index.json:
+	$(MAKE) demo
+
+# a lite0 index: CIFAR-10's test photos embedded by the CIFAR-10 benchmark's 64-bit hashpa run
+$(LITE0_INDEX)/index.json: bench-results/cifar10/runs/hashpa-64bit/last.pt
+	rm -rf bench-results/lite0-run && cp -r bench-results/cifar10/runs/hashpa-64bit bench-results/lite0-run
+	$(HASHPA) index $(CIFAR10)/test --run-dir bench-results/lite0-run --checkpoint last --out $(LITE0_INDEX) --workers 1
+
+bench-results/cifar10/runs/hashpa-64bit/last.pt:
+	$(MAKE) bench-cifar10
 
 bench-search: install
 	$(PY) -m eval.bench_search --benchmarks $(PAGES)/speed.md --out bench-results/search-cpu

@@ -42,6 +42,13 @@ ENVIRONMENT_FAULTS = {
 OUT_OF_MEMORY = "out of memory: use smaller batches (--batch-size), fewer proxies or a smaller model, or free memory"
 
 
+NEEDS_TORCH = ("this command needs PyTorch, which is not installed: pip install 'hashpa[train]' (searching an index whose run has "
+               "an ONNX export needs only 'hashpa[query]')")
+OPTIONAL_PACKAGES = {"torch": NEEDS_TORCH, "torchvision": NEEDS_TORCH, "timm": NEEDS_TORCH,
+                     "onnx": "this command needs onnx and onnxruntime: pip install 'hashpa[export]'",
+                     "onnxruntime": "this command needs onnxruntime: pip install 'hashpa[query]'"}
+
+
 def friendly_errors(command):
     """User mistakes end with a one-line message and exit status 2, an interruption with 130."""
 
@@ -60,6 +67,11 @@ def friendly_errors(command):
                 raise
             where = f" ({error.filename})" if error.filename else ""
             click.echo(f"hashpa: error: {error.strerror or error}{where}: {ENVIRONMENT_FAULTS[error.errno]}", err=True)
+            sys.exit(2)
+        except ModuleNotFoundError as error:
+            if error.name not in OPTIONAL_PACKAGES:
+                raise
+            click.echo(f"hashpa: error: {OPTIONAL_PACKAGES[error.name]}", err=True)
             sys.exit(2)
         except MemoryError:
             click.echo(f"hashpa: error: {OUT_OF_MEMORY}", err=True)
@@ -87,6 +99,9 @@ def echo_json(value) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts) instead of a table.")
+engine_option = click.option("--engine", type=click.Choice(("auto", "torch", "onnx")), default="auto", show_default=True,
+                             help="What embeds query images: torch (the run's checkpoint), onnx (the run's export, from hashpa export; "
+                                  "no torch needed), auto: onnx when the run has an export of the index's model.")
 overwrite_option = click.option("--overwrite", is_flag=True,
                                 help="Replace output files that hashpa did not write, or that were changed since it did (refused without it).")
 

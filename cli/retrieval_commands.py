@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from hashpa.cli.main import cli, echo_json, friendly_errors, json_option, overwrite_option
+from hashpa.cli.main import cli, echo_json, engine_option, friendly_errors, json_option, overwrite_option
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
 from hashpa.runs.directory import CHECKPOINTS
@@ -70,6 +70,7 @@ def index(folder, run, out, split, as_json, **settings) -> None:
 @click.option("--index", "index", help="Which built index to search (default Flat / BFlat).")
 @click.option("--run-dir", "--model", "run", type=click.Path(exists=True), help="Embed queries with this run's model (it must be the index's).")
 @click.option("--device", default="auto", show_default=True)
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a PNG of each query and its results.")
 @overwrite_option
@@ -115,6 +116,7 @@ def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) 
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True, help="Single queries timed for p50/p99 (0: none).")
 @click.option("--run-dir", "--model", "run", type=click.Path(exists=True), help="Embed query images with this run's model (it must be the index's).")
 @click.option("--device", default="auto", show_default=True)
+@engine_option
 @click.option("--out", type=click.Path(file_okay=False), help="Where compare.json/.md/.png go (default: INDEX_DIR).")
 @overwrite_option
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
@@ -189,13 +191,14 @@ def _echo_indexes(indexes: dict) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface; mind who can reach it).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@engine_option
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True, help="Larger uploads are refused (413).")
 @click.option("--allow-host", "allow_hosts", multiple=True,
               help="Also answer requests whose Host is this name (repeatable); localhost and --host are always allowed.")
 @friendly_errors
-def serve(index_dirs, host, port, device, max_upload_mb, allow_hosts) -> None:
+def serve(index_dirs, host, port, device, engine, max_upload_mb, allow_hosts) -> None:
     """Serve a search page and a JSON API over INDEX_DIRS: float, binary, rerank and asymmetric side by side."""
     from hashpa.serve.app import serve as run_server
 
     click.echo(f"hashpa serve: http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(index_dirs, host, port, device, max_upload_mb, allow_hosts)
+    run_server(index_dirs, host, port, device, max_upload_mb, allow_hosts, engine)

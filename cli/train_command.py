@@ -82,3 +82,23 @@ def evaluate(run_dir, as_json, **options) -> None:
     if options["out"]:
         written = "eval.json and eval.md" if "skipped" in report["hashing"] else "eval.json, eval.md and eval-pr.png"
         click.echo(f"wrote {written} in {options['out']}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="The ONNX file to write (default: RUN_DIR/model.onnx); its card goes beside it, as OUT.json.")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINTS), default="best", show_default=True)
+@overwrite_option
+@json_option
+@friendly_errors
+def export(run_dir, out, checkpoint, overwrite, as_json) -> None:
+    """Export a trained run's model as ONNX (embeddings and hash logits, dynamic batch) with its preprocessing and code rule beside it."""
+    from hashpa.export import export as export_model
+
+    summary = export_model(run_dir, out, checkpoint, overwrite)
+    if as_json:
+        echo_json({"model": str(summary.model), "card": str(summary.card), "bytes": summary.bytes,
+                   "embedding_difference": summary.embedding_difference, "logit_difference": summary.logit_difference})
+        return
+    click.echo(f"Exported {run_dir} to {summary.model} ({summary.bytes:,} bytes) and {summary.card.name}; onnxruntime reproduces torch "
+               f"within {max(summary.embedding_difference, summary.logit_difference):.1e}")

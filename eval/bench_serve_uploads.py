@@ -9,8 +9,8 @@ GET /index; the server's resident memory (before, at its peak, after) and the /i
 from __future__ import annotations
 
 import argparse
-import logging
 import io
+import logging
 import threading
 import time
 from collections import Counter

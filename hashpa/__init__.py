@@ -22,6 +22,7 @@ _MODULES = {
     ".embed": "load Model",
     ".search.index": "open_index Index",
     ".indexdir.build": "build_index",
+    ".export": "export",
     ".training.trainer": "train resume",
     ".runs.config": "TrainConfig resolve_config",
     ".metrics.retrieval": "recall_at_k evaluate_retrieval",

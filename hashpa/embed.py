@@ -12,10 +12,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from hashpa.data.decode import ImageError, to_rgb, upright_rgb
 from hashpa.data.folder import Sample, sample_labels
-from hashpa.data.loading import Batch, ImageDataset, collate_skipping, read_rgb, usable_workers
+from hashpa.data.loading import Batch, ImageDataset, collate_skipping, usable_workers
 from hashpa.data.preprocess import TestTransform
+from hashpa.data.query_images import query_pictures
 from hashpa.devices import autocast, resolve_device
 from hashpa.errors import HashpaError
 from hashpa.models.hashing_model import HashingModel
@@ -66,9 +66,7 @@ class Model:
         """
         batch_size = whole_number(batch_size, "batch_size")
         transform = TestTransform(self.preprocessing)
-        pictures = [_as_rgb(image) for image in _as_sequence(images)]
-        if not pictures:
-            raise HashpaError("no images to embed")
+        pictures = query_pictures(images)
         embeddings, codes = [], []
         for start in range(0, len(pictures), batch_size):
             batch = torch.stack([transform(p) for p in pictures[start : start + batch_size]]).to(self.device)
@@ -78,6 +76,13 @@ class Model:
             codes.append(c.cpu().numpy())
         return np.concatenate(embeddings), np.concatenate(codes)
 
+    def embed_files(self, paths: Sequence[Path], batch_size: int = 64, workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings [n, dim], packed codes [n, bits/8], int64 positions [n] in `paths` of the n
+        readable files); unreadable files are skipped with a warning."""
+        embeddings, codes, positions, _ = embed_all(self.network, [Sample(Path(p), -1) for p in paths], self.device,
+                                                    batch_size=batch_size, workers=workers)
+        return embeddings, codes, positions
+
 
 def load(source: str | Path, checkpoint: str = "best", device: str | torch.device = "auto") -> Model:
     """The trained model of a run directory (its `checkpoint`: "best" or "last") or of a checkpoint file."""
@@ -86,93 +91,6 @@ def load(source: str | Path, checkpoint: str = "best", device: str | torch.devic
     target = resolve_device(device)
     network, state = load_network(source, checkpoint, target)
     return Model(network, target, str(source), state["loaded_from"], state)
-
-
-def _as_sequence(images) -> list:
-    """One image -> [it]; a batch array or tensor, or any sequence -> its items."""
-    if images is None:
-        raise HashpaError("no images to embed (got None): give PIL images, file paths, uint8 arrays or image tensors")
-    if isinstance(images, (str, Path)) or _is_single_image(images):
-        return [images]
-    if isinstance(images, np.ndarray):
-        if images.ndim == 4 and images.shape[-1] in (1, 3, 4):
-            return list(images)
-        raise HashpaError(f"image arrays must be channels last, [H, W, 3], [H, W] or a batch [N, H, W, 3]; got shape {images.shape}"
-                          + ("; this looks channels first: transpose it to [..., H, W, C]" if images.ndim in (3, 4) and images.shape[-3] in (1, 3) else ""))
-    if isinstance(images, torch.Tensor):
-        if images.ndim == 4:
-            return list(images)
-        raise HashpaError(f"image tensors must be [3, H, W] or a batch [N, 3, H, W], got shape {tuple(images.shape)}")
-    try:
-        return list(images)
-    except TypeError:
-        raise HashpaError(f"cannot embed a {type(images).__name__}: give PIL images, file paths, uint8 arrays or image tensors") from None
-
-
-def _is_single_image(image) -> bool:
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        return True
-    if isinstance(image, np.ndarray):
-        return image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3, 4))
-    return isinstance(image, torch.Tensor) and image.ndim == 3
-
-
-def _as_rgb(image):
-    """A PIL RGB image from any input `Model.embed` takes (checked: see Model.embed)."""
-    from PIL import Image
-    from torchvision.transforms.functional import to_pil_image
-
-    if isinstance(image, Image.Image):
-        if 0 in image.size:
-            raise HashpaError(f"cannot embed an empty image ({image.size[0]}x{image.size[1]} pixels)")
-        try:
-            return upright_rgb(image)
-        except ImageError as error:
-            raise HashpaError(f"cannot read the pixels of the given image: {error}") from None
-    if isinstance(image, (str, Path)):
-        picture = read_rgb(Path(image))
-        if picture is None:
-            raise HashpaError(f"cannot read the image {image}: not an image file hashpa can decode (see the warning above)")
-        return picture
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise HashpaError(f"image arrays must be uint8 [H, W, 3] or [H, W], got {image.dtype} with shape {image.shape}"
-                              + ("; a float array in [0, 1]: (array * 255).round().astype(np.uint8)" if image.dtype.kind == "f" else ""))
-        if not _is_single_image(image):
-            raise HashpaError(f"image arrays must be [H, W, 3] or [H, W] (channels last), got shape {image.shape}")
-        if 0 in image.shape:
-            raise HashpaError(f"cannot embed an empty image array (shape {image.shape})")
-        return to_rgb(Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image))
-    if isinstance(image, torch.Tensor):
-        return to_rgb(to_pil_image(_checked_tensor(image)))
-    raise HashpaError(f"cannot embed a {type(image).__name__}: give PIL images, file paths, uint8 arrays or image tensors")
-
-
-def _checked_tensor(image: torch.Tensor) -> torch.Tensor:
-    """A [C, H, W] image tensor that to_pil_image reads as meant: uint8, or float in [0, 1]."""
-    shape = tuple(image.shape)
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        hint = "; this looks channels last: permute(2, 0, 1) it" if image.ndim == 3 and image.shape[-1] in (1, 3) else ""
-        raise HashpaError(f"image tensors must be [3, H, W] or [1, H, W], got shape {shape}{hint}")
-    if 0 in shape:
-        raise HashpaError(f"cannot embed an empty image tensor (shape {shape})")
-    image = image.detach().cpu()
-    if image.dtype == torch.uint8:
-        return image
-    if not image.is_floating_point():
-        raise HashpaError(f"image tensors must be uint8 or float in [0, 1], got {image.dtype}")
-    if not torch.isfinite(image).all():
-        raise HashpaError("the image tensor holds NaN or infinite values")
-    low, high = float(image.min()), float(image.max())
-    if low < 0 or high > 1 + FLOAT_PIXEL_SLACK:
-        hint = ": divide it by 255 (or give it as uint8)" if high <= 255 and low >= 0 else ""
-        raise HashpaError(f"float image tensors must hold values in [0, 1], this one goes from {low:g} to {high:g}{hint}")
-    return image.clamp(0, 1).float()
-
-
-FLOAT_PIXEL_SLACK = 1e-3  # rounding above 1.0 in a float image still counts as [0, 1]
 
 
 @dataclass

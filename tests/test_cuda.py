@@ -8,9 +8,9 @@ from PIL import Image
 
 from hashpa.data import labelled_samples
 from hashpa.data.augment import augment_batch, center_crop_batch, random_crop_boxes, resized_crops
+from hashpa.data.preprocess import Preprocessing
 from hashpa.embed import embed_all
 from hashpa.losses import ProxyAnchorLoss
-from hashpa.models.backbones import Preprocessing
 from hashpa.runs import load_network, resolve_config
 from hashpa.training import train
 from tests.conftest import make_image_folder

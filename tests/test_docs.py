@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HISTORY = re.compile(r"issue [0-9]|\blent\b|session|development (cpu|machine)", re.I)
+HISTORY = re.compile(r"issue [0-9]|\blent\b|\bsessions?\b|development (cpu|machine)", re.I)
 
 
 def test_the_documentation_site_builds_strictly(tmp_path):

@@ -19,7 +19,7 @@ def flags_shown(command: str) -> set[str]:
     those the prose names in backticks right after the command's name."""
     found = set()
     for line in README.splitlines():
-        for use in re.finditer(rf"hashpa {re.escape(command)}\b([^`|]*)", line):
+        for use in re.finditer(rf"hashpa {re.escape(command)}(?![\w-])([^`|]*)", line):
             found.update(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", use.group(1)))
     return found
 

@@ -9,7 +9,7 @@ import math
 import torch
 from torchvision.ops import roi_align
 
-from hashpa.models.backbones import Preprocessing
+from hashpa.data.preprocess import Preprocessing
 
 
 def random_crop_boxes(batch: int, height: int, width: int, scale: tuple[float, float] = (0.08, 1.0),

@@ -20,8 +20,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from hashpa.data.augment import normalize_batch
 from hashpa.data.decode import READ_ERRORS, ImageError, check_pixels, decode_image
 from hashpa.data.folder import Sample
-from hashpa.data.preprocess import test_resize
-from hashpa.models.backbones import Preprocessing
+from hashpa.data.preprocess import Preprocessing, test_resize
 
 log = logging.getLogger(__name__)
 ORIENTATION_TAG = 0x0112

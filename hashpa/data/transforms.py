@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torchvision import transforms as T
 
-from hashpa.models.backbones import Preprocessing
+from hashpa.data.preprocess import Preprocessing
 
 
 class ToBackboneRange(torch.nn.Module):

@@ -8,7 +8,6 @@ offline PyPI package when installed), or the path of a local state_dict / .safet
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -16,36 +15,11 @@ from typing import Callable
 
 from torch import nn
 
+from hashpa.data.preprocess import Preprocessing
 from hashpa.errors import HashpaError
 from hashpa.models import weights as weights_io
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images are turned into the backbone's input tensors."""
-
-    input_size: int = 224
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    input_range: float = 1.0  # pixel values are scaled to [0, input_range] before mean/std
-    bgr: bool = False
-    interpolation: str = "bilinear"  # resizing: bilinear or bicubic
-    crop_pct: float = 0.875  # the test transform resizes the short side to input_size / crop_pct, then centre-crops
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "Preprocessing":
-        """A saved preprocessing; fields it predates keep their defaults (what its model was trained with)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
-
 
 @dataclass
 class Backbone:

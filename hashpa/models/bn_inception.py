@@ -59,23 +59,23 @@ class BNInception(nn.Module):
         self.add_module(name, nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding))
         self.add_module(f"{name}_bn", nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1))
 
-    def _apply(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def _conv_bn_relu(self, name: str, x: torch.Tensor) -> torch.Tensor:
         conv, bn = getattr(self, name), getattr(self, f"{name}_bn")
         return torch.relu(bn(conv(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool1_3x3_s2(self._apply("conv1_7x7_s2", x))
-        x = self._apply("conv2_3x3", self._apply("conv2_3x3_reduce", x))
+        x = self.pool1_3x3_s2(self._conv_bn_relu("conv1_7x7_s2", x))
+        x = self._conv_bn_relu("conv2_3x3", self._conv_bn_relu("conv2_3x3_reduce", x))
         x = self.pool2_3x3_s2(x)
         for name, _, c1, _, _, _, _, _, proj, _ in _BLOCKS:
             prefix = f"inception_{name}"
             branches = []
             if c1:
-                branches.append(self._apply(f"{prefix}_1x1", x))
-            branches.append(self._apply(f"{prefix}_3x3", self._apply(f"{prefix}_3x3_reduce", x)))
-            double = self._apply(f"{prefix}_double_3x3_reduce", x)
-            branches.append(self._apply(f"{prefix}_double_3x3_2", self._apply(f"{prefix}_double_3x3_1", double)))
+                branches.append(self._conv_bn_relu(f"{prefix}_1x1", x))
+            branches.append(self._conv_bn_relu(f"{prefix}_3x3", self._conv_bn_relu(f"{prefix}_3x3_reduce", x)))
+            double = self._conv_bn_relu(f"{prefix}_double_3x3_reduce", x)
+            branches.append(self._conv_bn_relu(f"{prefix}_double_3x3_2", self._conv_bn_relu(f"{prefix}_double_3x3_1", double)))
             pooled = getattr(self, f"{prefix}_pool")(x)
-            branches.append(self._apply(f"{prefix}_pool_proj", pooled) if proj else pooled)
+            branches.append(self._conv_bn_relu(f"{prefix}_pool_proj", pooled) if proj else pooled)
             x = torch.cat(branches, dim=1)
         return x

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashpa.codes import pack_codes
-from hashpa.models.backbones import Preprocessing, build_backbone
+from hashpa.data.preprocess import Preprocessing
+from hashpa.models.backbones import build_backbone
 from hashpa.models.config import ModelConfig
 from hashpa.models.heads import EmbeddingHead, GlobalPool, HashHead
 

