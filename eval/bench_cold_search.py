@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -72,14 +73,18 @@ def _backbone(run: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    load_before = os.getloadavg()[0]
     import_torch = [timed([sys.executable, "-c", "import torch"])[0] for _ in range(args.repeats)]
-    return {"repeats": args.repeats, "import_torch_seconds": round(statistics.median(import_torch), 3),
-            "indexes": [measure_index(index, args.query, args.repeats) for index in args.indexes]}
+    indexes = [measure_index(index, args.query, args.repeats) for index in args.indexes]
+    return {"repeats": args.repeats, "import_torch_seconds": round(statistics.median(import_torch), 3), "indexes": indexes,
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "cores": os.cpu_count()}
 
 
 def markdown(r: dict) -> str:
     lines = [f"Each figure: the median (best) wall time of {r['repeats']} cold runs of `hashpa search INDEX QUERY -k 10 --json --engine E`, "
-             f"the engines alternated; `python -c \"import torch\"` alone takes {r['import_torch_seconds']:.2f} s (median) on this machine.", "",
+             f"the engines alternated; `python -c \"import torch\"` alone takes {r['import_torch_seconds']:.2f} s (median) on this machine. "
+             f"Load average {r['load_average'][0]} before, {r['load_average'][1]} after"
+             f"{' (a busy machine: slower figures than an idle one)' if max(r['load_average']) > r['cores'] else ''}.", "",
              "| index | backbone, bits | rows | onnx s | torch s | same top 10 | export bytes | onnxruntime against torch |",
              "|---|---|---|---|---|---|---|---|"]
     for i in r["indexes"]:
