@@ -59,8 +59,8 @@ VARIANTS = {
                          {"distill_weight": 0.0, "decorrelation_weight": 0.0}),
     "hashpa-codes-train-backbone": ("hashpa, the code loss's gradients reaching the backbone",
                                     {"codes_train_backbone": True}),
-    "hashpa-no-spread-backbone": ("hashpa without distillation and decorrelation, the code loss reaching the backbone",
-                                  {"distill_weight": 0.0, "decorrelation_weight": 0.0, "codes_train_backbone": True}),
+    "hashpa-orthohash-stage": ("hashpa, its code stage fitting the hash head by OrthoHash's loss (each class gathered at one codeword)",
+                               {"code_objective": "orthohash"}),
 }
 
 KEPT = ("map@all", "map@all_tie_aware", "map@1000", "p@h<=2", "p@h<=2_empty")

@@ -16,7 +16,7 @@ from hashpa.methods import HASHPA, METHOD_NAMES, check_method_settings, method
 from hashpa.models.config import ModelConfig
 from hashpa.settings import check_types, setting
 
-CODE_OBJECTIVES = ("auto", "proxy_anchor", "distill")
+CODE_OBJECTIVES = ("auto", "proxy_anchor", "orthohash", "distill")
 SCHEDULES = ("step", "cosine")
 BEST_METRICS = ("codes", "float")
 DATA_PATHS = ("auto", "files", "cache")
@@ -89,7 +89,8 @@ class TrainConfig:
     # the code stage after the last epoch (hashpa.training.code_stage): the hash head fitted to the frozen model
     code_epochs: int = setting(15, "Epochs of the code stage after the last epoch: the hash head fitted to the frozen model (0: none).")
     code_views: int = setting(3, "Augmented passes over the training images for the code stage, besides the plain one.")
-    code_objective: str = setting("auto", "Code stage loss: proxy_anchor (seen classes), distill (new classes); auto picks by the split.",
+    code_objective: str = setting("auto", "Code stage loss: proxy_anchor (seen classes), orthohash (seen classes, each gathered at one "
+                                           "codeword), distill (new classes); auto picks proxy_anchor or distill by the split.",
                                   CODE_OBJECTIVES)
     code_lr: float = setting(1e-3, "Learning rate of the code stage.")
     code_margin: float = setting(0.3, "Proxy Anchor delta on the codes in the code stage.")

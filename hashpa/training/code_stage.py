@@ -10,6 +10,9 @@ passes -- and the head, started from PCA-ITQ of those inputs, trains for many ch
   (straight-through estimator), so the loss sees exactly the Hamming geometry search will use;
 - "proxy_anchor": Proxy Anchor on the codes with code proxies started at the classes' mean
   directions; suited to classes seen in training;
+- "orthohash": OrthoHash's cross-entropy of the codes' scaled cosines to fixed orthogonal codewords
+  of the classes (``hashpa.losses.orthohash``): every image of a class pulled to one code, for
+  classes seen in training where the whole class should rank first (mAP@ALL);
 - "distill": similarity distillation from the float embedding only: on classes the model has
   not seen, class supervision of the codes can over-fit the training classes, while keeping the
   embedding's neighbourhoods transfers;
@@ -35,6 +38,7 @@ from hashpa.data.preprocess import TestTransform
 from hashpa.data.transforms import train_transform
 from hashpa.devices import autocast
 from hashpa.losses.distillation import SimilarityDistillationLoss
+from hashpa.losses.orthohash import OrthoHashLoss
 from hashpa.losses.proxy_anchor import ProxyAnchorLoss
 from hashpa.metrics.retrieval import evaluate_retrieval
 from hashpa.models.hashing_model import HashingModel
@@ -132,7 +136,7 @@ def choose_objective(objective: str, train_classes: Sequence[str], test_classes:
 class CodeStageSettings:
     """How the code stage trains the head (TrainConfig's code_* fields, resolved)."""
 
-    objective: str  # "proxy_anchor" or "distill" (see the module docstring)
+    objective: str  # "proxy_anchor", "orthohash" or "distill" (see the module docstring)
     epochs: int
     lr: float
     proxy_lr: float
@@ -211,7 +215,7 @@ def _train(head: HashHead, features: CodeFeatures, num_classes: int, settings: C
         for start in range(0, n - s.batch_size + 1, s.batch_size):
             rows = order[start : start + s.batch_size]
             codes = relaxed_codes(head(features.hash_inputs[rows].to(device)), "ste")
-            if s.objective == "proxy_anchor":
+            if s.objective != "distill":
                 loss = loss_fn(codes, features.labels[rows].to(device))
             else:
                 loss = loss_fn(codes, features.teacher(rows).to(device))
@@ -242,6 +246,8 @@ def _loss(settings: CodeStageSettings, hasher: LinearHasher, plain: np.ndarray, 
           bits: int) -> torch.nn.Module:
     if settings.objective == "distill":
         return SimilarityDistillationLoss(settings.temperature)
+    if settings.objective == "orthohash":
+        return OrthoHashLoss(num_classes, bits, seed=settings.seed)
     loss = ProxyAnchorLoss(num_classes, bits, alpha=settings.alpha, margin=settings.margin)
     projected = torch.from_numpy(hasher.project(plain))
     with torch.no_grad():

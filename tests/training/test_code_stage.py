@@ -65,7 +65,7 @@ def settings_for(objective: str, **changes) -> CodeStageSettings:
 
 
 @pytest.mark.parametrize("validation", [0.0, 0.2])
-@pytest.mark.parametrize("objective", ["proxy_anchor", "distill"])
+@pytest.mark.parametrize("objective", ["proxy_anchor", "orthohash", "distill"])
 def test_the_stage_beats_its_pca_itq_start_on_held_out_images(objective, validation):
     features = nuisance_features(60, seed=0)
     x = features.hash_inputs.numpy()
@@ -79,6 +79,24 @@ def test_the_stage_beats_its_pca_itq_start_on_held_out_images(objective, validat
         learned = pack_codes(head(torch.from_numpy(held_out))).numpy()
     itq = fit_itq(x, BITS).encode(held_out)
     assert recall_at_1(learned, held_out_labels) > recall_at_1(itq, held_out_labels) + 0.2
+
+
+def test_orthohash_gathers_each_class_at_one_code_where_proxy_anchor_spreads_it():
+    """OrthoHash's paper: codes of a class collapse onto its codeword; on held-out images more
+    neighbours within Hamming radius 2 share the query's class than under Proxy Anchor."""
+    from hashpa.metrics.hashing import hashing_scores
+
+    features = nuisance_features(60, seed=0)
+    held_out, held_out_labels, _ = nuisance_data(30, seed=1)
+    precision = {}
+    for objective in ("proxy_anchor", "orthohash"):
+        head = HashHead(features.hash_inputs.shape[1], BITS)
+        torch.manual_seed(0)
+        fit_code_stage(head, features, 8, settings_for(objective))
+        with torch.no_grad():
+            codes = pack_codes(head(torch.from_numpy(held_out))).numpy()
+        precision[objective] = hashing_scores(codes, held_out_labels, metric="hamming")["p@h<=2"]
+    assert precision["orthohash"] > precision["proxy_anchor"] + 0.05, precision
 
 
 def test_when_no_epoch_beats_the_start_on_held_out_images_the_pca_itq_start_is_kept(monkeypatch):
