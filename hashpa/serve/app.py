@@ -43,7 +43,7 @@ def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_uploa
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
-        from starlette.requests import Request
+        from starlette.requests import ClientDisconnect, Request
         from starlette.responses import FileResponse, Response
         from starlette.routing import Mount, Route
         from starlette.staticfiles import StaticFiles
@@ -80,7 +80,7 @@ def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_uploa
     routes = [Route("/", page), Route("/index", index_facts), Route("/search", search, methods=["POST"]),
               Route("/thumb/{name}/{row:int}", thumbnail), Mount("/static", StaticFiles(directory=STATIC), name="static")]
     app = Starlette(routes=routes, exception_handlers={RequestError: _request_error, HTTPException: _http_error, HashpaError: _failure,
-                                                       Exception: _failure})
+                                                       ClientDisconnect: _disconnected, Exception: _failure})
     app.state.service = service
     return _HostCheck(app, hosts)
 
@@ -156,6 +156,12 @@ async def _request_error(request, error: "RequestError"):
 async def _http_error(request, error):
     """Starlette's own errors (no such route, a method not allowed) as JSON too."""
     return json_response({"error": error.detail}, error.status_code)
+
+
+async def _disconnected(request, error: Exception):
+    """A client that left before its request arrived: one line, nothing to answer."""
+    log.info("%s %s: the client disconnected before its request arrived", request.method, request.url.path)
+    return json_response({"error": "the client disconnected"}, 400)
 
 
 async def _failure(request, error: Exception):
