@@ -25,11 +25,15 @@ def installed(module: str) -> bool:
         return False
 
 
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise HashpaError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+
+
 def query_model(run: str | Path, checkpoint: str, device, engine: str, fingerprint: str):
     """The model that embeds queries for an index built by the model `fingerprint` of `run`: a
     ``hashpa.embed.Model`` or an ``ExportedModel`` (the same interface), as `engine` says."""
-    if engine not in ENGINES:
-        raise HashpaError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    check_engine(engine)
     export = run_export(run)
     if engine == "auto":
         engine = "onnx" if _usable_export(export, fingerprint, device) else "torch"

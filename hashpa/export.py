@@ -26,6 +26,7 @@ from hashpa import __version__
 from hashpa.data.preprocess import same_test_input
 from hashpa.errors import HashpaError
 from hashpa.exported import CARD_FORMAT, card_path, card_preprocessing, card_problem, run_export
+from hashpa.fileio import write_json
 from hashpa.outputs import check_replaceable, write_output
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def export(run: str | Path, out: str | Path | None = None, checkpoint: str = "be
     if card_problem(values) or not same_test_input(card_preprocessing(values), model.preprocessing):
         problem = card_problem(values) or "its preprocessing differs"
         raise HashpaError(f"the card of {run}'s export would not describe its model ({problem}): nothing was written")
-    write_output(card, lambda tmp: _write_json(tmp, values), overwrite)
+    write_output(card, lambda tmp: write_json(tmp, values), overwrite)
     log.debug("exported %s (%s) to %s: %d bytes, onnxruntime within %.1e of torch", run, model.checkpoint, model_path, len(graph), max(differences))
     return ExportSummary(model_path, card, len(graph), *differences)
 
@@ -146,9 +147,3 @@ def _parity(network, graph: bytes, images: np.ndarray, onnxruntime) -> tuple[flo
         raise HashpaError(f"the ONNX graph does not reproduce the model (differences {differences[0]:.1e} in the embeddings, "
                           f"{differences[1]:.1e} in the hash logits, more than {PARITY_TOLERANCE:g}): nothing was written")
     return differences
-
-
-def _write_json(path: Path, value: dict) -> None:
-    from hashpa.fileio import write_json
-
-    write_json(path, value)

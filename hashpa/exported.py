@@ -125,15 +125,17 @@ class ExportedModel:
         """(embeddings [n, dim], packed codes [n, bits/8], int64 positions [n] in `paths` of the n
         readable files); unreadable files are skipped with a warning (by ``read_rgb``). `workers`
         is accepted for the torch model's signature; onnxruntime uses its own threads."""
-        pictures, positions = [], []
-        for position, path in enumerate(paths):
-            picture = read_rgb(Path(path))
-            if picture is not None:
-                pictures.append(picture)
-                positions.append(position)
-        if not pictures:
-            return np.zeros((0, self.dim), np.float32), np.zeros((0, self.bits // 8), np.uint8), np.zeros(0, np.int64)
-        return (*self._embed_pictures(pictures, whole_number(batch_size, "batch_size")), np.asarray(positions, np.int64))
+        batch_size = whole_number(batch_size, "batch_size")
+        embeddings, codes, positions = [np.zeros((0, self.dim), np.float32)], [np.zeros((0, self.bits // 8), np.uint8)], []
+        for start in range(0, len(paths), batch_size):  # a batch of pictures in memory at a time
+            read = [(position, read_rgb(Path(paths[position]))) for position in range(start, min(start + batch_size, len(paths)))]
+            read = [(position, picture) for position, picture in read if picture is not None]
+            if read:
+                e, c = self._embed_pictures([picture for _, picture in read], batch_size)
+                embeddings.append(e)
+                codes.append(c)
+                positions += [position for position, _ in read]
+        return np.concatenate(embeddings), np.concatenate(codes), np.asarray(positions, np.int64)
 
     def _embed_pictures(self, pictures: list, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         embeddings, logits = [], []

@@ -84,6 +84,9 @@ def test_the_command_refuses_a_users_file_and_a_missing_run(trained_run, tmp_pat
     run_cli("export", trained_run, "--out", mine).failed_with("mine.onnx already exists", "--overwrite")
     assert mine.read_bytes() == b"my own model"
     run_cli("export", tmp_path / "nowhere").failed_with("does not exist")
+    checkpoint = (trained_run / "best.pt").read_bytes()
+    run_cli("export", trained_run, "--out", trained_run / "best.pt", "--overwrite").failed_with("never writes an output there")
+    assert (trained_run / "best.pt").read_bytes() == checkpoint
     out = json.loads(run_cli("export", trained_run, "--out", tmp_path / "m.onnx", "--json").succeeded().stdout)
     assert out["bytes"] == (tmp_path / "m.onnx").stat().st_size and out["logit_difference"] < PARITY_TOLERANCE
     run_cli("export", trained_run, "--out", tmp_path / "m.onnx").succeeded()  # its own output: replaced

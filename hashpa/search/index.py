@@ -29,10 +29,9 @@ class Index:
         """`run`: embed image queries with this run's model instead of the one index.json names (it must be
         the same model); nprobe / ef_search tune IVF / HNSW indexes; `engine`: what embeds image
         queries (``hashpa.engines``: torch, onnx, or auto: the run's ONNX export when it has one)."""
-        from hashpa.engines import ENGINES
+        from hashpa.engines import check_engine
 
-        if engine not in ENGINES:
-            raise HashpaError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+        check_engine(engine)
         self.directory = IndexDir(path, nprobe, ef_search)
         self._run, self._device, self._engine = run, device, engine
         self._model = None
