@@ -10,9 +10,10 @@ The CPU schedule: tf_efficientnet_lite0 with its ImageNet weights, the 32-px pho
 BatchNorm, the photos decoded once (``--data-path cache``), no evaluation during training: each
 run's last checkpoint is evaluated once by ``hashpa eval`` (mAP@ALL by id and tie-aware,
 mAP@1000, P@H<=2, Recall@1 of the codes; nothing is chosen on the queries). The first length
-(``--bits``) runs every method; ``--more-bits`` then runs hashpa and the best baseline at the
-first length. Finished runs and evaluations are reused, interrupted runs continued; the page is
-rewritten after every run, so an interrupted benchmark leaves the rows it has.
+(``--bits``) runs every method and variant; ``--more-bits`` then runs hashpa, the best baseline
+at the first length and the variants named by ``--more-variants``. Finished runs and evaluations
+are reused, interrupted runs continued; the page is rewritten after every run, so an interrupted
+benchmark leaves the rows it has.
 """
 
 from __future__ import annotations
@@ -94,15 +95,16 @@ def measured(args: argparse.Namespace, method: str, bits: int) -> dict:
 
 
 def plan(args: argparse.Namespace, rows: list[dict]) -> list[tuple[str, int]]:
-    """The (method, bits) runs still to come: every method at the first length, then hashpa and the
-    best baseline there (by mAP@ALL) at the others."""
+    """The (method, bits) runs still to come: every method and variant at the first length, then
+    hashpa, the best baseline there (by mAP@ALL) and the chosen variants at the others."""
     first = [(m, args.bits) for m in [*args.methods, *args.variants]]
     done = {(r["method"], r["bits"]) for r in rows}
     if not all(run in done for run in first):
         return [run for run in first if run not in done][:1]
     baselines = [r for r in rows if r["bits"] == args.bits and r["method"] in METHODS and r["method"] != HASHPA]
-    chosen = [HASHPA] + ([max(baselines, key=lambda r: r["map@all"])["method"]] if baselines else [])
-    return [(m, b) for b in args.more_bits for m in chosen if m in args.methods and (m, b) not in done][:1]
+    best = [max(baselines, key=lambda r: r["map@all"])["method"]] if baselines else []
+    chosen = [m for m in [HASHPA, *best] if m in args.methods] + [v for v in args.more_variants if v in args.variants]
+    return [(m, b) for b in args.more_bits for m in chosen if (m, b) not in done][:1]
 
 
 def run(args: argparse.Namespace, argv: list[str] | None) -> dict:
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, default=list(METHOD_NAMES))
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
                         help="variants of hashpa's design, at the first length")
+    parser.add_argument("--more-variants", nargs="*", choices=list(VARIANTS), default=["hashpa-orthohash-stage"],
+                        help="variants that also run at the other lengths")
     parser.add_argument("--bits", type=int, default=64, help="the length every method runs at")
     parser.add_argument("--more-bits", type=int, nargs="*", default=[16, 32, 48], help="lengths for hashpa and the best baseline")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
