@@ -77,6 +77,9 @@ def index(folder, run, out, split, as_json, **settings) -> None:
 @click.option("--show-codes", is_flag=True, help="Show the query's hash code as bits.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
+@click.option("--milvus", metavar="URI", help="Search the Milvus collection INDEX_DIR was published to (hashpa publish) instead of its FAISS "
+                                              "indexes: a Milvus Lite file (./photos.db) or a server (http://host:19530); modes float, binary, rerank.")
+@click.option("--collection", help="With --milvus: the collection (default: from INDEX_DIR's name).")
 @friendly_errors
 def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) -> None:
     """Search INDEX_DIR with query images (files or folders)."""
@@ -104,6 +107,25 @@ def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) 
             click.echo(f"  {hit.rank:>3}  {facts.score_short} {score:>7}  {escape_name(hit.path)}")
     if grid:
         click.echo(f"wrote {grid}")
+
+
+@cli.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--milvus", metavar="URI", required=True, help="A Milvus Lite file (./photos.db) or a Milvus server (http://host:19530).")
+@click.option("--collection", help="The collection to create or bring up to date (default: from INDEX_DIR's name).")
+@json_option
+@friendly_errors
+def publish(index_dir, milvus, collection, as_json) -> None:
+    """Publish INDEX_DIR to a Milvus collection: codes, float embeddings, paths and labels; again after an
+    update, only the changed rows are upserted and removed ones deleted."""
+    from hashpa.milvus import publish as run_publish
+
+    summary = run_publish(index_dir, milvus, collection)
+    if as_json:
+        echo_json(asdict(summary))
+        return
+    click.echo(f"Published {summary.rows} rows of {index_dir} to {summary.collection} at {milvus}: "
+               f"{summary.upserted} upserted, {summary.deleted} deleted")
 
 
 @cli.command()
