@@ -98,6 +98,14 @@ def echo_json(value) -> None:
     click.echo(json.dumps(finite(value), indent=2, default=json_default, allow_nan=False))
 
 
+def milvus_options(command):
+    """--milvus URI and --collection: search the Milvus collection an index directory was published to (hashpa publish)."""
+    command = click.option("--collection", help="With --milvus: the collection (default: from the index directory's name).")(command)
+    return click.option("--milvus", metavar="URI", help="Search the Milvus collection the index directory was published to (hashpa publish) "
+                        "instead of its FAISS indexes: a Milvus Lite file (./photos.db) or a server (http://host:19530); "
+                        "modes float, binary and rerank.")(command)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts) instead of a table.")
 engine_option = click.option("--engine", type=click.Choice(("auto", "torch", "onnx")), default="auto", show_default=True,
                              help="What embeds query images: torch (the run's checkpoint), onnx (the run's export, from hashpa export; "

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from hashpa.cli.main import cli, echo_json, engine_option, friendly_errors, json_option, overwrite_option
+from hashpa.cli.main import cli, echo_json, engine_option, friendly_errors, json_option, milvus_options, overwrite_option
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
 from hashpa.runs.directory import CHECKPOINTS
@@ -77,9 +77,7 @@ def index(folder, run, out, split, as_json, **settings) -> None:
 @click.option("--show-codes", is_flag=True, help="Show the query's hash code as bits.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="IVF indexes: lists visited per query.")
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
-@click.option("--milvus", metavar="URI", help="Search the Milvus collection INDEX_DIR was published to (hashpa publish) instead of its FAISS "
-                                              "indexes: a Milvus Lite file (./photos.db) or a server (http://host:19530); modes float, binary, rerank.")
-@click.option("--collection", help="With --milvus: the collection (default: from INDEX_DIR's name).")
+@milvus_options
 @friendly_errors
 def search(index_dir, queries, as_json, grid, overwrite, show_codes, **options) -> None:
     """Search INDEX_DIR with query images (files or folders)."""
@@ -145,6 +143,7 @@ def publish(index_dir, milvus, collection, as_json) -> None:
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
 @click.option("--frontier", is_flag=True, help="Also float16, PCA-reduced floats, PQ8/16/32, RaBitQ and PCA-ITQ codes of 32-256 bits, "
                                                 "fitted to the indexed embeddings: quality against bytes per image.")
+@milvus_options
 @json_option
 @friendly_errors
 def compare(index_dir, as_json, **options) -> None:
@@ -217,10 +216,11 @@ def _echo_indexes(indexes: dict) -> None:
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True, help="Larger uploads are refused (413).")
 @click.option("--allow-host", "allow_hosts", multiple=True,
               help="Also answer requests whose Host is this name (repeatable); localhost and --host are always allowed.")
+@milvus_options
 @friendly_errors
-def serve(index_dirs, host, port, device, engine, max_upload_mb, allow_hosts) -> None:
+def serve(index_dirs, host, port, device, engine, max_upload_mb, allow_hosts, milvus, collection) -> None:
     """Serve a search page and a JSON API over INDEX_DIRS: float, binary, rerank and asymmetric side by side."""
     from hashpa.serve.app import serve as run_server
 
     click.echo(f"hashpa serve: http://{host}:{port}/ (Ctrl-C stops)")
-    run_server(index_dirs, host, port, device, max_upload_mb, allow_hosts, engine)
+    run_server(index_dirs, host, port, device, max_upload_mb, allow_hosts, engine, milvus, collection)

@@ -29,6 +29,7 @@ from hashpa.search.modes import SearchResult
 
 log = logging.getLogger(__name__)
 
+MILVUS = "milvus"  # what Index.search's `index` names to search the published collection
 MILVUS_MODES = ("float", "binary", "rerank")
 MAX_PATH = 65535  # Milvus's longest VARCHAR
 MAX_TOPK = 16384  # Milvus's largest limit
@@ -199,19 +200,42 @@ class MilvusCollection:
     def __len__(self) -> int:
         return int(self._milvus.get_collection_stats(self.name)["row_count"])
 
+    def read_bytes(self, mode: str) -> int:
+        """Bytes a row of the vectors that `mode` reads (the collection holds both kinds)."""
+        code, embedding = self.facts.bits // 8, 4 * self.facts.dim
+        return {"float": embedding, "binary": code, "rerank": code + embedding}[mode]
+
     def check_index(self, ix) -> None:
         """Refuse `ix` unless its model and code space are the collection's."""
         if _index_facts(ix) != self.facts:
             raise HashpaError(f"Milvus collection {self.name} holds {self.facts.describe()}, the index {ix.path} "
                               f"{_index_facts(ix).describe()}: query it with the index it was published from")
 
-    def search(self, embeddings: np.ndarray, codes: np.ndarray | None, k: int = 10, mode: str = "float",
-               shortlist: int | None = None) -> tuple[SearchResult, list[list[tuple[str, str | None]]]]:
-        """(SearchResult of store rows, best first, ties by row; the (path, class) of each query's results).
-
-        embeddings: float32 [Q, dim], L2-normalised; codes: uint8 [Q, bits/8] (binary, rerank)."""
+    @staticmethod
+    def check_mode(mode: str) -> None:
         if mode not in MILVUS_MODES:
             raise HashpaError(f"a Milvus collection answers the modes {', '.join(MILVUS_MODES)}, not {mode!r}")
+
+    def search_index(self, ix, embeddings: np.ndarray, codes: np.ndarray | None, k: int, mode: str,
+                     shortlist: int | None = None) -> SearchResult:
+        """`search`, its rows checked to be the rows of the opened index `ix` (hashpa.search.Index)
+        that was published: a collection behind or ahead of the index is refused."""
+        result, named = self.search(embeddings, codes, k, mode, shortlist)
+        paths = ix.store.paths
+        for rows, hits in zip(result.ids, named):
+            for row, (path, _) in zip(rows, hits):
+                if row >= len(paths) or paths[row] != path:
+                    raise HashpaError(f"Milvus collection {self.name} is not the current state of {ix.path} (row {row} is {path} there): "
+                                      f"publish it again (hashpa publish {ix.path} --milvus {self.uri} --collection {self.name})")
+        return result
+
+    def search(self, embeddings: np.ndarray, codes: np.ndarray | None, k: int = 10, mode: str = "float",
+               shortlist: int | None = None) -> tuple[SearchResult, list[list[tuple[str, str | None]]]]:
+        """(SearchResult of the store rows published, best first, ties by row; the (path, class) of
+        each query's results).
+
+        embeddings: float32 [Q, dim], L2-normalised; codes: uint8 [Q, bits/8] (binary, rerank)."""
+        self.check_mode(mode)
         shortlist = shortlist or 10 * k
         if not 1 <= k <= MAX_TOPK or (mode == "rerank" and not k <= shortlist <= MAX_TOPK):
             raise HashpaError(f"k must be in [1, {MAX_TOPK}] and the rerank shortlist in [k, {MAX_TOPK}]: got k {k}, shortlist {shortlist}")

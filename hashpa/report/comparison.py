@@ -25,6 +25,7 @@ from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.metrics.hashing import hashing_scores, too_many_pairs
 from hashpa.metrics.relevance import has_label, relevant_at, relevant_counts
 from hashpa.metrics.retrieval import RECALL_KS, average_precision_at_r, recall_hits
+from hashpa.milvus import MILVUS, MILVUS_MODES
 from hashpa.outputs import check_replaceable, write_output
 from hashpa.report.frontier import frontier_methods
 from hashpa.report.machine import machine_info
@@ -45,7 +46,7 @@ SPEED_K = 10
 class Method:
     name: str
     mode: str
-    spec: str | None  # the FAISS index searched (None: the asymmetric scan of the codes themselves)
+    spec: str | None  # the FAISS index searched (None: the asymmetric scan of the codes themselves; "milvus": the published collection)
     shortlist: int | None = None
 
 
@@ -56,10 +57,12 @@ def methods_of(ix: Index, shortlist: int) -> list[Method]:
     shortlist_spec = EXACT_INDEXES["binary"] if EXACT_INDEXES["binary"] in binary else (binary[0] if binary else None)  # where shortlists come from
     if shortlist_spec:
         methods.append(Method(f"rerank {shortlist_spec}", "rerank", shortlist_spec, shortlist))
-    if "asymmetric" in ix.modes:
+    if "asymmetric" in ix.faiss_modes:
         methods.append(Method("asymmetric scan", "asymmetric", None))
         if shortlist_spec:
             methods.append(Method(f"asymmetric {shortlist_spec}", "asymmetric", shortlist_spec, shortlist))
+    if ix.published is not None:
+        methods += [Method(f"{mode} {MILVUS}", mode, MILVUS, shortlist if mode == "rerank" else None) for mode in MILVUS_MODES]
     return methods
 
 
@@ -79,10 +82,14 @@ def compare(
     frontier: bool = False,
     overwrite: bool = False,
     engine: str = "auto",
+    milvus: str | None = None,
+    collection: str | None = None,
 ) -> dict:
     """Evaluate every method of `index_dir`; write compare.json, compare.md and compare.png to `out`
     (default: the index directory) and return the report. `frontier` adds other representations
-    of the same embeddings fitted to the database (``hashpa.report.frontier``). The files are
+    of the same embeddings fitted to the database (``hashpa.report.frontier``); `milvus` adds the
+    float, binary and rerank searches of the Milvus collection the index was published to
+    (``hashpa.milvus``; `collection`, default from its name) beside FAISS's. The files are
     written under the write rule (``hashpa.outputs``): files of those names that hashpa did not
     write are replaced only with `overwrite` (checked before anything is measured)."""
     import faiss
@@ -93,7 +100,7 @@ def compare(
         check_replaceable(path, overwrite)
     if threads:
         faiss.omp_set_num_threads(threads)
-    ix = open_index(index_dir, nprobe, ef_search, run, device, engine)
+    ix = open_index(index_dir, nprobe, ef_search, run, device, engine, milvus, collection)
     store = ix.store
     speed_k = min(SPEED_K, len(store))
     q_emb, q_codes, q_labels, self_rows = _queries(ix, queries)
@@ -263,6 +270,7 @@ def _relevance(ids, db_labels, q_labels, self_rows, depth) -> np.ndarray:
 
 
 def memory_of(ix: Index, method: Method) -> dict:
-    """What a method keeps per image and in all (``hashpa.search.modes.kept_bytes``): {"bytes_per_image", "index_bytes"}."""
-    kept = kept_bytes(ix.directory, method.mode, method.spec)
+    """What a method keeps per image and in all (``hashpa.search.modes.kept_bytes``; for the Milvus
+    collection, the vectors its mode reads there): {"bytes_per_image", "index_bytes"}."""
+    kept = len(ix.store) * ix.published.read_bytes(method.mode) if method.spec == MILVUS else kept_bytes(ix.directory, method.mode, method.spec)
     return {"bytes_per_image": kept / len(ix.store), "index_bytes": kept}

@@ -9,6 +9,7 @@ import numpy as np
 from hashpa.errors import HashpaError
 from hashpa.indexdir.layout import EXACT_INDEXES
 from hashpa.indexdir.open import IndexDir
+from hashpa.milvus import MILVUS
 from hashpa.search import modes
 from hashpa.search.asymmetric import DistinctCodes
 from hashpa.settings import whole_number
@@ -25,10 +26,13 @@ class Index:
     """
 
     def __init__(self, path: str | Path, nprobe: int | None = None, ef_search: int | None = None, run: str | Path | None = None,
-                 device: str = "auto", engine: str = "auto"):
+                 device: str = "auto", engine: str = "auto", milvus: str | None = None, collection: str | None = None):
         """`run`: embed image queries with this run's model instead of the one index.json names (it must be
         the same model); nprobe / ef_search tune IVF / HNSW indexes; `engine`: what embeds image
-        queries (``hashpa.engines``: torch, onnx, or auto: the run's ONNX export when it has one)."""
+        queries (``hashpa.engines``: torch, onnx, or auto: the run's ONNX export when it has one).
+        `milvus`: the URI of a Milvus collection this directory was published to (``hashpa.milvus``;
+        `collection`, default from the directory's name): searches go there unless `index` names a
+        FAISS index, and the modes are float, binary and rerank."""
         from hashpa.engines import check_engine
 
         check_engine(engine)
@@ -36,18 +40,31 @@ class Index:
         self._run, self._device, self._engine = run, device, engine
         self._model = None
         self._distinct: DistinctCodes | None = None
+        self.published = None
+        if milvus is not None:
+            from hashpa.milvus import MilvusCollection, default_collection
+
+            self.published = MilvusCollection(milvus, collection or default_collection(self.path))
+            try:
+                self.published.check_index(self)
+            except HashpaError:
+                self.close()
+                raise
 
     def reopened(self) -> "Index":
         """The index directory opened again at its newest generation, with the same settings; the
         model already loaded is kept when the index was built by the same one."""
-        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._run, self._device, self._engine)
+        published = (self.published.uri, self.published.name) if self.published else (None, None)
+        fresh = Index(self.path, self.directory.nprobe, self.directory.ef_search, self._run, self._device, self._engine, *published)
         if self._model is not None and self._model.fingerprint == fresh.meta.model_fingerprint:
             fresh._model = self._model
         return fresh
 
     def close(self) -> None:
-        """Let go of the index directory's files (see IndexDir.close)."""
+        """Let go of the index directory's files (see IndexDir.close) and of the Milvus connection."""
         self.directory.close()
+        if self.published is not None:
+            self.published.close()
 
     def __enter__(self) -> "Index":
         return self
@@ -72,7 +89,16 @@ class Index:
 
     @property
     def modes(self) -> list[str]:
-        """The search modes this index supports."""
+        """The search modes this index supports by default: its Milvus collection's when opened with one."""
+        if self.published is not None:
+            from hashpa.milvus import MILVUS_MODES
+
+            return list(MILVUS_MODES)
+        return self.faiss_modes
+
+    @property
+    def faiss_modes(self) -> list[str]:
+        """The search modes of the index directory's own FAISS indexes."""
         return [m for m, facts in modes.MODE_FACTS.items() if not facts.needs_fitted_codes or self.store.fitted is not None]
 
     def model(self):
@@ -119,7 +145,8 @@ class Index:
         (binary and rerank modes of an index holding the model's codes need them), one row per query.
         shortlist: rerank's Hamming candidates (default 10 k) or, for asymmetric, the Hamming
         candidates re-scored (default: an exact scan of every code). index: which built FAISS index
-        to search (default Flat / BFlat).
+        to search (default Flat / BFlat; "milvus", the default when opened with one: the published
+        collection).
 
         Scores, best first, ties by store row: "float" and "rerank" the cosine similarity (in
         [-1, 1]); "binary" the Hamming distance (0 to bits, smaller is nearer); "asymmetric" the
@@ -132,8 +159,15 @@ class Index:
         if index is not None and not isinstance(index, str):
             raise HashpaError(f"index must be a FAISS factory string of a built index ({', '.join(self.meta.specs('float') + self.meta.specs('binary'))}), "
                               f"got {index!r}")
+        to_milvus = self.published is not None and index in (None, MILVUS)
+        if to_milvus:
+            self.published.check_mode(mode)
         modes.check_request(self.directory, mode, k, shortlist)
         embeddings, codes = self._queries(queries, codes, mode)
+        if to_milvus:
+            return self.published.search_index(self, embeddings, codes, k, mode, shortlist)
+        if index == MILVUS:
+            raise HashpaError(f"{self.path} was opened without a Milvus collection: open it with milvus=URI to search one")
         spec = index or EXACT_INDEXES[modes.MODE_FACTS[mode].index_kind]
         if mode == "float":
             return modes.search_float(self.directory, embeddings, k, spec)
@@ -191,6 +225,6 @@ def _are_embeddings(queries) -> bool:
 
 
 def open_index(path: str | Path, nprobe: int | None = None, ef_search: int | None = None, run: str | Path | None = None,
-               device: str = "auto", engine: str = "auto") -> Index:
+               device: str = "auto", engine: str = "auto", milvus: str | None = None, collection: str | None = None) -> Index:
     """Open the index directory `path` for search (see Index)."""
-    return Index(path, nprobe, ef_search, run, device, engine)
+    return Index(path, nprobe, ef_search, run, device, engine, milvus, collection)

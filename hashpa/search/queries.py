@@ -51,12 +51,12 @@ def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mo
            collection: str | None = None) -> list[QueryResult]:
     """Search `index_dir` with query images (files or folders): ranked store rows per query.
     Unreadable images inside query folders are skipped with a warning. with_codes: give each result
-    its query's code. milvus: search the Milvus collection (``hashpa.milvus``) at this URI that
-    `index_dir` was published to (`collection`, default from its name) instead of its FAISS indexes."""
+    its query's code. milvus, collection: search the Milvus collection `index_dir` was published to
+    (see Index)."""
     from hashpa.codes import code_strings
     from hashpa.search.index import open_index
 
-    ix = open_index(index_dir, nprobe, ef_search, run, device, engine)
+    ix = open_index(index_dir, nprobe, ef_search, run, device, engine, milvus, collection)
     found = expand_queries(queries, ix.meta.class_depth)
     embeddings, codes, positions = ix.embed_files([path for path, _ in found])
     named, read = {Path(q) for q in queries if not Path(q).is_dir()}, set(positions.tolist())
@@ -67,27 +67,16 @@ def search(index_dir: str | Path, queries: Sequence[str | Path], k: int = 10, mo
         raise HashpaError("none of the query images could be read (see the warnings above)")
     root = _resolved_root(ix)
     readable = [(found[i][0], found[i][1] or _label_inside(found[i][0], root, ix.meta.class_depth)) for i in positions]
-    if milvus is None:
-        result = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist, index=index)
-        named_rows = [[(ix.store.paths[row], ix.store.label_text(row)) for row in rows] for rows in result.ids]
-    else:
-        result, named_rows = _search_milvus(ix, milvus, collection, embeddings, codes, k, mode, shortlist)
+    result = ix.search(embeddings, k, mode, codes=codes, shortlist=shortlist, index=index)
+    store = ix.store
     strings = code_strings(codes) if with_codes else [None] * len(readable)
     return [
         QueryResult(str(path), label, [
-            Hit(rank + 1, int(row), hit_path, float(score), hit_label)
-            for rank, (row, score, (hit_path, hit_label)) in enumerate(zip(result.ids[q], result.scores[q], named_rows[q]))
+            Hit(rank + 1, int(row), store.paths[row], float(score), store.label_text(row))
+            for rank, (row, score) in enumerate(zip(result.ids[q], result.scores[q]))
         ], strings[q])
         for q, (path, label) in enumerate(readable)
     ]
-
-
-def _search_milvus(ix, uri: str, collection: str | None, embeddings, codes, k: int, mode: str, shortlist: int | None):
-    from hashpa.milvus import MilvusCollection, default_collection
-
-    with MilvusCollection(uri, collection or default_collection(ix.path)) as published:
-        published.check_index(ix)
-        return published.search(embeddings, codes, k, mode, shortlist)
 
 
 def _resolved_root(ix) -> Path | None:

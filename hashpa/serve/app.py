@@ -36,8 +36,9 @@ MAX_UPLOAD_BYTES = 20 * 2**20  # a photo; larger uploads are refused (413)
 
 
 def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               allowed_hosts: Sequence[str] = (), engine: str = "auto"):
-    """The Starlette application serving `index_dirs` (raises HashpaError when one cannot be opened).
+               allowed_hosts: Sequence[str] = (), engine: str = "auto", milvus: str | None = None, collection: str | None = None):
+    """The Starlette application serving `index_dirs` (raises HashpaError when one cannot be opened);
+    `milvus`, `collection`: answer from their Milvus collections (``SearchService``).
     Requests whose Host is not localhost (or one of `allowed_hosts`) are refused."""
     try:
         from starlette.applications import Starlette
@@ -50,7 +51,7 @@ def create_app(index_dirs: Sequence[str | Path], device: str = "auto", max_uploa
     except ImportError:
         raise HashpaError("hashpa serve needs Starlette and uvicorn: pip install 'hashpa[serve]'") from None
 
-    service = SearchService(index_dirs, device, engine)
+    service = SearchService(index_dirs, device, engine, milvus, collection)
     hosts = {*LOCAL_HOSTS, *(h.lower().strip("[]") for h in allowed_hosts)}
 
     async def page(request: Request):
@@ -173,11 +174,12 @@ async def _failure(request, error: Exception):
 
 
 def serve(index_dirs: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          max_upload_mb: float = MAX_UPLOAD_BYTES / 2**20, allow_hosts: Sequence[str] = (), engine: str = "auto") -> None:
+          max_upload_mb: float = MAX_UPLOAD_BYTES / 2**20, allow_hosts: Sequence[str] = (), engine: str = "auto",
+          milvus: str | None = None, collection: str | None = None) -> None:
     """Serve `index_dirs` on http://host:port until interrupted, answering requests for localhost,
     for `host` when it is a name or address of its own, and for `allow_hosts`."""
     own = () if host in ("0.0.0.0", "::", "") else (host,)
-    app = create_app(index_dirs, device, int(max_upload_mb * 2**20), [*own, *allow_hosts], engine)
+    app = create_app(index_dirs, device, int(max_upload_mb * 2**20), [*own, *allow_hosts], engine, milvus, collection)
     import uvicorn
 
     _raise_open_file_limit(CONNECTIONS + 256)

@@ -46,14 +46,19 @@ class SearchService:
     request at a time holds it (a lock), so concurrent requests are safe. An index that an update
     has replaced is reopened before the next request uses it."""
 
-    def __init__(self, index_dirs: Sequence[str | Path], device: str = "auto", engine: str = "auto"):
+    def __init__(self, index_dirs: Sequence[str | Path], device: str = "auto", engine: str = "auto", milvus: str | None = None,
+                 collection: str | None = None):
+        """`milvus`: answer from the Milvus collections the index directories were published to
+        (`collection` names the one of a single index directory; default: from each directory's name)."""
         from hashpa.search.index import open_index
 
         if not index_dirs:
             raise HashpaError("give at least one index directory to serve")
+        if collection is not None and len(index_dirs) > 1:
+            raise HashpaError("--collection names the collection of one index directory; with several, each one's is taken from its name")
         self.indexes: dict[str, Served] = {}
         for path in index_dirs:
-            ix = open_index(path, device=device, engine=engine)
+            ix = open_index(path, device=device, engine=engine, milvus=milvus, collection=collection)
             name = _unique(Path(path).resolve().name or "index", self.indexes)
             _warm_up(ix)
             self.indexes[name] = Served(name, ix, _facts(name, ix))

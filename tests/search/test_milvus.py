@@ -8,7 +8,7 @@ pytest.importorskip("milvus_lite")
 from hashpa.errors import HashpaError  # noqa: E402
 from hashpa.indexdir import IndexDir, write_index_dir  # noqa: E402
 from hashpa.milvus import MilvusCollection, publish  # noqa: E402
-from hashpa.search import modes  # noqa: E402
+from hashpa.search import modes, open_index  # noqa: E402
 from tests.search.test_modes import random_store  # noqa: E402
 
 
@@ -61,8 +61,13 @@ def test_publishing_again_upserts_only_changes_and_deletes_removed_rows(tmp_path
     smaller.mtimes[0] = 7  # one file changed
     smaller.codes[0] ^= 0xFF
     write_index_dir(tmp_path / "ix2", smaller, ("Flat",), ("BFlat",))
+    with open_index(tmp_path / "ix2", milvus=uri, collection="photos") as behind:  # the collection still holds the first index
+        with pytest.raises(HashpaError, match="not the current state of .*publish it again"):
+            behind.search(smaller.embeddings[:5], kept, "float")
     summary = publish(tmp_path / "ix2", uri, "photos")
     assert (summary.rows, summary.upserted, summary.deleted) == (kept, 1, 50)
+    with open_index(tmp_path / "ix2", milvus=uri, collection="photos") as current:
+        assert current.search(smaller.embeddings[:5], kept, "float").ids.shape == (5, kept)
     with MilvusCollection(uri, "photos") as collection:
         assert len(collection) == kept
         result, paths = collection.search(smaller.embeddings[:1], smaller.codes[:1], 1, "binary")
@@ -106,7 +111,7 @@ def test_publish_and_search_from_the_command_line_answer_as_the_index_does(train
     assert published.exit_code == 0 and "18 upserted, 0 deleted" in published.output, published.output
     query = str(next(folder.rglob("*.png")))
     for mode in ("float", "binary", "rerank"):
-        answers = [json.loads(runner.invoke(cli, ["search", str(tmp_path / "idx"), query, "-k", "3", "--mode", mode, "--json", *extra]).output)
+        answers = [json.loads(runner.invoke(cli, ["search", str(tmp_path / "idx"), query, "-k", "3", "--mode", mode, "--json", *extra]).stdout)
                    for extra in ([], ["--milvus", uri])]
         local, milvus = ([(h["path"], h["label"], round(h["score"], 4)) for h in a[0]["hits"]] for a in answers)
         if mode == "binary":  # Hamming ties may hold other rows
@@ -117,3 +122,34 @@ def test_publish_and_search_from_the_command_line_answer_as_the_index_does(train
     assert wrong.exit_code == 2 and "no collection other" in wrong.output
     asymmetric = runner.invoke(cli, ["search", str(tmp_path / "idx"), query, "--milvus", uri, "--mode", "asymmetric"])
     assert asymmetric.exit_code == 2 and "answers the modes float, binary, rerank" in asymmetric.output
+
+    compared = runner.invoke(cli, ["compare", str(tmp_path / "idx"), "--milvus", uri, "--latency-queries", "2", "--repeats", "1",
+                                   "--out", str(tmp_path / "report"), "--json"])
+    assert compared.exit_code == 0, compared.output
+    rows = {row["method"]: row for row in json.loads(compared.stdout)["methods"]}
+    for mode, faiss_method in (("float", "float Flat"), ("rerank", "rerank BFlat")):
+        assert rows[f"{mode} milvus"]["recall@1"] == rows[faiss_method]["recall@1"]
+    assert rows["binary milvus"]["bytes_per_image"] == 2 and rows["float milvus"]["bytes_per_image"] == 64  # 16 bits, 16 floats
+
+
+def test_serve_answers_from_the_collection(trained_run, tmp_path):
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    import hashpa
+    from hashpa.serve.app import create_app
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "photos", classes=3, per_class=6, size=32)
+    hashpa.build_index(folder, trained_run, tmp_path / "idx", workers=0)
+    uri = str(tmp_path / "photos.db")
+    publish(tmp_path / "idx", uri)
+    client = TestClient(create_app([tmp_path / "idx"], milvus=uri), base_url="http://localhost")
+    query = folder / "class_01" / "img_004.png"
+    answer = client.post("/search", data={"k": "4", "shortlist": "12"}, files={"image": ("q.png", query.read_bytes())}).json()
+    assert set(answer["results"]) == {"float", "binary", "rerank"}
+    ix = open_index(tmp_path / "idx")
+    for mode in ("float", "rerank"):
+        expected = ix.search([query], 4, mode, shortlist=12 if mode == "rerank" else None)
+        assert [h["row"] for h in answer["results"][mode]["hits"]] == expected.ids[0].tolist(), mode
