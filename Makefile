@@ -10,7 +10,7 @@ FLOWERS ?= ../shared/data/flowers102-112
 CIFAR10 ?= ../shared/data/cifar10
 
 
-.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier bench-deploy gpu-bundle clean
+.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier bench-deploy bench-milvus gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -144,6 +144,10 @@ bench-scale: install
 LITE0_INDEX := bench-results/indexes/cifar10-lite0
 bench-deploy: install $(DEMO_INDEX)/index.json $(LITE0_INDEX)/index.json
 	$(PY) -m eval.bench_cold_search $(DEMO_INDEX) $(LITE0_INDEX) --benchmarks $(PAGES)/deploy.md
+
+# hashpa publish into Milvus Lite and its searches against FAISS at 100k and 1M synthetic rows
+bench-milvus: install
+	$(PY) -m eval.bench_milvus --rows 100000 1000000 --benchmarks $(PAGES)/milvus.md
 
 $(DEMO_INDEX)/index.json:
 	$(MAKE) demo

@@ -161,8 +161,12 @@ def _sync(milvus, name: str, store) -> PublishSummary:
     codes = store.index_codes
     for start in range(0, len(changed), BATCH):
         rows = changed[start:start + BATCH]
-        milvus.upsert(name, [_entity(store, codes, row) for row in rows])
-        log.info("Milvus %s: %d of %d changed rows upserted", name, start + len(rows), len(changed))
+        fresh = [_entity(store, codes, row) for row in rows if store.paths[row] not in held]  # insert: cheaper than upsert
+        if fresh:
+            milvus.insert(name, fresh)
+        if len(fresh) < len(rows):
+            milvus.upsert(name, [_entity(store, codes, row) for row in rows if store.paths[row] in held])
+        log.info("Milvus %s: %d of %d changed rows written", name, start + len(rows), len(changed))
     for start in range(0, len(gone), BATCH):
         milvus.delete(name, ids=gone[start:start + BATCH])
     milvus.flush(name)

@@ -177,3 +177,15 @@ def test_cifar10_benchmark_tiny(tmp_path):
     checkpoints = {path: path.stat().st_mtime_ns for path in (tmp_path / "out" / "runs").rglob("last.pt")}
     cifar10.main(arguments)  # finished runs and evaluations are reused
     assert {path: path.stat().st_mtime_ns for path in checkpoints} == checkpoints
+
+
+def test_milvus_benchmark_tiny(tmp_path):
+    pytest.importorskip("milvus_lite")
+    from eval import bench_milvus
+
+    bench_milvus.main(["--rows", "600", "--dim", "16", "--queries", "10", "--shortlist", "50", "--out", str(tmp_path / "out"),
+                       "--benchmarks", str(tmp_path / "page.md")])
+    row = json.loads((tmp_path / "out" / "milvus.json").read_text())["rows"][0]
+    assert row["rows"] == 600 and row["insert_rows_per_s"] > 0
+    assert row["binary"]["agreement"] == 1.0 and row["float"]["agreement"] == 1.0 and row["rerank"]["agreement"] == 1.0
+    assert "| 600 | 16 |" in (tmp_path / "page.md").read_text()
