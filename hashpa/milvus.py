@@ -246,21 +246,27 @@ class MilvusCollection:
         if mode != "float" and (codes is None or codes.shape[1] * 8 != self.facts.bits):
             raise HashpaError(f"mode {mode} needs the queries' {self.facts.bits}-bit codes")
         if mode == "float":
-            hits = self._hits("embedding", [q.tolist() for q in embeddings], k, "IP", [])
+            hits = self._hits("embedding", [q.tolist() for q in embeddings], k, "IP")
             return _ranked(hits, k, lambda h: -h["distance"], lambda h: h["distance"])
-        limit = shortlist if mode == "rerank" else k
-        fields = ["embedding"] if mode == "rerank" else []
-        hits = self._hits("code", [q.tobytes() for q in codes], limit, "HAMMING", fields)
+        hits = self._hits("code", [q.tobytes() for q in codes], shortlist if mode == "rerank" else k, "HAMMING")
         if mode == "binary":
             return _ranked(hits, k, lambda h: h["distance"], lambda h: h["distance"])
-        for query, found in zip(embeddings, hits):
-            for h in found:
-                h["cosine"] = float(np.dot(np.asarray(h["entity"]["embedding"], np.float32), query))
-        return _ranked(hits, k, lambda h: -h["cosine"], lambda h: h["cosine"])
+        hits = [self._rescored(query, found) for query, found in zip(embeddings, hits)]
+        return _ranked(hits, k, lambda h: -h["distance"], lambda h: h["distance"])
 
-    def _hits(self, field: str, queries: list, limit: int, metric: str, fields: list[str]) -> list[list[dict]]:
+    def _rescored(self, query: np.ndarray, shortlist: list[dict]) -> list[dict]:
+        """`shortlist` scored by inner product with `query` on the server (the embeddings never leave
+        it); all of it, so that tied scores are ordered by row as FAISS's are."""
+        if not shortlist:
+            return []
+        rows = [int(h["entity"]["row"]) for h in shortlist]
+        return self._milvus.search(self.name, [query.tolist()], anns_field="embedding", limit=len(rows),
+                                   filter=f"row in {rows}", search_params={"metric_type": "IP"},
+                                   output_fields=["row", "class_name"])[0]
+
+    def _hits(self, field: str, queries: list, limit: int, metric: str) -> list[list[dict]]:
         return self._milvus.search(self.name, queries, anns_field=field, limit=min(limit, len(self)), search_params={"metric_type": metric},
-                                   output_fields=["row", "class_name", *fields])
+                                   output_fields=["row", "class_name"])
 
 
 def _ranked(hits: list[list[dict]], k: int, order, score) -> tuple[SearchResult, list[list[tuple[str, str | None]]]]:
