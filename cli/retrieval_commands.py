@@ -36,6 +36,9 @@ DEFAULTS = IndexSettings()
               help="Codes of the binary indexes: the model's hash head, or PCA-ITQ fitted to this folder's float "
                    "embeddings (no labels; better on classes the model never saw, see BENCHMARKS.md).")
 @click.option("--code-bits", type=int, help="With --codes itq: length of the fitted codes (default: the model's bits).")
+@click.option("--rerank-codes", metavar="SPEC",
+              help="Also keep the float embeddings compressed by this FAISS quantiser (PQ16, PQ32, SQ8, float16, PCA128,SQ8 ...; "
+                   "fitted to this folder, no labels) for --mode rerank-codes: binary speed, re-ranked without the float32 embeddings.")
 @click.option("--replace", is_flag=True, help="Rebuild an index that another model built (its embeddings are discarded).")
 @click.option("--class-depth", type=click.IntRange(min=0), default=DEFAULTS.class_depth, show_default=True,
               help="The class of an image: 0, the folder it is in (nested folders: 'group/class'); N, its first N folders.")
@@ -64,8 +67,10 @@ def index(folder, run, out, split, as_json, **settings) -> None:
 @click.argument("queries", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--mode", type=click.Choice(MODES), default="float", show_default=True,
-              help="asymmetric: the query's real-valued projection against the database's codes (indexes built with --codes itq).")
-@click.option("--shortlist", type=int, help="rerank: Hamming candidates re-ranked by cosine (default 10*k); asymmetric: "
+              help="rerank: a Hamming shortlist re-ranked by the float embeddings; rerank-codes: re-ranked by the compressed "
+                   "embeddings (indexes built with --rerank-codes); asymmetric: the query's real-valued projection against the "
+                   "database's codes (indexes built with --codes itq).")
+@click.option("--shortlist", type=int, help="rerank and rerank-codes: Hamming candidates re-ranked (default 10*k); asymmetric: "
               "Hamming candidates from the binary index re-scored asymmetrically (default: exact scan of every code).")
 @click.option("--index", "index", help="Which built index to search (default Flat / BFlat).")
 @click.option("--run-dir", "--model", "run", type=click.Path(exists=True), help="Embed queries with this run's model (it must be the index's).")
@@ -130,7 +135,7 @@ def publish(index_dir, milvus, collection, as_json) -> None:
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--queries", type=click.Path(exists=True, file_okay=False),
               help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
-@click.option("--shortlist", type=click.IntRange(min=1), help="rerank and shortlisted asymmetric: Hamming candidates per query (default 100).")
+@click.option("--shortlist", type=click.IntRange(min=1), help="rerank, rerank-codes and shortlisted asymmetric: Hamming candidates per query (default 100).")
 @click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: all cores).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats of the batched search.")
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True, help="Single queries timed for p50/p99 (0: none).")
@@ -178,6 +183,8 @@ def info(index_dir, as_json) -> None:
     click.echo(f"model {facts['model']} ({facts['checkpoint']}, fingerprint {facts['model_fingerprint']}), backbone {facts['backbone']}")
     labels = f"{facts['classes']} classes" if facts["classes"] else "no labels"
     click.echo(f"{facts['bits']}-bit codes from {facts['code_source_description']}, {facts['dim']}-d {facts['embeddings_dtype']} embeddings, {labels}")
+    if facts["rerank_codes"]:
+        click.echo(f"rerank codes: {facts['rerank_codes']}, {facts['rerank_code_bytes']} bytes an image (--mode rerank-codes)")
     _echo_indexes(facts["indexes"])
     click.echo(f"bits: mean entropy {stats['mean_entropy']:.3f} (1.0 = every bit balanced), "
                f"{stats['dead_bits']} dead bits, mean |correlation| between bits {stats['mean_abs_correlation']:.3f}")

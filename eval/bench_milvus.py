@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.publish import command_line, parse_benchmark_args, publish as write_report
+from eval.publish import command_line, parse_benchmark_args
+from eval.publish import publish as write_report
 from hashpa.indexdir import IndexDir, Store, write_index_dir
 from hashpa.milvus import MilvusCollection, publish
 from hashpa.search import modes
@@ -83,7 +84,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         for mode in ("binary", "float", "rerank"):
             m = r[mode]
-            lines.append(f"| {r['rows']:,} | {r['dim']} | {r['insert_rows_per_s']:,.0f} | {mode}{' (shortlist %d)' % r['shortlist'] if mode == 'rerank' else ''} "
+            shown = f"{mode} (shortlist {r['shortlist']})" if mode == "rerank" else mode
+            lines.append(f"| {r['rows']:,} | {r['dim']} | {r['insert_rows_per_s']:,.0f} | {shown} "
                          f"| {m['faiss_qps']:,.0f} | {m['milvus_qps']:,.0f} | {m['agreement']:.4f} |")
     lines += ["", "Agreement: binary, the share of the top 10's Hamming distances equal to FAISS's (tied rows may differ); "
               "float and rerank, the share of FAISS's top 10 rows returned. Queries are batched (all at once) in both."]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hashpa.codes import check_bits
+from hashpa.compressed import check_rerank_spec, fit_compressed
 from hashpa.data.folder import Sample
 from hashpa.data.labels import label_paths
 from hashpa.distributed import barrier, is_main_process, process_group, rank, rank_device, world_size
@@ -64,7 +65,9 @@ def build_index(folder: str | Path | None, run: str | Path, out: str | Path, spl
     instead of a folder (`folder` None), labelled as the run labels it. codes "itq" fills the
     binary indexes with codes of the same length (or `code_bits`) fitted to the indexed float
     embeddings by PCA-ITQ (unsupervised, refitted on every run; queries are encoded with the
-    stored quantiser), which rank better on classes the model never saw.
+    stored quantiser), which rank better on classes the model never saw. rerank_codes (a FAISS
+    quantiser's factory string) adds the embeddings compressed by it, fitted on every run, for
+    the rerank-codes search mode (``hashpa.compressed``).
     """
     started = time.perf_counter()
     options = IndexSettings.of(settings)
@@ -128,6 +131,8 @@ def _build(folder: Path, files: FolderFiles, run: str | Path, out: Path, options
     store = _assemble(files, present, from_store, previous, from_partial, done, embedder, folder, options)
     if options.codes == "itq":
         store.fitted = fit_database_codes(store.embeddings, store.bits if options.code_bits is None else options.code_bits)
+    if options.rerank_codes:
+        store.compressed = fit_compressed(store.embeddings, options.rerank_codes)
     embedded = len(todo) - int(np.count_nonzero(~present))
     summary = IndexSummary(out=out, rows=len(store), embedded=embedded, reused=len(files) - len(todo),
                            removed=int(np.count_nonzero(~contained(files, previous.paths))),
@@ -158,6 +163,8 @@ def _embed(embedder, folder: Path, files: FolderFiles, todo: np.ndarray, partial
 def _check_before_embedding(options: IndexSettings, embedder, images: int) -> None:
     """What would fail after the embedding fails now: the FAISS factory strings, the fitted code length."""
     bits = embedder.bits if options.code_bits is None else options.code_bits
+    if options.rerank_codes:
+        check_rerank_spec(options.rerank_codes, embedder.dim)
     if options.codes == "itq":
         check_bits(bits, "--code-bits", at_most=embedder.dim, why=f"the embedding dimension {embedder.dim}")
     for spec in options.float_indexes:

@@ -25,6 +25,7 @@ def info(index_dir: str | Path) -> dict:
         "backbone": store.attrs.get("backbone"),
         "classes": len(store.class_names) if store.has_labels else 0,
         "code_source_description": CODE_SOURCES[store.code_source],
+        "rerank_code_bytes": store.compressed.code_size if store.compressed else 0,
         "bit_statistics": {"mean_entropy": stats["mean_entropy"], "dead_bits": stats["dead_bits"],
                            "mean_abs_correlation": stats["mean_abs_correlation"],
                            "ones_fraction": {"min": float(ones.min()), "median": float(np.median(ones)), "max": float(ones.max())}},

@@ -57,6 +57,7 @@ class IndexMeta:
     embeddings_dtype: str
     labels: bool
     class_depth: int = 0  # how labels come from paths (hashpa.data.labels.class_of)
+    rerank_codes: str = ""  # the quantiser of the store's compressed embeddings (hashpa index --rerank-codes), or ""
     indexes: dict = field(default_factory=dict)  # index_key -> {"kind", "spec", "file", "ntotal", "bytes", "build_seconds"}
     files: dict = field(default_factory=dict)  # file name -> {"bytes", "crc32"}: every file the index wrote, checked on use
     store: str = STORE_FILE

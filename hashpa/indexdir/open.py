@@ -44,11 +44,16 @@ class IndexDir:
         self._loaded: dict[tuple[str, str], object] = {}
         if self.store.attrs.get("store_id") != self.meta.store_id:
             raise HashpaError(f"{self.path}: the store and {INDEX_JSON} do not match (an interrupted hashpa index?); {self.fix}")
-        recorded = {"rows": self.meta.rows, "bits": self.meta.bits, "dim": self.meta.dim, "code_source": self.meta.code_source}
-        actual = {"rows": len(self.store), "bits": self.store.bits, "dim": int(self.store.embeddings.shape[1]), "code_source": self.store.code_source}
+        recorded = {"rows": self.meta.rows, "bits": self.meta.bits, "dim": self.meta.dim, "code_source": self.meta.code_source,
+                    "rerank_codes": self.meta.rerank_codes}
+        actual = {"rows": len(self.store), "bits": self.store.bits, "dim": int(self.store.embeddings.shape[1]), "code_source": self.store.code_source,
+                  "rerank_codes": self.store.rerank_codes}
         if recorded != actual:
             changed = ", ".join(f"{k} {recorded[k]!r} (the store: {actual[k]!r})" for k in recorded if recorded[k] != actual[k])
             raise HashpaError(f"{self.path / INDEX_JSON} does not describe its store: {changed}; {self.fix}")
+        problem = self.store.compressed and self.store.compressed.problem(len(self.store), self.meta.dim)
+        if problem:
+            raise HashpaError(f"{store_file} is damaged: {problem}; {self.fix}")
 
     def outdated(self) -> bool:
         """Whether an update has published a newer generation of the index since it was opened."""

@@ -26,6 +26,7 @@ class IndexSettings:
     float16: bool = False  # store the float embeddings as float16
     codes: str = "model"  # a key of CODE_SOURCES: the binary indexes hold the model's codes, or PCA-ITQ codes fitted to the folder
     code_bits: int | None = None  # length of fitted codes (default: the model's)
+    rerank_codes: str | None = None  # a FAISS quantiser (hashpa.compressed) compressing the embeddings for the rerank-codes mode
     device: str = "auto"
     batch_size: int = 128
     workers: int = 4
@@ -50,6 +51,8 @@ class IndexSettings:
             raise HashpaError(f"unknown code source {self.codes!r}; choose one of {', '.join(CODE_SOURCES)}")
         if self.code_bits is not None and self.codes != "itq":
             raise HashpaError("--code-bits sets the length of fitted codes: use it with --codes itq (the model's codes have the length it was trained with)")
+        if self.rerank_codes is not None and not self.rerank_codes.strip():
+            raise HashpaError("--rerank-codes takes a FAISS factory string (PQ16, SQ8, float16, PCA128,SQ8 ...), got an empty one")
         if self.decode not in DECODERS:
             raise HashpaError(f"--decode must be one of {', '.join(DECODERS)}, got {self.decode!r}")
         if self.code_bits is not None:

@@ -11,12 +11,16 @@ Layout of ``store.h5`` (readable with plain h5py):
       codes      uint8 [N, bits/8]   sign((embeddings - mean) @ projection), packed
       mean       float32 [dim]
       projection float32 [dim, bits] PCA-ITQ fitted on the embeddings (no labels used)
+    rerank/      only with ``hashpa index --rerank-codes SPEC``: the embeddings compressed for re-ranking
+      codes      uint8 [N, code_size]   FAISS ``sa_encode`` codes of the quantiser SPEC
+      codec      uint8 [bytes]        ``faiss.serialize_index`` of that quantiser, trained on the embeddings
+      attrs: spec
     label_sets   bool [N, C]         only for multi-label data: every class of each image (``labels`` holds its first)
     sizes        int64 [N]           file sizes and
     mtimes       int64 [N]           modification times (ns): what incremental runs compare
     attrs: bits (of the indexed codes), dim, backbone, preprocessing (JSON), model_fingerprint, hashpa_version,
            created (ISO time), store_id (changes with every write), root, code_source
-           ("model" or "itq": which codes the binary indexes hold)
+           ("model" or "itq": which codes the binary indexes hold), rerank_codes (SPEC, or "")
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import h5py
 import numpy as np
 
 from hashpa import __version__
+from hashpa.compressed import CompressedVectors
 from hashpa.errors import HashpaError
 from hashpa.fileio import atomic_path
 from hashpa.indexdir.layout import rebuild_hint
@@ -65,6 +70,12 @@ class Store:
     attrs: dict = field(default_factory=dict)
     fitted: FittedCodes | None = None
     label_sets: np.ndarray | None = None  # bool [N, C] for multi-label data
+    compressed: CompressedVectors | None = None  # the embeddings compressed for re-ranking
+
+    @property
+    def rerank_codes(self) -> str:
+        """The quantiser of the compressed embeddings (a --rerank-codes spec), or "" without them."""
+        return self.compressed.spec if self.compressed else ""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -125,6 +136,7 @@ def write_store(path: str | Path, store: Store) -> str:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "store_id": store_id,
         "code_source": store.code_source,
+        "rerank_codes": store.rerank_codes,
     }
     with atomic_path(path) as tmp, _quiet_failed_closes():
         with h5py.File(tmp, "w") as h5:
@@ -141,6 +153,10 @@ def write_store(path: str | Path, store: Store) -> str:
                 h5.create_dataset("fitted/codes", data=store.fitted.codes.astype(np.uint8))
                 h5.create_dataset("fitted/mean", data=store.fitted.hasher.mean.astype(np.float32))
                 h5.create_dataset("fitted/projection", data=store.fitted.hasher.projection.astype(np.float32))
+            if store.compressed:
+                h5.create_dataset("rerank/codes", data=store.compressed.codes.astype(np.uint8))
+                h5.create_dataset("rerank/codec", data=store.compressed.codec.astype(np.uint8))
+                h5["rerank"].attrs["spec"] = store.compressed.spec
             for key, value in attrs.items():
                 h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
     store.attrs = attrs
@@ -200,6 +216,7 @@ def read_store(path: str | Path, map_embeddings: bool = False) -> Store:
             attrs={k: _attr(v) for k, v in h5.attrs.items()},
             fitted=_read_fitted(h5),
             label_sets=h5["label_sets"][()] if "label_sets" in h5 else None,
+            compressed=_read_compressed(h5),
         )
 
 
@@ -231,6 +248,13 @@ def _read_fitted(h5: h5py.File) -> FittedCodes | None:
         return None
     group = h5["fitted"]
     return FittedCodes(group["codes"][()], LinearHasher(group["mean"][()], group["projection"][()]))
+
+
+def _read_compressed(h5: h5py.File) -> CompressedVectors | None:
+    if "rerank" not in h5:
+        return None
+    group = h5["rerank"]
+    return CompressedVectors(_attr(group.attrs["spec"]), group["codec"][()], group["codes"][()])
 
 
 def _attr(value):

@@ -59,7 +59,8 @@ def write_index_dir(out: str | Path, store: Store, float_specs=DEFAULT_INDEXES["
         model_fingerprint=store.attrs.get("model_fingerprint", ""),
         folder=folder, folder_from_index=folder_from_index, store_id=store_id, rows=len(store), bits=store.bits,
         code_source=store.code_source, dim=int(store.embeddings.shape[1]), embeddings_dtype=str(store.embeddings.dtype),
-        labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), indexes=built, files=files, store=store_file,
+        labels=store.has_labels, class_depth=int(store.attrs.get("class_depth", 0)), rerank_codes=store.rerank_codes, indexes=built, files=files,
+        store=store_file,
         hashpa_version=__version__,
     )
     write_meta(out, meta)
@@ -76,6 +77,7 @@ def _bytes_needed(store: Store, made: dict) -> int:
 def _store_bytes(store: Store) -> int:
     """About the size of the store file: its vectors, paths and per-row numbers, and HDF5's own overhead."""
     vectors = store.embeddings.nbytes + store.codes.nbytes + (store.fitted.codes.nbytes if store.fitted else 0)
+    vectors += store.compressed.nbytes if store.compressed else 0
     return int(vectors + sum(len(path) for path in store.paths) + 64 * len(store) + 2**16)
 
 

@@ -1,7 +1,8 @@
 """``hashpa compare``: every index of an index directory side by side, quality against speed and memory.
 
-For each method (float Flat, binary Flat, each other FAISS index built, rerank, and where the codes
-were fitted to the database the asymmetric scan and the asymmetric re-scoring of a Hamming shortlist)
+For each method (float Flat, binary Flat, each other FAISS index built, rerank, where the index keeps
+compressed embeddings the shortlist re-ranked by them, and where the codes were fitted to the
+database the asymmetric scan and the asymmetric re-scoring of a Hamming shortlist)
 it reports Recall@1/2/4/8 and MAP@R (labels required), batched queries/s, single-query latency
 p50/p99, bytes per image in memory and the index size on disk. Without query images every labelled
 image queries the rest (itself excluded).
@@ -57,6 +58,8 @@ def methods_of(ix: Index, shortlist: int) -> list[Method]:
     shortlist_spec = EXACT_INDEXES["binary"] if EXACT_INDEXES["binary"] in binary else (binary[0] if binary else None)  # where shortlists come from
     if shortlist_spec:
         methods.append(Method(f"rerank {shortlist_spec}", "rerank", shortlist_spec, shortlist))
+        if "rerank-codes" in ix.faiss_modes:
+            methods.append(Method(f"rerank {ix.store.rerank_codes} {shortlist_spec}", "rerank-codes", shortlist_spec, shortlist))
     if "asymmetric" in ix.faiss_modes:
         methods.append(Method("asymmetric scan", "asymmetric", None))
         if shortlist_spec:

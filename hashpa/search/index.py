@@ -99,7 +99,7 @@ class Index:
     @property
     def faiss_modes(self) -> list[str]:
         """The search modes of the index directory's own FAISS indexes."""
-        return [m for m, facts in modes.MODE_FACTS.items() if not facts.needs_fitted_codes or self.store.fitted is not None]
+        return [mode for mode in modes.MODES if modes.supports(self.store, mode)]
 
     def model(self):
         """The model that built the index (loaded on first use, its fingerprint checked)."""
@@ -143,14 +143,15 @@ class Index:
         are, and NaN, infinite or zero rows are refused.
         codes: the queries' packed model codes, uint8 [Q, bits/8], when embeddings are given
         (binary and rerank modes of an index holding the model's codes need them), one row per query.
-        shortlist: rerank's Hamming candidates (default 10 k) or, for asymmetric, the Hamming
+        shortlist: rerank's and rerank-codes' Hamming candidates (default 10 k) or, for asymmetric, the Hamming
         candidates re-scored (default: an exact scan of every code). index: which built FAISS index
         to search (default Flat / BFlat; "milvus", the default when opened with one: the published
         collection).
 
         Scores, best first, ties by store row: "float" and "rerank" the cosine similarity (in
-        [-1, 1]); "binary" the Hamming distance (0 to bits, smaller is nearer); "asymmetric" the
-        dot product of the query's real-valued projection with the stored code's +-1 bits.
+        [-1, 1]); "rerank-codes" the cosine with the row's decoded compressed embedding; "binary"
+        the Hamming distance (0 to bits, smaller is nearer); "asymmetric" the dot product of the
+        query's real-valued projection with the stored code's +-1 bits.
         """
         if not isinstance(mode, str):
             raise HashpaError(f"mode must be one of {', '.join(modes.MODES)}, got {mode!r}")
@@ -175,6 +176,8 @@ class Index:
             return modes.search_binary(self.directory, codes, k, spec)
         if mode == "rerank":
             return modes.search_rerank(self.directory, embeddings, codes, k, shortlist, spec)
+        if mode == "rerank-codes":
+            return modes.search_rerank_codes(self.directory, embeddings, codes, k, shortlist, spec)
         if shortlist is None and self._distinct is None:
             self._distinct = DistinctCodes.of(self.store.index_codes)  # the scan's, kept for the next search
         return modes.search_asymmetric(self.directory, embeddings, k, shortlist, spec, self._distinct)

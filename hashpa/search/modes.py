@@ -1,6 +1,7 @@
 """The search modes over an open index directory: float (cosine), binary (Hamming), rerank (a
-Hamming shortlist re-ranked by exact cosine) and asymmetric (the query's projection against the
-database's codes, for codes fitted to the database).
+Hamming shortlist re-ranked by exact cosine), rerank-codes (the same shortlist re-ranked by the
+embeddings compressed at index time, ``hashpa.compressed``) and asymmetric (the query's
+projection against the database's codes, for codes fitted to the database).
 
 Rankings follow ``hashpa.metrics.ranking``: equal scores are ordered by store row. Flat indexes
 return the exact top k under that rule; approximate indexes (HNSW, IVF) return their own
@@ -32,16 +33,23 @@ class ModeFacts:
     score_short: str  # the same, for a terminal column
     whole_scores: bool  # the scores are whole numbers (Hamming distances)
     shortlist: bool  # whether a shortlist (--shortlist) applies
-    needs_fitted_codes: bool  # needs codes fitted to the database (hashpa index --codes itq)
+    needs: str  # what the index must hold besides its FAISS indexes: "" (nothing), "fitted" (codes fitted to the database,
+    #             hashpa index --codes itq) or "compressed" (compressed embeddings, hashpa index --rerank-codes)
     index_kind: str  # the kind of FAISS index it searches ("float" or "binary"; asymmetric: for its shortlist only)
-    reads_beside: tuple[str, ...]  # what it reads besides that index: "floats" (every float embedding), "codes" (every code, and their quantiser)
+    reads_beside: tuple[str, ...]  # what it reads besides that index: "floats" (every float embedding), "codes" (every code, and their
+    #                                quantiser), "compressed" (every compressed embedding, and their quantiser)
 
 
 MODE_FACTS = {
-    "float": ModeFacts("cosine", "cosine", False, False, False, "float", ()),
-    "binary": ModeFacts("Hamming distance", "Hamming", True, False, False, "binary", ()),
-    "rerank": ModeFacts("cosine", "cosine", False, True, False, "binary", ("floats",)),
-    "asymmetric": ModeFacts("projection . code", "score", False, True, True, "binary", ("codes",)),
+    "float": ModeFacts("cosine", "cosine", False, False, "", "float", ()),
+    "binary": ModeFacts("Hamming distance", "Hamming", True, False, "", "binary", ()),
+    "rerank": ModeFacts("cosine", "cosine", False, True, "", "binary", ("floats",)),
+    "rerank-codes": ModeFacts("cosine with the decoded embedding", "cosine~", False, True, "compressed", "binary", ("compressed",)),
+    "asymmetric": ModeFacts("projection . code", "score", False, True, "fitted", "binary", ("codes",)),
+}
+NEEDS = {  # what each kind of ModeFacts.needs is, and how an index gets it
+    "fitted": ("codes fitted to the database", "hashpa index ... --codes itq"),
+    "compressed": ("compressed embeddings", "hashpa index ... --rerank-codes SPEC (PQ16, SQ8, float16 ...)"),
 }
 MODES = tuple(MODE_FACTS)
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
@@ -50,7 +58,8 @@ SHORTLIST_PER_K = 10  # rerank's default shortlist: 10 k candidates
 
 @dataclass
 class SearchResult:
-    scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank), Hamming distance (binary) or projection . code (asymmetric)
+    scores: np.ndarray  # [Q, k]: cosine similarity (float, rerank; rerank-codes: with the decoded embedding), Hamming distance (binary)
+    #                     or projection . code (asymmetric)
     ids: np.ndarray  # int64 [Q, k]: store rows
 
 
@@ -60,6 +69,12 @@ def default_spec(mode: str, shortlist: int | None = None) -> str | None:
     if mode == "asymmetric" and shortlist is None:
         return None
     return EXACT_INDEXES[MODE_FACTS[mode].index_kind]
+
+
+def supports(store, mode: str) -> bool:
+    """Whether an index whose store is `store` holds what `mode` needs (``ModeFacts.needs``)."""
+    needs = MODE_FACTS[mode].needs
+    return not needs or getattr(store, needs) is not None
 
 
 def kept_bytes(ix: IndexDir, mode: str, spec: str | None) -> int:
@@ -72,6 +87,8 @@ def kept_bytes(ix: IndexDir, mode: str, spec: str | None) -> int:
     if "codes" in facts.reads_beside:
         hasher = store.fitted.hasher if store.fitted else None
         kept += store.index_codes.nbytes + (hasher.mean.nbytes + hasher.projection.nbytes if hasher else 0)
+    if "compressed" in facts.reads_beside:
+        kept += store.compressed.nbytes
     return int(kept)
 
 
@@ -82,8 +99,9 @@ def check_request(ix: IndexDir, mode: str, k: int, shortlist: int | None) -> Non
         raise HashpaError(f"-k must be between 1 and the index size {len(ix)}, got {k}")
     if shortlist is not None and shortlist < 1:
         raise HashpaError(f"--shortlist must be at least 1 (it is raised to -k when smaller), got {shortlist}")
-    if MODE_FACTS[mode].needs_fitted_codes and ix.store.fitted is None:
-        raise HashpaError(f"asymmetric search needs codes fitted to the database: rebuild {ix.path} with hashpa index ... --codes itq")
+    if not supports(ix.store, mode):
+        what, how = NEEDS[MODE_FACTS[mode].needs]
+        raise HashpaError(f"{mode} search needs {what}: rebuild {ix.path} with {how}")
 
 
 def search_float(ix: IndexDir, embeddings: np.ndarray, k: int, spec: str = "Flat") -> SearchResult:
@@ -119,6 +137,18 @@ def search_rerank(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray, k: in
     shortlist = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
     candidates = search_binary(ix, codes, shortlist, spec).ids
     return SearchResult(*_rank_by_cosine(ix, np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k))
+
+
+def search_rerank_codes(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int | None = None,
+                        spec: str = "BFlat") -> SearchResult:
+    """Hamming shortlist of `shortlist` rows (default SHORTLIST_PER_K * k) from the binary index,
+    re-ranked by the cosine of the float query with each row's decoded compressed embedding
+    (``CompressedVectors.scores``): the float32 embeddings are not read."""
+    shortlist = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
+    candidates = search_binary(ix, codes, shortlist, spec).ids
+    scores = ix.store.compressed.scores(np.ascontiguousarray(embeddings, dtype=np.float32), candidates)
+    negated, ids = merge_candidates(-scores, candidates, k)
+    return SearchResult(-negated, ids)
 
 
 def search_asymmetric(ix: IndexDir, embeddings: np.ndarray, k: int, shortlist: int | None = None, spec: str = "BFlat",

@@ -1,0 +1,125 @@
+"""The rerank-codes mode: a Hamming shortlist re-ranked by compressed embeddings, against brute force
+and against the float rerank; its specs, its store, and index updates keeping the codes in step."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from hashpa.compressed import check_rerank_spec, fit_compressed
+from hashpa.errors import HashpaError
+from hashpa.indexdir import IndexDir, build_index, read_store, write_index_dir
+from hashpa.search import modes, open_index
+from tests.conftest import index_file, make_image_folder
+from tests.search.test_modes import brute_hamming, random_store
+
+
+def compressed_index(path, spec, n=300, dim=16, bits=16):
+    store = random_store(n=n, dim=dim, bits=bits)
+    store.compressed = fit_compressed(store.embeddings, spec)
+    write_index_dir(path, store, ("Flat",), ("BFlat",))
+    return path
+
+
+def brute_rerank(queries, decoded, shortlists, k):
+    """The k best rows of each shortlist by float64 cosine with the decoded vectors, ties by row."""
+    unit = decoded.astype(np.float64) / np.linalg.norm(decoded.astype(np.float64), axis=1, keepdims=True)
+    scores = np.einsum("qd,qcd->qc", queries.astype(np.float64), unit[shortlists])
+    order = np.lexsort((shortlists, -scores), axis=1)[:, :k]
+    return np.take_along_axis(shortlists, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
+@pytest.mark.parametrize("k,shortlist", [(1, 10), (5, 40), (10, 300)])
+def test_float16_codes_rerank_the_hamming_shortlist_as_brute_force_does(tmp_path, k, shortlist):
+    opened = IndexDir(compressed_index(tmp_path, "float16"))
+    rng = np.random.default_rng(4)
+    queries = rng.standard_normal((40, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    codes = rng.integers(0, 256, (40, 2), dtype=np.uint8)
+    result = modes.search_rerank_codes(opened, queries, codes, k, shortlist)
+    _, shortlists = brute_hamming(codes, opened.store.codes, shortlist)
+    decoded = opened.store.embeddings.astype(np.float16).astype(np.float32)  # what SQfp16 keeps, independently of FAISS
+    ids, scores = brute_rerank(queries, decoded, shortlists, k)
+    np.testing.assert_allclose(result.scores, scores, atol=1e-5)
+    assert (result.ids == ids).mean() > 0.99  # float32 against float64 may swap near-equal scores
+    np.testing.assert_array_equal(result.ids[:, 0], ids[:, 0])
+
+
+def test_product_quantised_codes_rerank_by_their_decoded_vectors(tmp_path):
+    opened = IndexDir(compressed_index(tmp_path, "PQ4", n=600))
+    queries = opened.float_rows(np.arange(0, 600, 20))
+    codes = opened.store.codes[np.arange(0, 600, 20)]
+    result = modes.search_rerank_codes(opened, queries, codes, 5, 50)
+    _, shortlists = brute_hamming(codes, opened.store.codes, 50)
+    ids, scores = brute_rerank(queries, opened.store.compressed.decode(np.arange(600)), shortlists, 5)
+    np.testing.assert_allclose(result.scores, scores, atol=1e-5)
+    np.testing.assert_array_equal(result.ids, ids)
+    assert opened.store.compressed.code_size == 4 and opened.store.compressed.codes.shape == (600, 4)
+
+
+def test_fine_codes_answer_as_the_float_rerank_and_report_their_bytes(tmp_path):
+    ix = open_index(compressed_index(tmp_path, "SQ8"))
+    assert "rerank-codes" in ix.modes
+    queries, codes = ix.directory.float_rows(np.arange(0, 300, 7)), ix.store.codes[np.arange(0, 300, 7)]
+    compressed = ix.search(queries, 10, "rerank-codes", codes=codes, shortlist=60)
+    exact = ix.search(queries, 10, "rerank", codes=codes, shortlist=60)
+    assert (compressed.ids == exact.ids).mean() > 0.9
+    np.testing.assert_allclose(compressed.scores, exact.scores, atol=0.02)
+    binary_file = ix.meta.entry("binary", "BFlat")["bytes"]
+    assert modes.kept_bytes(ix.directory, "rerank-codes", "BFlat") == binary_file + 300 * 16 + ix.store.compressed.codec.nbytes
+
+
+def test_the_mode_needs_an_index_built_with_rerank_codes(tmp_path):
+    write_index_dir(tmp_path, random_store())
+    ix = open_index(tmp_path)
+    assert "rerank-codes" not in ix.modes
+    with pytest.raises(HashpaError, match="--rerank-codes SPEC"):
+        ix.search(ix.directory.float_rows([0]), 3, "rerank-codes", codes=ix.store.codes[:1])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("HNSW32", "a search structure, not a code"),
+    ("PQ5", "not a FAISS quantiser of 16-d vectors"),
+    ("nonsense", "not a FAISS quantiser"),
+    ("", "takes a FAISS factory string"),
+])
+def test_bad_specs_are_refused_with_what_to_give(spec, message):
+    with pytest.raises(HashpaError, match=message):
+        check_rerank_spec(spec, 16)
+
+
+def test_a_quantiser_the_rows_cannot_train_is_refused_clearly():
+    with pytest.raises(HashpaError, match="cannot train it on the folder's 100 embeddings.*smaller quantiser"):
+        fit_compressed(random_store(n=100).embeddings, "PQ4")
+
+
+def test_damaged_rerank_codes_are_refused_on_open(tmp_path):
+    compressed_index(tmp_path, "SQ8")
+    store_file = index_file(tmp_path, "store.h5")
+    with h5py.File(store_file, "r+") as h5:
+        del h5["rerank/codes"]
+        h5["rerank/codes"] = np.zeros((299, 16), np.uint8)
+    meta = json.loads((tmp_path / "index.json").read_text())
+    meta["files"].pop(meta["store"])  # past the checksum: the contents are checked too
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(HashpaError, match="rerank codes are uint8 \\(299, 16\\)"):
+        IndexDir(tmp_path)
+
+
+def test_index_updates_refit_the_codes_of_every_row(trained_run, tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=3, per_class=8)
+    out = tmp_path / "idx"
+    with pytest.raises(HashpaError, match="not a FAISS quantiser"):  # refused before anything is embedded
+        build_index(folder, trained_run, out, rerank_codes="PQ5", workers=0)
+    assert not (out / "index.json").exists()
+    build_index(folder, trained_run, out, rerank_codes="SQ8", workers=0)
+    (folder / "class_00" / "img_000.png").unlink()
+    make_image_folder(folder / "class_03", classes=1, per_class=4)
+    summary = build_index(folder, trained_run, out, rerank_codes="SQ8", workers=0)
+    assert summary.embedded == 4 and summary.removed == 1
+    store = read_store(index_file(out, "store.h5"))
+    assert store.rerank_codes == "SQ8" and json.loads((out / "index.json").read_text())["rerank_codes"] == "SQ8"
+    np.testing.assert_array_equal(store.compressed.codes, store.compressed.quantiser.sa_encode(np.asarray(store.embeddings, np.float32)))
+    build_index(folder, trained_run, out, workers=0)  # rebuilt without: the mode goes with them
+    assert "rerank-codes" not in open_index(out).modes
