@@ -75,7 +75,8 @@ def run(args, argv: list[str] | None) -> dict:
                     rows.append({"bits": None, "method": "hashpa's float embedding (cosine)", "design": "float",
                                  **scores_of(test.embeddings, test.labels, "cosine", device)})
             log.info("%s", rows[-1])
-            report = {"split": split.description, "epochs": args.epochs, "frozen_epochs": args.frozen_epochs, "code_views": args.code_views,
+            report = {"split": split.description.replace(str(args.data.resolve()), str(args.data)),  # the path as given, not this machine's
+                       "epochs": args.epochs, "frozen_epochs": args.frozen_epochs, "code_views": args.code_views,
                       "rows": rows, "finished": len(rows) == expected}
             publish(args, "hashing-baselines", command_line("eval.hashing_baselines", argv), report, markdown(report))
     return report

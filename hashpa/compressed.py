@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 SPEC_ALIASES = {"float16": "SQfp16", "bfloat16": "SQbf16", "int8": "SQ8"}  # names users reach for, as FAISS spells them
 FIT_SAMPLE = 100_000  # embeddings the quantiser is trained on, at most
-DECODED_FLOATS = 1 << 22  # decoded vector entries held at once while scoring
 
 
 @dataclass
@@ -74,18 +73,12 @@ class CompressedVectors:
 
     def scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """float32 [Q, C]: the cosine of each query (float32 [Q, dim], unit length) with the decoded
-        vector of each of its candidate rows (int64 [Q, C]; -1, none: -inf)."""
-        scores = np.full(candidates.shape, -np.inf, np.float32)
-        if not candidates.size:
-            return scores
-        per_chunk = max(1, DECODED_FLOATS // (candidates.shape[1] * queries.shape[1]))
-        for start in range(0, len(candidates), per_chunk):
-            chunk = candidates[start : start + per_chunk]
-            decoded = self.decode(np.maximum(chunk, 0).ravel()).reshape(*chunk.shape, -1)
-            norms = np.linalg.norm(decoded, axis=2)
-            dots = np.einsum("qd,qcd->qc", queries[start : start + per_chunk], decoded)
-            scores[start : start + per_chunk] = np.where((chunk >= 0) & (norms > 0), dots / np.maximum(norms, 1e-30), -np.inf)
-        return scores
+        vector of each of its candidate rows (int64 [Q, C]; -1, none: -inf). Decodes Q * C vectors
+        at once: callers bound the block (``hashpa.search.modes``)."""
+        decoded = self.decode(np.maximum(candidates, 0).ravel()).reshape(*candidates.shape, -1)
+        norms = np.linalg.norm(decoded, axis=2)
+        dots = np.einsum("qd,qcd->qc", queries, decoded)
+        return np.where((candidates >= 0) & (norms > 0), dots / np.maximum(norms, 1e-30), -np.inf).astype(np.float32)
 
 
 def factory_string(spec: str) -> str:

@@ -54,6 +54,7 @@ NEEDS = {  # what each kind of ModeFacts.needs is, and how an index gets it
 MODES = tuple(MODE_FACTS)
 EXTRA_CANDIDATES = 16  # fetched beyond k to see whether ties at the k-th place continue
 SHORTLIST_PER_K = 10  # rerank's default shortlist: 10 k candidates
+GATHERED_FLOATS = 1 << 22  # float entries of candidate vectors held at once while re-ranking
 
 
 @dataclass
@@ -146,7 +147,7 @@ def search_rerank_codes(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray,
     (``CompressedVectors.scores``): the float32 embeddings are not read."""
     shortlist = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
     candidates = search_binary(ix, codes, shortlist, spec).ids
-    scores = ix.store.compressed.scores(np.ascontiguousarray(embeddings, dtype=np.float32), candidates)
+    scores = _scored_in_blocks(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, ix.store.compressed.scores)
     negated, ids = merge_candidates(-scores, candidates, k)
     return SearchResult(-negated, ids)
 
@@ -177,10 +178,20 @@ def _ties_may_continue(ix: IndexDir, distances: np.ndarray, k: int, exact_index:
 
 def _rank_by_cosine(ix: IndexDir, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine of each query with its candidate rows (-1: none); the best k by (score, row)."""
-    scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
-    for start in range(0, candidates.shape[1], 4096):
-        block = candidates[:, start : start + 4096]
-        vectors = ix.float_rows(np.maximum(block, 0))
-        scores[:, start : start + 4096] = np.where(block >= 0, np.einsum("qd,qcd->qc", queries, vectors), -np.inf)
-    negated, ids = merge_candidates(-scores, candidates, k)
+    def cosines(block_queries: np.ndarray, block: np.ndarray) -> np.ndarray:
+        return np.where(block >= 0, np.einsum("qd,qcd->qc", block_queries, ix.float_rows(np.maximum(block, 0))), -np.inf)
+
+    negated, ids = merge_candidates(-_scored_in_blocks(queries, candidates, cosines), candidates, k)
     return -negated, ids
+
+
+def _scored_in_blocks(queries: np.ndarray, candidates: np.ndarray, score) -> np.ndarray:
+    """float32 [Q, C]: score(queries [q, dim], candidates [q, c]) -> [q, c] over blocks of queries
+    and candidates that hold GATHERED_FLOATS vector entries at most, at any shortlist size."""
+    scores = np.full(candidates.shape, -np.inf, dtype=np.float32)
+    columns = max(1, min(candidates.shape[1], GATHERED_FLOATS // queries.shape[1]))
+    rows = max(1, GATHERED_FLOATS // (columns * queries.shape[1]))
+    for top in range(0, len(candidates), rows):
+        for left in range(0, candidates.shape[1], columns):
+            scores[top : top + rows, left : left + columns] = score(queries[top : top + rows], candidates[top : top + rows, left : left + columns])
+    return scores
