@@ -148,6 +148,10 @@ def publish(index_dir, milvus, collection, as_json) -> None:
 @click.option("--ef-search", type=click.IntRange(min=1), help="HNSW indexes: search beam width.")
 @click.option("--frontier", is_flag=True, help="Also float16, PCA-reduced floats, PQ8/16/32, RaBitQ and PCA-ITQ codes of 32-256 bits, "
                                                 "fitted to the indexed embeddings: quality against bytes per image.")
+@click.option("--budget-bytes", type=click.FloatRange(min=0, min_open=True),
+              help="Name the best method (highest Recall@1) within this many bytes per image; with --frontier among those too.")
+@click.option("--min-qps", type=click.FloatRange(min=0, min_open=True),
+              help="Name the best method (highest Recall@1) of at least this many batched queries/s; combines with --budget-bytes.")
 @milvus_options
 @json_option
 @friendly_errors

@@ -30,6 +30,7 @@ from hashpa.milvus import MILVUS, MILVUS_MODES
 from hashpa.outputs import check_replaceable, write_output
 from hashpa.report.frontier import frontier_methods
 from hashpa.report.machine import machine_info
+from hashpa.report.pareto import best_within, check_limits, fronts
 from hashpa.report.plots import plot_compare, plot_pr_curves
 from hashpa.report.tables import compare_table
 from hashpa.report.timing import busy_cores, search_speed
@@ -87,17 +88,22 @@ def compare(
     engine: str = "auto",
     milvus: str | None = None,
     collection: str | None = None,
+    budget_bytes: float | None = None,
+    min_qps: float | None = None,
 ) -> dict:
     """Evaluate every method of `index_dir`; write compare.json, compare.md and compare.png to `out`
     (default: the index directory) and return the report. `frontier` adds other representations
     of the same embeddings fitted to the database (``hashpa.report.frontier``); `milvus` adds the
     float, binary and rerank searches of the Milvus collection the index was published to
-    (``hashpa.milvus``; `collection`, default from its name) beside FAISS's. The files are
+    (``hashpa.milvus``; `collection`, default from its name) beside FAISS's. The report marks the
+    Pareto fronts of Recall@1 against bytes per image and against queries/s, and with `budget_bytes`
+    or `min_qps` names the best method within them (``hashpa.report.pareto``). The files are
     written under the write rule (``hashpa.outputs``): files of those names that hashpa did not
     write are replaced only with `overwrite` (checked before anything is measured)."""
     import faiss
 
     _check_settings(threads, repeats, latency_queries, shortlist)
+    check_limits(budget_bytes, min_qps)
     report_files = [Path(out or index_dir) / name for name in REPORT_FILES]
     for path in report_files:
         check_replaceable(path, overwrite)
@@ -160,6 +166,8 @@ def compare(
         "latency_threads": 1,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "methods": rows,
+        "fronts": fronts(rows),
+        **({"choice": best_within(rows, budget_bytes, min_qps)} if budget_bytes is not None or min_qps is not None else {}),
         "hashing": hashing,
     }
     json_file, table_file, plot_file, pr_file = report_files

@@ -29,20 +29,40 @@ def result_grid(results, index_dir: str | Path, path: str | Path, thumb: int = 9
 
 def plot_compare(report: dict, path: Path, overwrite: bool = False) -> None:
     """Two panels of a compare report, one point per method: Recall@1 against bytes per image and
-    against batched queries/s (both log scale), queries/s also in the labels of the first."""
+    against batched queries/s (both log scale). Where the queries are labelled, each panel draws its
+    Pareto front (``hashpa.report.pareto``) and names only the methods on it, the others grey and
+    unnamed (compare.md lists them); the byte budget and speed floor as dashed lines, the chosen
+    method as a star. Without labels every method is named on the axis."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2 + 0.15 * len(report["methods"])), sharey=True)
-    for ax, key, label in zip(axes, ("bytes_per_image", "queries_per_second"), ("bytes per image (log scale)", "queries per second (batched, log scale)")):
-        for row in report["methods"]:
-            y = row.get("recall@1", 0.0)  # without labels only the cost is known: the points sit on the axis
-            ax.scatter(row[key], y, s=40)
-            text = row["method"] + (f", {row['queries_per_second']:,.0f} q/s" if key == "bytes_per_image" else "")
-            ax.annotate(text, (row[key], y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    rows, fronts = report["methods"], report.get("fronts", {})
+    choice = report.get("choice", {})
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.2), sharey=True)
+    panels = (("bytes", "bytes_per_image", "bytes per image (log scale)", choice.get("budget_bytes")),
+              ("speed", "queries_per_second", "queries per second (batched, log scale)", choice.get("min_qps")))
+    for ax, (front_name, key, label, limit) in zip(axes, panels):
+        members = fronts.get(front_name)
+        on = [row for row in rows if members is None or row["method"] in members]
+        off = [row for row in rows if row not in on]
+        ax.scatter([row[key] for row in off], [row.get("recall@1", 0.0) for row in off], s=18, color="0.7", zorder=2)
+        for row in on:  # without labels only the cost is known: the points sit on the axis
+            ax.scatter(row[key], row.get("recall@1", 0.0), s=40, zorder=3)
+            text = row["method"] + (f", {row['queries_per_second']:,.0f} q/s" if key == "bytes_per_image" else f", {row['bytes_per_image']:.0f} B")
+            ax.annotate(text, (row[key], row.get("recall@1", 0.0)), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if members:
+            line = sorted(on, key=lambda row: row[key])
+            ax.plot([row[key] for row in line], [row["recall@1"] for row in line], color="0.3", linewidth=0.8, drawstyle="steps-post"
+                    if key == "bytes_per_image" else "steps-pre", zorder=1)
+        if limit is not None:
+            ax.axvline(limit, color="tab:red", linestyle="--", linewidth=0.8)
+        if choice.get("method"):
+            best = next(row for row in rows if row["method"] == choice["method"])
+            ax.scatter(best[key], best["recall@1"], s=160, marker="*", color="tab:red", zorder=4)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("Recall@1")
-    fig.suptitle(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats", fontsize=9)
+    unnamed = f"; grey: {len(rows) - len(fronts.get('bytes', rows))} / {len(rows) - len(fronts.get('speed', rows))} methods off the fronts, in compare.md" if fronts else ""
+    fig.suptitle(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats{unnamed}", fontsize=9)
     _save(fig, path, dpi=120, overwrite=overwrite)
 
 

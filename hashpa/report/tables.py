@@ -6,18 +6,22 @@ from hashpa.fileio import size_text
 from hashpa.indexdir.layout import CODE_SOURCES
 from hashpa.metrics.retrieval import RECALL_KS
 from hashpa.report.machine import describe_machine
+from hashpa.report.pareto import limits_text
 
 
 def compare_table(report: dict) -> str:
     """``hashpa compare``'s report as a Markdown table with its footnotes."""
     ks = report["ks"]
-    header = ["method"] + [f"R@{k}" for k in ks] + ["MAP@R", "queries/s", "p50 ms", "p99 ms", "bytes/image", "on disk"]
+    front = report.get("fronts", {})
+    header = ["method"] + [f"R@{k}" for k in ks] + ["MAP@R", "queries/s", "p50 ms", "p99 ms", "bytes/image", "on disk"] + (["front"] if front else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in report["methods"]:
         recalls = [f"{row[f'recall@{k}']:.4f}" if f"recall@{k}" in row else "-" for k in ks]
         cells = [row["method"] + (f" (shortlist {row['shortlist']})" if row.get("shortlist") else ""), *recalls,
                  f"{row['map@r']:.4f}" if "map@r" in row else "-", f"{row['queries_per_second']:,.0f}",
                  _ms(row["latency_p50_ms"]), _ms(row["latency_p99_ms"]), f"{row['bytes_per_image']:.1f}", size_text(row["index_bytes"])]
+        if front:
+            cells.append(", ".join(name for name, members in front.items() if row["method"] in members) or "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"{report['database']:,} images, {report['queries']:,} queries ({report['protocol']}); "
@@ -31,6 +35,13 @@ def compare_table(report: dict) -> str:
         lines.append("Frontier rows (float16 to PCA-ITQ): other representations of the same float embeddings, fitted to this database "
                      "without labels and held in memory, not index files (hashpa compare --frontier); their bytes/image are each image's code, "
                      "their size in all (codebooks and matrices included) is under on disk.")
+    if front:
+        lines.append("front: on the Pareto front of Recall@1 against bytes per image (bytes) or against queries/s (speed): "
+                     "no other method is as good in both and better in one.")
+    if "choice" in report:
+        choice = report["choice"]
+        lines.append(f"Best within {limits_text(choice['budget_bytes'], choice['min_qps'])}: "
+                     + (f"{choice['method']}, {choice['reason']}." if choice["method"] else f"none, {choice['reason']}."))
     lines.append(f"Machine: {describe_machine(report['machine'])}")
     load = report.get("load_average")
     if load:
