@@ -61,7 +61,8 @@ def plot_compare(report: dict, path: Path, overwrite: bool = False) -> None:
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("Recall@1")
-    unnamed = f"; grey: {len(rows) - len(fronts.get('bytes', rows))} / {len(rows) - len(fronts.get('speed', rows))} methods off the fronts, in compare.md" if fronts else ""
+    off_fronts = [len(rows) - len(fronts[name]) for name in ("bytes", "speed")] if fronts else None
+    unnamed = f"; grey: {off_fronts[0]} / {off_fronts[1]} methods off the fronts, in compare.md" if fronts else ""
     fig.suptitle(f"{report['database']:,} images, {report['bits']}-bit codes vs {report['dim']}-d floats{unnamed}", fontsize=9)
     _save(fig, path, dpi=120, overwrite=overwrite)
 
