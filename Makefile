@@ -10,7 +10,7 @@ FLOWERS ?= ../shared/data/flowers102-112
 CIFAR10 ?= ../shared/data/cifar10
 
 
-.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier bench-deploy bench-milvus gpu-bundle clean
+.PHONY: install demo test lint docs bench-cifar10 bench-hashing-baselines bench-reliability bench-flowers bench-flowers-seen bench-flowers-seen-bits bench-flowers-64 bench-flowers-transfer bench-flowers-ste bench-flowers-designs bench-search bench-scale bench-serve serve-screenshot bench-loss bench-train bench-flowers-compare bench-flowers-frontier bench-sensitivity bench-sensitivity-seeds bench-proxies bench-large-batches bench-paper-frontier bench-deploy bench-milvus bench-rerank-codes gpu-bundle clean
 
 install: $(VENV)/.installed
 
@@ -159,6 +159,23 @@ $(LITE0_INDEX)/index.json: bench-results/cifar10/runs/hashpa-64bit/last.pt
 
 bench-results/cifar10/runs/hashpa-64bit/last.pt: install
 	$(PY) -m eval.cifar10 --root $(CIFAR10) --methods hashpa --variants --more-variants --more-bits
+
+# A Hamming shortlist re-ranked by compressed embeddings (--rerank-codes): Recall@1 per quantiser and shortlist on
+# Flowers' unseen classes (the 64-bit run) and on CIFAR-10 (the lite0 index), compare's Pareto front with a byte budget,
+# and the speed and memory of every search at 1M synthetic rows.
+RERANK_INDEX := bench-results/rerank-codes/flowers-unseen
+bench-rerank-codes: install $(RERANK_INDEX)/index.json $(LITE0_INDEX)/index.json
+	$(PY) -m eval.bench_rerank_codes quality $(RERANK_INDEX) --benchmarks $(PAGES)/rerank-codes.md --tag flowers-unseen
+	$(PY) -m eval.bench_rerank_codes quality $(LITE0_INDEX) --benchmarks $(PAGES)/rerank-codes.md --tag cifar10
+	$(HASHPA) compare $(RERANK_INDEX) --frontier --budget-bytes 24 --threads 1 --out bench-results/rerank-codes/compare
+	cp bench-results/rerank-codes/compare/compare.png docs/rerank-codes-front.png
+	$(PY) -m eval.bench_rerank_codes speed $(RERANK_INDEX) --rows 1000000 --benchmarks $(PAGES)/rerank-codes.md
+
+$(RERANK_INDEX)/index.json: $(RUN64)/last.pt
+	$(HASHPA) index --split test --run-dir $(RUN64) --out $(RERANK_INDEX) --rerank-codes PQ16
+
+$(RUN64)/last.pt:
+	$(MAKE) bench-flowers-64
 
 bench-search: install
 	$(PY) -m eval.bench_search --benchmarks $(PAGES)/speed.md --out bench-results/search-cpu

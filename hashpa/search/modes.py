@@ -133,20 +133,29 @@ def search_binary(ix: IndexDir, codes: np.ndarray, k: int, spec: str = "BFlat") 
     return SearchResult(out_distances, ids)
 
 
+def shortlist_rows(ix: IndexDir, codes: np.ndarray, k: int, shortlist: int | None, spec: str) -> np.ndarray:
+    """int64 [Q, S]: the S = `shortlist` (default SHORTLIST_PER_K * k, at least k, at most the index
+    size) nearest codes to each query's by Hamming distance, as the binary index `spec` returns
+    them. Unlike binary search, equal distances at the S-th place are not completed by a second,
+    range search: FAISS's BFlat keeps the lowest rows among them already (a test holds it to that),
+    and the candidates are re-scored anyway."""
+    size = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
+    distances, candidates = ix.faiss_index("binary", spec).search(np.ascontiguousarray(codes, dtype=np.uint8), size)
+    return merge_candidates(distances, candidates, size)[1]
+
+
 def search_rerank(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int | None = None, spec: str = "BFlat") -> SearchResult:
-    """Hamming shortlist of `shortlist` rows (default SHORTLIST_PER_K * k) from the binary index, re-ranked by exact cosine."""
-    shortlist = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
-    candidates = search_binary(ix, codes, shortlist, spec).ids
+    """Hamming shortlist (``shortlist_rows``) from the binary index, re-ranked by exact cosine."""
+    candidates = shortlist_rows(ix, codes, k, shortlist, spec)
     return SearchResult(*_rank_by_cosine(ix, np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k))
 
 
 def search_rerank_codes(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray, k: int, shortlist: int | None = None,
                         spec: str = "BFlat") -> SearchResult:
-    """Hamming shortlist of `shortlist` rows (default SHORTLIST_PER_K * k) from the binary index,
-    re-ranked by the cosine of the float query with each row's decoded compressed embedding
-    (``CompressedVectors.scores``): the float32 embeddings are not read."""
-    shortlist = min(max(shortlist or SHORTLIST_PER_K * k, k), len(ix))
-    candidates = search_binary(ix, codes, shortlist, spec).ids
+    """Hamming shortlist (``shortlist_rows``) from the binary index, re-ranked by the cosine of the
+    float query with each row's decoded compressed embedding (``CompressedVectors.scores``): the
+    float32 embeddings are not read."""
+    candidates = shortlist_rows(ix, codes, k, shortlist, spec)
     scores = _scored_in_blocks(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, ix.store.compressed.scores)
     negated, ids = merge_candidates(-scores, candidates, k)
     return SearchResult(-negated, ids)
@@ -161,7 +170,7 @@ def search_asymmetric(ix: IndexDir, embeddings: np.ndarray, k: int, shortlist: i
     projected = ix.store.fitted.hasher.project(embeddings)
     if shortlist is None:
         return SearchResult(*asymmetric_scan(projected, ix.store.index_codes, k, distinct))
-    candidates = search_binary(ix, pack_signs(projected), min(max(shortlist, k), len(ix)), spec).ids
+    candidates = shortlist_rows(ix, pack_signs(projected), k, shortlist, spec)
     return SearchResult(*rescore_asymmetric(projected, candidates, ix.store.index_codes, k))
 
 

@@ -54,6 +54,14 @@ def test_binary_flat_equals_brute_force_hamming_with_ties_by_id(index_dir, k):
     np.testing.assert_array_equal(result.scores, distances)
 
 
+@pytest.mark.parametrize("shortlist", [7, 40, 150])
+def test_a_bflat_shortlist_is_the_nearest_codes_by_distance_then_row_without_a_second_scan(index_dir, shortlist):
+    opened = IndexDir(index_dir)
+    queries = np.random.default_rng(3).integers(0, 256, (50, 2), dtype=np.uint8)  # 16 bits: ties at every boundary
+    _, expected = brute_hamming(queries, opened.store.codes, shortlist)
+    np.testing.assert_array_equal(modes.shortlist_rows(opened, queries, 1, shortlist, "BFlat"), expected)
+
+
 @pytest.mark.parametrize("k", [1, 10, 30])
 def test_float_flat_equals_brute_force_cosine(index_dir, k):
     opened = IndexDir(index_dir)
