@@ -24,19 +24,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from eval.publish import command_line, parse_benchmark_args
 from eval.publish import publish as write_report
 from hashpa.compressed import fit_compressed
 from hashpa.indexdir import IndexDir, Store, write_index_dir
-from hashpa.report.frontier import frontier_methods
+from hashpa.report.frontier import float_method
 from hashpa.search import open_index
 
 log = logging.getLogger("eval.bench_rerank_codes")
-SPECS = ("PQ8", "PQ16", "PQ32", "SQ8")
+SPECS = ("PQ8", "PQ16", "OPQ16,PQ16", "PQ32", "SQ8")
 SHORTLISTS = (10, 20, 50, 100, 200, 500, 1000)
-PQ_FLAT = (8, 16, 32)
+FLAT_SCANS = ("PQ8np", "PQ16np", "OPQ16,PQ16np", "PQ32np")  # FAISS factory strings of the flat scans beside the rerank
 WITHIN = 0.002  # the shortlist default's target: Recall@1 this close to re-ranking every photo
 SPEED_QUERIES = 200
 
@@ -62,8 +63,10 @@ def quality(index_dir: Path, specs, shortlists, work: Path) -> dict:
     row["rerank"] = {str(s): recall_at_1(ix.search(embeddings, 2, "rerank", codes=codes, shortlist=s + 1).ids, labels, queries)
                      for s in (*shortlists, n - 1)}
     stored = source.float_rows(np.arange(n))
-    row["pq_flat"] = {m.name: {"recall_at_1": recall_at_1(m.search(embeddings, 2), labels, queries), "bytes": m.code_bytes}
-                      for m in frontier_methods(stored, pq_bytes=PQ_FLAT, itq_bits=(), nested_bits=()) if m.name.startswith("PQ")}
+    row["pq_flat"] = {}
+    for spec in FLAT_SCANS:
+        scan = float_method(spec, faiss.index_factory(stored.shape[1], spec, faiss.METRIC_L2), stored)
+        row["pq_flat"][spec] = {"recall_at_1": recall_at_1(scan.search(embeddings, 2), labels, queries), "bytes": scan.code_bytes}
     row["specs"] = {}
     for spec in specs:
         copy = Store(**{**vars(store), "compressed": fit_compressed(stored, spec)})
@@ -97,8 +100,8 @@ def quality_markdown(rows: list[dict], shortlists) -> str:
                          + f" | {m['shortlist_within']} |")
         lines.append("")
     lines.append("Each query's own photo is left out of its results; the shortlist size is the number of other photos re-ranked "
-                 "(the last column re-ranks every photo). The PQ flat scans are FAISS's PQm (8-bit sub-quantisers, L2 asymmetric "
-                 "distances, fitted to the same embeddings).")
+                 "(the last column re-ranks every photo). The flat scans are FAISS's own searches of its product quantisers (PQm: 8-bit "
+                 "sub-quantisers; OPQ: a learned rotation first; L2 asymmetric distances), fitted to the same embeddings.")
     return "\n".join(lines)
 
 
@@ -138,12 +141,12 @@ def overlap(ids: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a, b)) / exact.shape[1] for a, b in zip(ids, exact)]))
 
 
-def speed(index_dir: Path, rows: int, spec: str, pq: list[int], ivf_pq: str, bivf: str, nprobe: int, shortlist: int, seed: int, work: Path) -> dict:
+def speed(index_dir: Path, rows: int, spec: str, flats: list[str], ivf_pq: str, bivf: str, nprobe: int, shortlist: int, seed: int, work: Path) -> dict:
     store = synthetic_store(index_dir, rows, seed)
     log.info("%d synthetic rows drawn; fitting %s", rows, spec)
     store.compressed = fit_compressed(store.embeddings, spec)
     target = work / f"speed-{rows}"
-    write_index_dir(target, store, ("Flat", *(f"PQ{m}np" for m in pq), ivf_pq), ("BFlat", bivf))
+    write_index_dir(target, store, ("Flat", *flats, ivf_pq), ("BFlat", bivf))
     del store
     ix = open_index(target, nprobe=nprobe)
     picked = np.random.default_rng(seed + 1).choice(rows, SPEED_QUERIES, replace=False)
@@ -161,7 +164,7 @@ def speed(index_dir: Path, rows: int, spec: str, pq: list[int], ivf_pq: str, biv
         "binary (BFlat)": (mode("binary"), code_bytes),
         f"binary ({bivf}, nprobe {nprobe})": (mode("binary", index=bivf), None),
         "float32 (Flat)": (mode("float"), 4 * dim),
-        **{f"PQ{m} flat scan (FAISS)": (faiss_scan(f"PQ{m}np"), m) for m in pq},
+        **{f"{flat} flat scan (FAISS)": (faiss_scan(flat), None) for flat in flats},
         f"{ivf_pq} (FAISS, nprobe {nprobe})": (faiss_scan(ivf_pq), None),
         f"rerank from float32 (shortlist {shortlist})": (mode("rerank", shortlist=shortlist), code_bytes + 4 * dim),
         f"rerank-codes {spec} (shortlist {shortlist})": (mode("rerank-codes", shortlist=shortlist), rerank_bytes),
@@ -172,8 +175,8 @@ def speed(index_dir: Path, rows: int, spec: str, pq: list[int], ivf_pq: str, biv
     for name, (search, bytes_per_row) in searches.items():
         qps, ids = timed(search, SPEED_QUERIES)
         exact = ids if name == "float32 (Flat)" else exact
-        if bytes_per_row is None:  # IVF: its codes and list ids, from the built file (plus the rerank codes where they re-rank)
-            built = ix.meta.entry("binary" if name.startswith(("binary", "rerank")) else "float", bivf if bivf in name else ivf_pq)["bytes"] / rows
+        if bytes_per_row is None:  # as built: codes, list ids, codebooks (plus the rerank codes where they re-rank)
+            built = ix.meta.entry(*built_index(name, bivf, ivf_pq, flats))["bytes"] / rows
             bytes_per_row = built + (rerank_bytes - code_bytes if name.startswith("rerank") else 0)
         row["methods"][name] = {"queries_per_s": qps, "bytes_per_row": bytes_per_row, "memory_bytes": bytes_per_row * rows, "ids": ids}
         log.info("%d rows, %s: %.0f q/s", rows, name, qps)
@@ -181,6 +184,13 @@ def speed(index_dir: Path, rows: int, spec: str, pq: list[int], ivf_pq: str, biv
         method["float_top10_overlap"] = overlap(method.pop("ids"), exact)
     ix.close()
     return row
+
+
+def built_index(name: str, bivf: str, ivf_pq: str, flats: list[str]) -> tuple[str, str]:
+    """(kind, spec) of the built FAISS index whose file gives the bytes a row of the method `name`."""
+    if bivf in name:
+        return "binary", bivf
+    return "float", next((flat for flat in flats if name.startswith(flat)), ivf_pq)
 
 
 def speed_markdown(rows: list[dict]) -> str:
@@ -203,8 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--specs", nargs="+", default=list(SPECS), help="quality: the --rerank-codes quantisers")
     parser.add_argument("--shortlists", type=int, nargs="+", default=list(SHORTLISTS))
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="speed: synthetic rows")
-    parser.add_argument("--spec", default="PQ16", help="speed: the --rerank-codes quantiser")
-    parser.add_argument("--pq", type=int, nargs="+", default=[16, 32], help="speed: bytes of the PQ flat scans")
+    parser.add_argument("--spec", default="OPQ16,PQ16", help="speed: the --rerank-codes quantiser")
+    parser.add_argument("--flat", nargs="+", default=["PQ16np", "OPQ16,PQ16np", "PQ32np"], help="speed: the FAISS flat scans (factory strings)")
     parser.add_argument("--ivf-pq", default="IVF1024,PQ16", help="speed: the IVF-PQ index")
     parser.add_argument("--bivf", default="BIVF1024", help="speed: the binary IVF index, a multi-index Hamming shortlist")
     parser.add_argument("--nprobe", type=int, default=16, help="speed: lists the IVF indexes visit")
@@ -220,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
             write_report(args, "rerank-codes", command, {"quality": results}, quality_markdown(results, args.shortlists))
             return
         for rows in args.rows:
-            results.append(speed(args.index_dirs[0], rows, args.spec, args.pq, args.ivf_pq, args.bivf, args.nprobe, args.shortlist, args.seed,
+            results.append(speed(args.index_dirs[0], rows, args.spec, args.flat, args.ivf_pq, args.bivf, args.nprobe, args.shortlist, args.seed,
                                   Path(work)))
             write_report(args, "rerank-codes-speed", command, {"speed": results}, speed_markdown(results))
 

@@ -35,6 +35,7 @@ class CompressedVectors:
 
     def __post_init__(self):
         self._quantiser = None
+        self._split = None
 
     @property
     def quantiser(self):
@@ -75,10 +76,28 @@ class CompressedVectors:
         """float32 [Q, C]: the cosine of each query (float32 [Q, dim], unit length) with the decoded
         vector of each of its candidate rows (int64 [Q, C]; -1, none: -inf). Decodes Q * C vectors
         at once: callers bound the block (``hashpa.search.modes``)."""
-        decoded = self.decode(np.maximum(candidates, 0).ravel()).reshape(*candidates.shape, -1)
+        rotations, inner = self._rotations_and_inner()
+        for rotation in rotations:  # an orthonormal map keeps dot products and norms: rotate Q queries, not Q * C decoded vectors
+            queries = rotation.apply(np.ascontiguousarray(queries, dtype=np.float32))
+        decoded = inner.sa_decode(np.ascontiguousarray(self.codes[np.maximum(candidates, 0).ravel()])).reshape(*candidates.shape, -1)
         norms = np.linalg.norm(decoded, axis=2)
         dots = np.einsum("qd,qcd->qc", queries, decoded)
         return np.where((candidates >= 0) & (norms > 0), dots / np.maximum(norms, 1e-30), -np.inf).astype(np.float32)
+
+
+    def _rotations_and_inner(self):
+        """(the orthonormal transforms the quantiser starts with, such as OPQ's rotation; the codec
+        that decodes what they output): ([], the quantiser) when it starts with none."""
+        if self._split is None:
+            import faiss
+
+            quantiser, rotations = faiss.downcast_index(self.quantiser), []
+            if isinstance(quantiser, faiss.IndexPreTransform):
+                chain = [faiss.downcast_VectorTransform(quantiser.chain.at(i)) for i in range(quantiser.chain.size())]
+                if all(isinstance(t, faiss.LinearTransform) and t.is_orthonormal and not t.have_bias and t.d_in == t.d_out for t in chain):
+                    quantiser, rotations = faiss.downcast_index(quantiser.index), chain
+            self._split = (rotations, quantiser)
+        return self._split
 
 
 def factory_string(spec: str) -> str:
@@ -115,6 +134,7 @@ def fit_compressed(embeddings: np.ndarray, spec: str, seed: int = 0) -> Compress
     quantiser = check_rerank_spec(spec, dim)
     sample = np.sort(np.random.default_rng(seed).choice(n, FIT_SAMPLE, replace=False)) if n > FIT_SAMPLE else slice(None)
     started = time.perf_counter()
+    log.info("fitting %s rerank codes to %d embeddings (OPQ and the larger quantisers take minutes)", spec, min(n, FIT_SAMPLE))
     try:
         quantiser.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))
     except RuntimeError as error:

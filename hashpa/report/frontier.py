@@ -56,7 +56,7 @@ def frontier_methods(embeddings: np.ndarray, pq_bytes=PQ_BYTES, itq_bits=ITQ_BIT
     specs += [(f"PCA-{d} floats", f"PCA{d},Flat", faiss.METRIC_L2) for d in (dim // 4, dim // 2) if d >= 8 and n > d]
     specs += [(f"PQ{m}", f"PQ{m}np", faiss.METRIC_L2) for m in pq_bytes if dim % m == 0 and n >= PQ_TRAINING_ROWS]
     specs += [("RaBitQ", "RaBitQ", faiss.METRIC_L2)] if hasattr(faiss, "IndexRaBitQ") else []
-    methods = [_float_method(name, faiss.index_factory(dim, spec, metric), x) for name, spec, metric in specs]
+    methods = [float_method(name, faiss.index_factory(dim, spec, metric), x) for name, spec, metric in specs]
     for bits in itq_bits:
         if bits <= dim and enough_rows(n, bits):
             methods.append(_itq_method(x, bits, seed))
@@ -66,7 +66,9 @@ def frontier_methods(embeddings: np.ndarray, pq_bytes=PQ_BYTES, itq_bits=ITQ_BIT
     return methods
 
 
-def _float_method(name: str, index, x: np.ndarray) -> FrontierMethod:
+def float_method(name: str, index, x: np.ndarray) -> FrontierMethod:
+    """The FAISS float `index` (untrained or trained, empty) trained on and filled with `x` float32
+    [N, dim], searched as FAISS searches it; ties by row."""
     import faiss
 
     if not index.is_trained:  # FAISS's k-means and PCA are seeded by FAISS itself: the same data gives the same quantiser

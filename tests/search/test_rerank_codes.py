@@ -58,6 +58,20 @@ def test_product_quantised_codes_rerank_by_their_decoded_vectors(tmp_path):
     assert opened.store.compressed.code_size == 4 and opened.store.compressed.codes.shape == (600, 4)
 
 
+@pytest.mark.parametrize("spec", ["OPQ4,PQ4x4", "RR16,PQ4x4"])
+def test_rotated_quantisers_score_the_rotated_query_as_the_decoded_vectors_would(tmp_path, spec):
+    opened = IndexDir(compressed_index(tmp_path, spec, n=600))
+    compressed = opened.store.compressed
+    assert compressed._rotations_and_inner()[0], "the rotation is applied to the queries, not to every decoded vector"
+    queries = opened.float_rows(np.arange(0, 600, 20))
+    codes = opened.store.codes[np.arange(0, 600, 20)]
+    result = modes.search_rerank_codes(opened, queries, codes, 5, 50)
+    _, shortlists = brute_hamming(codes, opened.store.codes, 50)
+    ids, scores = brute_rerank(queries, compressed.quantiser.sa_decode(compressed.codes), shortlists, 5)  # back through the rotation
+    np.testing.assert_allclose(result.scores, scores, atol=1e-5)
+    assert (result.ids == ids).mean() > 0.99
+
+
 def test_fine_codes_answer_as_the_float_rerank_and_report_their_bytes(tmp_path):
     ix = open_index(compressed_index(tmp_path, "SQ8"))
     assert "rerank-codes" in ix.modes
