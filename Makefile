@@ -157,7 +157,7 @@ $(LITE0_INDEX)/index.json: bench-results/cifar10/runs/hashpa-64bit/last.pt
 	rm -rf bench-results/lite0-run && cp -r bench-results/cifar10/runs/hashpa-64bit bench-results/lite0-run
 	$(HASHPA) index $(CIFAR10)/test --run-dir bench-results/lite0-run --checkpoint last --out $(LITE0_INDEX) --workers 1
 
-bench-results/cifar10/runs/hashpa-64bit/last.pt: install
+bench-results/cifar10/runs/hashpa-64bit/last.pt: | install
 	$(PY) -m eval.cifar10 --root $(CIFAR10) --methods hashpa --variants --more-variants --more-bits
 
 # A Hamming shortlist re-ranked by compressed embeddings (--rerank-codes): Recall@1 per quantiser and shortlist on

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from hashpa.errors import HashpaError
-from hashpa.search.modes import SearchResult
+from hashpa.search.modes import SearchResult, default_shortlist
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class MilvusCollection:
 
         embeddings: float32 [Q, dim], L2-normalised; codes: uint8 [Q, bits/8] (binary, rerank)."""
         self.check_mode(mode)
-        shortlist = shortlist or 10 * k
+        shortlist = shortlist or default_shortlist(mode, k)
         if not 1 <= k <= MAX_TOPK or (mode == "rerank" and not k <= shortlist <= MAX_TOPK):
             raise HashpaError(f"k must be in [1, {MAX_TOPK}] and the rerank shortlist in [k, {MAX_TOPK}]: got k {k}, shortlist {shortlist}")
         if mode != "float" and (codes is None or codes.shape[1] * 8 != self.facts.bits):

@@ -35,7 +35,7 @@ from hashpa.report.plots import plot_compare, plot_pr_curves
 from hashpa.report.tables import compare_table
 from hashpa.report.timing import busy_cores, search_speed
 from hashpa.search.index import Index, open_index
-from hashpa.search.modes import SHORTLIST_PER_K, kept_bytes
+from hashpa.search.modes import default_shortlist, kept_bytes
 from hashpa.search.queries import expand_queries
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,26 @@ class Method:
     shortlist: int | None = None
 
 
-def methods_of(ix: Index, shortlist: int) -> list[Method]:
+def methods_of(ix: Index, shortlist: int | None, k: int) -> list[Method]:
+    """Every method compare measures on `ix`; those with a shortlist re-rank `shortlist` candidates
+    (None: their mode's default at `k`)."""
+    def size(mode: str) -> int:
+        return shortlist or default_shortlist(mode, k)
+
     methods = [Method(f"float {s}", "float", s) for s in ix.directory.specs("float")]
     binary = ix.directory.specs("binary")
     methods += [Method(f"binary {s}", "binary", s) for s in binary]
     shortlist_spec = EXACT_INDEXES["binary"] if EXACT_INDEXES["binary"] in binary else (binary[0] if binary else None)  # where shortlists come from
     if shortlist_spec:
-        methods.append(Method(f"rerank {shortlist_spec}", "rerank", shortlist_spec, shortlist))
+        methods.append(Method(f"rerank {shortlist_spec}", "rerank", shortlist_spec, size("rerank")))
         if "rerank-codes" in ix.faiss_modes:
-            methods.append(Method(f"rerank {ix.store.rerank_codes} {shortlist_spec}", "rerank-codes", shortlist_spec, shortlist))
+            methods.append(Method(f"rerank {ix.store.rerank_codes} {shortlist_spec}", "rerank-codes", shortlist_spec, size("rerank-codes")))
     if "asymmetric" in ix.faiss_modes:
         methods.append(Method("asymmetric scan", "asymmetric", None))
         if shortlist_spec:
-            methods.append(Method(f"asymmetric {shortlist_spec}", "asymmetric", shortlist_spec, shortlist))
+            methods.append(Method(f"asymmetric {shortlist_spec}", "asymmetric", shortlist_spec, size("asymmetric")))
     if ix.published is not None:
-        methods += [Method(f"{mode} {MILVUS}", mode, MILVUS, shortlist if mode == "rerank" else None) for mode in MILVUS_MODES]
+        methods += [Method(f"{mode} {MILVUS}", mode, MILVUS, size(mode) if mode == "rerank" else None) for mode in MILVUS_MODES]
     return methods
 
 
@@ -122,14 +127,13 @@ def compare(
         log.warning("%d labelled queries have no other image of their class in the index: they are left out of Recall@K and MAP@R "
                     "(nothing could be found for them)", int((labelled & ~judged).sum()))
     depth = min(len(store), max(max(ks), int(n_positive.max(initial=0))) + (self_rows is not None))
-    shortlist = shortlist or SHORTLIST_PER_K * speed_k
     load_before = busy_cores()
     if load_before > 0.5 * (os.cpu_count() or 1):
         log.warning("the machine is busy (load average %.1f on %d cores): the speed figures will be slower and more erratic than on a quiet one",
                     load_before, os.cpu_count() or 1)
     asked = _Asked(q_emb, q_codes, q_labels, judged, store.relevance_labels, self_rows, depth, tuple(ks), speed_k, repeats, latency_queries)
     rows = []
-    for method in methods_of(ix, shortlist):
+    for method in methods_of(ix, shortlist, speed_k):
         def ids_of(qe, qc, k, method=method):
             return ix.search(qe, k, method.mode, codes=qc, shortlist=method.shortlist and max(method.shortlist, k), index=method.spec).ids
 

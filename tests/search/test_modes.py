@@ -59,7 +59,7 @@ def test_a_bflat_shortlist_is_the_nearest_codes_by_distance_then_row_without_a_s
     opened = IndexDir(index_dir)
     queries = np.random.default_rng(3).integers(0, 256, (50, 2), dtype=np.uint8)  # 16 bits: ties at every boundary
     _, expected = brute_hamming(queries, opened.store.codes, shortlist)
-    np.testing.assert_array_equal(modes.shortlist_rows(opened, queries, 1, shortlist, "BFlat"), expected)
+    np.testing.assert_array_equal(modes.shortlist_rows(opened, queries, "rerank", 1, shortlist, "BFlat"), expected)
 
 
 @pytest.mark.parametrize("k", [1, 10, 30])

@@ -137,3 +137,14 @@ def test_index_updates_refit_the_codes_of_every_row(trained_run, tmp_path):
     np.testing.assert_array_equal(store.compressed.codes, store.compressed.quantiser.sa_encode(np.asarray(store.embeddings, np.float32)))
     build_index(folder, trained_run, out, workers=0)  # rebuilt without: the mode goes with them
     assert "rerank-codes" not in open_index(out).modes
+
+
+def test_the_default_shortlist_of_rerank_codes_is_its_floor_and_grows_with_k(tmp_path):
+    opened = IndexDir(compressed_index(tmp_path, "PQ4", n=800))
+    queries, codes = opened.float_rows(np.arange(0, 800, 40)), opened.store.codes[np.arange(0, 800, 40)]
+    floor = modes.RERANK_CODES_SHORTLIST
+    assert modes.default_shortlist("rerank-codes", 5) == floor and modes.default_shortlist("rerank", 5) == 50
+    assert modes.default_shortlist("rerank-codes", floor) == modes.SHORTLIST_PER_K * floor
+    by_default = modes.search_rerank_codes(opened, queries, codes, 5)
+    np.testing.assert_array_equal(by_default.ids, modes.search_rerank_codes(opened, queries, codes, 5, floor).ids)
+    assert not np.array_equal(by_default.ids, modes.search_rerank_codes(opened, queries, codes, 5, 50).ids)
