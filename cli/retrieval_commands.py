@@ -10,7 +10,7 @@ from hashpa.cli.main import cli, echo_json, engine_option, friendly_errors, json
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
 from hashpa.runs.directory import CHECKPOINTS
-from hashpa.search.modes import MODE_FACTS, MODES
+from hashpa.search.modes import MODE_FACTS, MODES, RERANK_CODES_SHORTLIST
 
 DEFAULTS = IndexSettings()
 
@@ -70,7 +70,8 @@ def index(folder, run, out, split, as_json, **settings) -> None:
               help="rerank: a Hamming shortlist re-ranked by the float embeddings; rerank-codes: re-ranked by the compressed "
                    "embeddings (indexes built with --rerank-codes); asymmetric: the query's real-valued projection against the "
                    "database's codes (indexes built with --codes itq).")
-@click.option("--shortlist", type=int, help="rerank and rerank-codes: Hamming candidates re-ranked (default 10*k); asymmetric: "
+@click.option("--shortlist", type=int, help="rerank and rerank-codes: Hamming candidates re-ranked (default 10*k; rerank-codes at least "
+              f"{RERANK_CODES_SHORTLIST}); asymmetric: "
               "Hamming candidates from the binary index re-scored asymmetrically (default: exact scan of every code).")
 @click.option("--index", "index", help="Which built index to search (default Flat / BFlat).")
 @click.option("--run-dir", "--model", "run", type=click.Path(exists=True), help="Embed queries with this run's model (it must be the index's).")
@@ -135,7 +136,8 @@ def publish(index_dir, milvus, collection, as_json) -> None:
 @click.argument("index_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--queries", type=click.Path(exists=True, file_okay=False),
               help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
-@click.option("--shortlist", type=click.IntRange(min=1), help="rerank, rerank-codes and shortlisted asymmetric: Hamming candidates per query (default 100).")
+@click.option("--shortlist", type=click.IntRange(min=1), help="rerank, rerank-codes and shortlisted asymmetric: Hamming candidates per query "
+              f"(default 100; rerank-codes {RERANK_CODES_SHORTLIST}).")
 @click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: all cores).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats of the batched search.")
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True, help="Single queries timed for p50/p99 (0: none).")

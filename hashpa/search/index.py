@@ -143,7 +143,7 @@ class Index:
         are, and NaN, infinite or zero rows are refused.
         codes: the queries' packed model codes, uint8 [Q, bits/8], when embeddings are given
         (binary and rerank modes of an index holding the model's codes need them), one row per query.
-        shortlist: rerank's and rerank-codes' Hamming candidates (default 10 k) or, for asymmetric, the Hamming
+        shortlist: rerank's and rerank-codes' Hamming candidates (``modes.default_shortlist``) or, for asymmetric, the Hamming
         candidates re-scored (default: an exact scan of every code). index: which built FAISS index
         to search (default Flat / BFlat; "milvus", the default when opened with one: the published
         collection).
