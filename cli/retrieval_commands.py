@@ -10,7 +10,7 @@ from hashpa.cli.main import cli, echo_json, engine_option, friendly_errors, json
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
 from hashpa.indexdir.settings import DECODERS, INDEX_SPLITS, IndexSettings
 from hashpa.runs.directory import CHECKPOINTS
-from hashpa.search.modes import MODE_FACTS, MODES, RERANK_CODES_SHORTLIST
+from hashpa.search.modes import MODE_FACTS, MODES, RERANK_CODES_SHORTLIST, default_shortlist
 
 DEFAULTS = IndexSettings()
 
@@ -137,7 +137,7 @@ def publish(index_dir, milvus, collection, as_json) -> None:
 @click.option("--queries", type=click.Path(exists=True, file_okay=False),
               help="Folder of query images (class sub-folders give labels). Default: every labelled image queries the rest.")
 @click.option("--shortlist", type=click.IntRange(min=1), help="rerank, rerank-codes and shortlisted asymmetric: Hamming candidates per query "
-              f"(default 100; rerank-codes {RERANK_CODES_SHORTLIST}).")
+              f"(default at compare's k of 10: {default_shortlist('rerank', 10)}; rerank-codes {default_shortlist('rerank-codes', 10)}).")
 @click.option("--threads", type=click.IntRange(min=1), help="FAISS threads (default: all cores).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Timed repeats of the batched search.")
 @click.option("--latency-queries", type=click.IntRange(min=0), default=200, show_default=True, help="Single queries timed for p50/p99 (0: none).")
@@ -232,7 +232,7 @@ def _echo_indexes(indexes: dict) -> None:
 @milvus_options
 @friendly_errors
 def serve(index_dirs, host, port, device, engine, max_upload_mb, allow_hosts, milvus, collection) -> None:
-    """Serve a search page and a JSON API over INDEX_DIRS: float, binary, rerank and asymmetric side by side."""
+    """Serve a search page and a JSON API over INDEX_DIRS: every search mode each index supports, side by side."""
     from hashpa.serve.app import serve as run_server
 
     click.echo(f"hashpa serve: http://{host}:{port}/ (Ctrl-C stops)")

@@ -105,23 +105,34 @@ def factory_string(spec: str) -> str:
     return SPEC_ALIASES.get(spec, spec)
 
 
+def check_spec_text(spec: object) -> None:
+    """A HashpaError unless `spec` is a non-empty string (what can be checked before the dimension is known)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise HashpaError(f"--rerank-codes takes a FAISS factory string (PQ16, SQ8, float16, PCA128,SQ8 ...), got {spec!r}")
+
+
 def check_rerank_spec(spec: object, dim: int):
     """The untrained FAISS quantiser `spec` names for `dim`-d embeddings, or a HashpaError saying why
     it cannot compress them."""
     import faiss
 
-    if not isinstance(spec, str) or not spec.strip():
-        raise HashpaError(f"--rerank-codes takes a FAISS factory string (PQ16, SQ8, float16, PCA128,SQ8 ...), got {spec!r}")
+    check_spec_text(spec)
     try:
-        quantiser = faiss.index_factory(dim, factory_string(spec), faiss.METRIC_INNER_PRODUCT)
+        quantiser = faiss.index_factory(dim, factory_string(spec), faiss.METRIC_L2)  # a codec's codes do not depend on the metric
     except RuntimeError as error:
         raise HashpaError(f"--rerank-codes {spec!r} is not a FAISS quantiser of {dim}-d vectors ({_faiss_reason(error)}); "
                           f"e.g. PQ{_divisor(dim, 16)}, SQ8, float16 or PCA{dim // 4},SQ8") from None
+    wrapper = isinstance(faiss.downcast_index(quantiser), (faiss.IndexIDMap, faiss.IndexIDMap2, faiss.IndexRefine))
     try:
-        quantiser.sa_code_size()
+        code_size = quantiser.sa_code_size()
     except RuntimeError:
+        wrapper = True
+    if wrapper:
         raise HashpaError(f"--rerank-codes {spec!r} builds a search structure, not a code of each vector: "
                           "give a quantiser (PQm, SQ8, SQfp16, PCAd,SQ8, OPQm,PQm, RQ..., LSQ...)") from None
+    if code_size >= 4 * dim:
+        raise HashpaError(f"--rerank-codes {spec!r} keeps {code_size} bytes a vector, no fewer than the {4 * dim} of the float32 "
+                          "embeddings: --mode rerank re-ranks by those exactly; give a smaller quantiser (PQm, SQ8, float16 ...)")
     return quantiser
 
 
@@ -140,8 +151,12 @@ def fit_compressed(embeddings: np.ndarray, spec: str, seed: int = 0) -> Compress
     except RuntimeError as error:
         raise HashpaError(f"--rerank-codes {spec}: FAISS cannot train it on the folder's {n} embeddings ({_faiss_reason(error)}); "
                           "index more images, or choose a smaller quantiser (fewer centroids: PQm of 4-bit codes, PQmx4; or SQ8, float16)") from None
-    codes = np.concatenate([quantiser.sa_encode(np.ascontiguousarray(embeddings[start : start + 65536], dtype=np.float32))
-                            for start in range(0, n, 65536)]) if n else np.empty((0, quantiser.sa_code_size()), np.uint8)
+    try:
+        codes = np.concatenate([quantiser.sa_encode(np.ascontiguousarray(embeddings[start : start + 65536], dtype=np.float32))
+                                for start in range(0, n, 65536)]) if n else np.empty((0, quantiser.sa_code_size()), np.uint8)
+    except RuntimeError as error:
+        raise HashpaError(f"--rerank-codes {spec}: FAISS cannot encode the embeddings with it ({_faiss_reason(error)}); "
+                          "choose another quantiser (PQm, SQ8, float16 ...): the embedded images are kept for the next run") from None
     log.info("fitted %s rerank codes (%d bytes a row) to %d embeddings in %.1f s", spec, quantiser.sa_code_size(), min(n, FIT_SAMPLE),
              time.perf_counter() - started)
     return CompressedVectors(spec, faiss.serialize_index(quantiser), codes)

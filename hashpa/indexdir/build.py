@@ -100,6 +100,7 @@ def _build(folder: Path, files: FolderFiles, run: str | Path, out: Path, options
     embedder = load(run, options.checkpoint, rank_device(resolve_device(options.device)))
     _check_before_embedding(options, embedder, len(files))
     previous = _previous_rows(out, embedder, options.replace)
+    _warn_left_out(out, options)
     files, kept = keep_unreadable_folders(files, previous.paths, previous.sizes, previous.mtimes)
     if kept:
         log.warning("%d folders could not be read (%s): their %d indexed images are kept as they were", len(files.unreadable_folders),
@@ -171,6 +172,19 @@ def _check_before_embedding(options: IndexSettings, embedder, images: int) -> No
         make_faiss_index("float", spec, embedder.dim, images)
     for spec in options.binary_indexes:
         make_faiss_index("binary", spec, bits, images)
+
+
+def _warn_left_out(out: Path, options: IndexSettings) -> None:
+    """Say so when this run leaves out codes the index held: every run writes what its options ask for."""
+    meta = current_meta(out, damaged_ok=True)
+    if meta is None:
+        return
+    if meta.rerank_codes and not options.rerank_codes:
+        log.warning("%s holds %s rerank codes and this run leaves them out (--mode rerank-codes stops working): give "
+                    "--rerank-codes %s to keep them", out, meta.rerank_codes, meta.rerank_codes)
+    if meta.code_source == "itq" and options.codes != "itq":
+        log.warning("%s holds codes fitted to its images and this run uses the model's (--mode asymmetric stops working): give "
+                    "--codes itq to keep them", out)
 
 
 def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:

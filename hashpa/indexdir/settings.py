@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hashpa.codes import check_bits
+from hashpa.compressed import check_spec_text
 from hashpa.data.labels import LEAF, check_depth
 from hashpa.errors import HashpaError
 from hashpa.indexdir.layout import CODE_SOURCES, DEFAULT_INDEXES
@@ -51,8 +52,8 @@ class IndexSettings:
             raise HashpaError(f"unknown code source {self.codes!r}; choose one of {', '.join(CODE_SOURCES)}")
         if self.code_bits is not None and self.codes != "itq":
             raise HashpaError("--code-bits sets the length of fitted codes: use it with --codes itq (the model's codes have the length it was trained with)")
-        if self.rerank_codes is not None and not self.rerank_codes.strip():
-            raise HashpaError("--rerank-codes takes a FAISS factory string (PQ16, SQ8, float16, PCA128,SQ8 ...), got an empty one")
+        if self.rerank_codes is not None:
+            check_spec_text(self.rerank_codes)
         if self.decode not in DECODERS:
             raise HashpaError(f"--decode must be one of {', '.join(DECODERS)}, got {self.decode!r}")
         if self.code_bits is not None:

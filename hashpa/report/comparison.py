@@ -35,7 +35,7 @@ from hashpa.report.plots import plot_compare, plot_pr_curves
 from hashpa.report.tables import compare_table
 from hashpa.report.timing import busy_cores, search_speed
 from hashpa.search.index import Index, open_index
-from hashpa.search.modes import default_shortlist, kept_bytes
+from hashpa.search.modes import default_shortlist, image_bytes, kept_bytes
 from hashpa.search.queries import expand_queries
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,9 @@ def _relevance(ids, db_labels, q_labels, self_rows, depth) -> np.ndarray:
 
 
 def memory_of(ix: Index, method: Method) -> dict:
-    """What a method keeps per image and in all (``hashpa.search.modes.kept_bytes``; for the Milvus
-    collection, the vectors its mode reads there): {"bytes_per_image", "index_bytes"}."""
-    kept = len(ix.store) * ix.published.read_bytes(method.mode) if method.spec == MILVUS else kept_bytes(ix.directory, method.mode, method.spec)
-    return {"bytes_per_image": kept / len(ix.store), "index_bytes": kept}
+    """What a method keeps in all (``hashpa.search.modes.kept_bytes``; for the Milvus collection, the
+    vectors its mode reads there) and per image: what each image adds (``image_bytes``), as for the
+    frontier's rows. {"bytes_per_image", "index_bytes"}."""
+    if method.spec == MILVUS:
+        return {"bytes_per_image": ix.published.read_bytes(method.mode), "index_bytes": len(ix.store) * ix.published.read_bytes(method.mode)}
+    return {"bytes_per_image": image_bytes(ix.directory, method.mode, method.spec), "index_bytes": kept_bytes(ix.directory, method.mode, method.spec)}

@@ -8,6 +8,7 @@ draws them, and with ``--budget-bytes`` / ``--min-qps`` names the best method th
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -48,7 +49,7 @@ def fronts(rows: Sequence[dict]) -> dict[str, list[str]]:
 def check_limits(budget_bytes: float | None, min_qps: float | None) -> None:
     """A clear error for a budget or a speed floor that is not a positive number."""
     for option, value in (("--budget-bytes", budget_bytes), ("--min-qps", min_qps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0):
             raise HashpaError(f"{option} must be a positive number, got {value!r}")
 
 

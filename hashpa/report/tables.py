@@ -35,6 +35,8 @@ def compare_table(report: dict) -> str:
         lines.append("Frontier rows (float16 to PCA-ITQ): other representations of the same float embeddings, fitted to this database "
                      "without labels and held in memory, not index files (hashpa compare --frontier); their bytes/image are each image's code, "
                      "their size in all (codebooks and matrices included) is under on disk.")
+    lines.append("bytes/image: what each image adds to what a method keeps in memory (codes, embeddings, index entries); "
+                 "quantisers and codebooks, kept once, are counted under on disk, which is everything it keeps.")
     if front:
         lines.append("front: on the Pareto front of Recall@1 against bytes per image (bytes) or against queries/s (speed): "
                      "no other method is as good in both and better in one.")

@@ -81,17 +81,35 @@ def supports(store, mode: str) -> bool:
 
 def kept_bytes(ix: IndexDir, mode: str, spec: str | None) -> int:
     """What searching `ix` in `mode` keeps, in bytes: the file of the FAISS index `spec` it searches
-    (None: none), and what the mode reads besides it (``ModeFacts.reads_beside``)."""
+    (None: none), and what the mode reads besides it (``ModeFacts.reads_beside``), its quantisers
+    (``shared_bytes``) included."""
     facts, store = MODE_FACTS[mode], ix.store
     kept = ix.meta.entry(facts.index_kind, spec)["bytes"] if spec else 0
     if "floats" in facts.reads_beside:
         kept += len(store) * store.embeddings.itemsize * store.embeddings.shape[1]
     if "codes" in facts.reads_beside:
-        hasher = store.fitted.hasher if store.fitted else None
-        kept += store.index_codes.nbytes + (hasher.mean.nbytes + hasher.projection.nbytes if hasher else 0)
+        kept += store.index_codes.nbytes
     if "compressed" in facts.reads_beside:
-        kept += store.compressed.nbytes
-    return int(kept)
+        kept += store.compressed.codes.nbytes
+    return int(kept + shared_bytes(ix, mode))
+
+
+def image_bytes(ix: IndexDir, mode: str, spec: str | None) -> float:
+    """What each image adds to what searching `ix` in `mode` keeps: ``kept_bytes`` without the
+    ``shared_bytes`` kept once, over the number of images."""
+    return (kept_bytes(ix, mode, spec) - shared_bytes(ix, mode)) / len(ix)
+
+
+def shared_bytes(ix: IndexDir, mode: str) -> int:
+    """What of ``kept_bytes`` searching in `mode` keeps once, whatever the number of images: the
+    quantiser of codes fitted to the database, the codec of compressed embeddings."""
+    facts, store = MODE_FACTS[mode], ix.store
+    shared = 0
+    if "codes" in facts.reads_beside and store.fitted:
+        shared += store.fitted.hasher.mean.nbytes + store.fitted.hasher.projection.nbytes
+    if "compressed" in facts.reads_beside:
+        shared += store.compressed.codec.nbytes
+    return int(shared)
 
 
 def check_request(ix: IndexDir, mode: str, k: int, shortlist: int | None) -> None:

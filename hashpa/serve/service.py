@@ -20,7 +20,7 @@ from hashpa.codes import code_strings
 from hashpa.data.decode import ImageError, decode_image
 from hashpa.errors import HashpaError
 from hashpa.metrics.relevance import relevant_at
-from hashpa.search.modes import MODE_FACTS, default_spec, kept_bytes
+from hashpa.search.modes import MODE_FACTS, default_spec, image_bytes
 from hashpa.serve.requests import RequestError
 
 log = logging.getLogger("hashpa.serve.app")
@@ -241,6 +241,6 @@ def _facts(name: str, ix) -> dict:
             figures = None  # not a compare report: the page shows no figures
     return {"name": name, "path": str(ix.path), "items": len(ix), "bits": store.bits, "dim": int(store.embeddings.shape[1]),
             "code_source": store.code_source, "modes": ix.modes, "labels": bool(store.has_labels), "classes": len(store.class_names),
-            "bytes_per_item": {mode: round(kept_bytes(ix.directory, mode, default_spec(mode)) / len(ix), 1) for mode in ix.modes},
+            "bytes_per_item": {mode: round(image_bytes(ix.directory, mode, default_spec(mode)), 1) for mode in ix.modes},
             "model": meta.model, "fingerprint": meta.model_fingerprint, "compare": figures,
             "sample_rows": np.linspace(0, len(ix) - 1, min(len(ix), 48)).astype(int).tolist()}

@@ -94,6 +94,8 @@ def test_the_mode_needs_an_index_built_with_rerank_codes(tmp_path):
 
 @pytest.mark.parametrize("spec,message", [
     ("HNSW32", "a search structure, not a code"),
+    ("IDMap,PQ4", "a search structure, not a code"),
+    ("Flat", "no fewer than the 64 of the float32"),
     ("PQ5", "not a FAISS quantiser of 16-d vectors"),
     ("nonsense", "not a FAISS quantiser"),
     ("", "takes a FAISS factory string"),
@@ -121,22 +123,25 @@ def test_damaged_rerank_codes_are_refused_on_open(tmp_path):
         IndexDir(tmp_path)
 
 
-def test_index_updates_refit_the_codes_of_every_row(trained_run, tmp_path):
+def test_index_updates_refit_the_codes_of_every_row(trained_run, tmp_path, caplog):
     folder = make_image_folder(tmp_path / "images", classes=3, per_class=8)
     out = tmp_path / "idx"
     with pytest.raises(HashpaError, match="not a FAISS quantiser"):  # refused before anything is embedded
         build_index(folder, trained_run, out, rerank_codes="PQ5", workers=0)
     assert not (out / "index.json").exists()
-    build_index(folder, trained_run, out, rerank_codes="SQ8", workers=0)
+    build_index(folder, trained_run, out, rerank_codes="PCA4,SQ8", workers=0)
+    first_codec = read_store(index_file(out, "store.h5")).compressed.codec
     (folder / "class_00" / "img_000.png").unlink()
     make_image_folder(folder / "class_03", classes=1, per_class=4)
-    summary = build_index(folder, trained_run, out, rerank_codes="SQ8", workers=0)
+    summary = build_index(folder, trained_run, out, rerank_codes="PCA4,SQ8", workers=0)
     assert summary.embedded == 4 and summary.removed == 1
     store = read_store(index_file(out, "store.h5"))
-    assert store.rerank_codes == "SQ8" and json.loads((out / "index.json").read_text())["rerank_codes"] == "SQ8"
+    assert store.rerank_codes == "PCA4,SQ8" and json.loads((out / "index.json").read_text())["rerank_codes"] == "PCA4,SQ8"
     np.testing.assert_array_equal(store.compressed.codes, store.compressed.quantiser.sa_encode(np.asarray(store.embeddings, np.float32)))
-    build_index(folder, trained_run, out, workers=0)  # rebuilt without: the mode goes with them
+    assert not np.array_equal(store.compressed.codec, first_codec)  # PCA fitted again to the rows as they are now
+    build_index(folder, trained_run, out, workers=0)  # rebuilt without: the mode goes with them, and the run says so
     assert "rerank-codes" not in open_index(out).modes
+    assert "holds PCA4,SQ8 rerank codes and this run leaves them out" in caplog.text and "--rerank-codes PCA4,SQ8" in caplog.text
 
 
 def test_the_default_shortlist_of_rerank_codes_is_its_floor_and_grows_with_k(tmp_path):
@@ -148,3 +153,16 @@ def test_the_default_shortlist_of_rerank_codes_is_its_floor_and_grows_with_k(tmp
     by_default = modes.search_rerank_codes(opened, queries, codes, 5)
     np.testing.assert_array_equal(by_default.ids, modes.search_rerank_codes(opened, queries, codes, 5, floor).ids)
     assert not np.array_equal(by_default.ids, modes.search_rerank_codes(opened, queries, codes, 5, 50).ids)
+
+
+def test_compare_measures_the_mode_at_its_default_shortlist_and_counts_its_bytes_per_image(tmp_path):
+    from hashpa.report.comparison import compare
+
+    compressed_index(tmp_path / "idx", "PQ4", n=600)
+    report = compare(tmp_path / "idx", repeats=1, latency_queries=0, out=tmp_path)
+    row = next(r for r in report["methods"] if r["mode"] == "rerank-codes")
+    assert row["method"] == "rerank PQ4 BFlat" and row["shortlist"] == modes.RERANK_CODES_SHORTLIST
+    binary = next(r for r in report["methods"] if r["method"] == "binary BFlat")
+    assert row["bytes_per_image"] == pytest.approx(binary["bytes_per_image"] + 4)  # the code and the rerank code; the codec is kept once
+    codec = IndexDir(tmp_path / "idx").store.compressed.codec.nbytes
+    assert row["index_bytes"] == pytest.approx(600 * row["bytes_per_image"] + codec)
