@@ -172,7 +172,7 @@ bench-rerank-codes: install $(RERANK_INDEX)/index.json $(LITE0_INDEX)/index.json
 	$(PY) -m eval.bench_rerank_codes speed $(RERANK_INDEX) --rows 1000000 --benchmarks $(PAGES)/rerank-codes.md
 
 $(RERANK_INDEX)/index.json: $(RUN64)/last.pt
-	$(HASHPA) index --split test --run-dir $(RUN64) --out $(RERANK_INDEX) --rerank-codes PQ16
+	$(HASHPA) index --split test --run-dir $(RUN64) --out $(RERANK_INDEX) --rerank-codes OPQ16,PQ16
 
 $(RUN64)/last.pt:
 	$(MAKE) bench-flowers-64

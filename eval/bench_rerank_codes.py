@@ -33,6 +33,7 @@ from hashpa.compressed import fit_compressed
 from hashpa.indexdir import IndexDir, Store, write_index_dir
 from hashpa.report.frontier import float_method
 from hashpa.search import open_index
+from hashpa.search.modes import default_shortlist
 
 log = logging.getLogger("eval.bench_rerank_codes")
 SPECS = ("PQ8", "PQ16", "OPQ16,PQ16", "PQ32", "SQ8")
@@ -141,7 +142,8 @@ def overlap(ids: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a, b)) / exact.shape[1] for a, b in zip(ids, exact)]))
 
 
-def speed(index_dir: Path, rows: int, spec: str, flats: list[str], ivf_pq: str, bivf: str, nprobe: int, shortlist: int, seed: int, work: Path) -> dict:
+def speed(index_dir: Path, rows: int, spec: str, flats: list[str], ivf_pq: str, bivf: str, nprobe: int, shortlist: int | None, seed: int,
+          work: Path) -> dict:
     store = synthetic_store(index_dir, rows, seed)
     log.info("%d synthetic rows drawn; fitting %s", rows, spec)
     store.compressed = fit_compressed(store.embeddings, spec)
@@ -152,6 +154,7 @@ def speed(index_dir: Path, rows: int, spec: str, flats: list[str], ivf_pq: str, 
     picked = np.random.default_rng(seed + 1).choice(rows, SPEED_QUERIES, replace=False)
     q_emb, q_codes = ix.directory.float_rows(picked), ix.store.index_codes[picked]
     k, dim, code_bytes = 10, q_emb.shape[1], ix.store.bits / 8
+    floats_shortlist, codes_shortlist = shortlist or default_shortlist("rerank", k), shortlist or default_shortlist("rerank-codes", k)
     rerank_bytes = code_bytes + ix.store.compressed.code_size
 
     def mode(name, **options):
@@ -166,9 +169,10 @@ def speed(index_dir: Path, rows: int, spec: str, flats: list[str], ivf_pq: str, 
         "float32 (Flat)": (mode("float"), 4 * dim),
         **{f"{flat} flat scan (FAISS)": (faiss_scan(flat), None) for flat in flats},
         f"{ivf_pq} (FAISS, nprobe {nprobe})": (faiss_scan(ivf_pq), None),
-        f"rerank from float32 (shortlist {shortlist})": (mode("rerank", shortlist=shortlist), code_bytes + 4 * dim),
-        f"rerank-codes {spec} (shortlist {shortlist})": (mode("rerank-codes", shortlist=shortlist), rerank_bytes),
-        f"rerank-codes {spec} (shortlist {shortlist} from {bivf}, nprobe {nprobe})": (mode("rerank-codes", shortlist=shortlist, index=bivf), None),
+        f"rerank from float32 (shortlist {floats_shortlist})": (mode("rerank", shortlist=floats_shortlist), code_bytes + 4 * dim),
+        f"rerank-codes {spec} (shortlist {codes_shortlist})": (mode("rerank-codes", shortlist=codes_shortlist), rerank_bytes),
+        f"rerank-codes {spec} (shortlist {codes_shortlist} from {bivf}, nprobe {nprobe})": (mode("rerank-codes", shortlist=codes_shortlist, index=bivf),
+                                                                                            None),
     }
     row = {"rows": rows, "dim": dim, "bits": ix.store.bits, "queries": SPEED_QUERIES, "nprobe": nprobe, "methods": {}}
     exact = None
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ivf-pq", default="IVF1024,PQ16", help="speed: the IVF-PQ index")
     parser.add_argument("--bivf", default="BIVF1024", help="speed: the binary IVF index, a multi-index Hamming shortlist")
     parser.add_argument("--nprobe", type=int, default=16, help="speed: lists the IVF indexes visit")
-    parser.add_argument("--shortlist", type=int, default=100, help="speed: the Hamming shortlist re-ranked")
+    parser.add_argument("--shortlist", type=int, help="speed: the Hamming shortlist re-ranked (default: each mode's own)")
     parser.add_argument("--seed", type=int, default=0)
     args = parse_benchmark_args(parser, "rerank-codes", argv)
     command = command_line("eval.bench_rerank_codes", argv)

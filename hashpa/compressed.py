@@ -74,20 +74,25 @@ class CompressedVectors:
 
     def scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """float32 [Q, C]: the cosine of each query (float32 [Q, dim], unit length) with the decoded
-        vector of each of its candidate rows (int64 [Q, C]; -1, none: -inf). Decodes Q * C vectors
-        at once: callers bound the block (``hashpa.search.modes``)."""
-        rotations, inner = self._rotations_and_inner()
+        vector of each of its candidate rows (int64 [Q, C]; -1, none: -inf). Works on Q * C codes at
+        once: callers bound the block (``hashpa.search.modes``)."""
+        rotations, inner, tables = self._scoring()
         for rotation in rotations:  # an orthonormal map keeps dot products and norms: rotate Q queries, not Q * C decoded vectors
             queries = rotation.apply(np.ascontiguousarray(queries, dtype=np.float32))
-        decoded = inner.sa_decode(np.ascontiguousarray(self.codes[np.maximum(candidates, 0).ravel()])).reshape(*candidates.shape, -1)
-        norms = np.linalg.norm(decoded, axis=2)
-        dots = np.einsum("qd,qcd->qc", queries, decoded)
+        codes = self.codes[np.maximum(candidates, 0)]  # [Q, C, code_size]
+        if tables is not None:
+            dots, squared = _product_dots(np.asarray(queries, np.float32), codes, *tables)
+            norms = np.sqrt(squared)
+        else:
+            decoded = inner.sa_decode(np.ascontiguousarray(codes.reshape(-1, self.code_size))).reshape(*candidates.shape, -1)
+            norms = np.linalg.norm(decoded, axis=2)
+            dots = np.einsum("qd,qcd->qc", queries, decoded)
         return np.where((candidates >= 0) & (norms > 0), dots / np.maximum(norms, 1e-30), -np.inf).astype(np.float32)
 
-
-    def _rotations_and_inner(self):
+    def _scoring(self):
         """(the orthonormal transforms the quantiser starts with, such as OPQ's rotation; the codec
-        that decodes what they output): ([], the quantiser) when it starts with none."""
+        that decodes what they output; for an 8-bit product quantiser, its centroids float32
+        [M, 256, dim/M] and their squared norms [M, 256], else None)."""
         if self._split is None:
             import faiss
 
@@ -96,8 +101,25 @@ class CompressedVectors:
                 chain = [faiss.downcast_VectorTransform(quantiser.chain.at(i)) for i in range(quantiser.chain.size())]
                 if all(isinstance(t, faiss.LinearTransform) and t.is_orthonormal and not t.have_bias and t.d_in == t.d_out for t in chain):
                     quantiser, rotations = faiss.downcast_index(quantiser.index), chain
-            self._split = (rotations, quantiser)
+            tables = None
+            if type(quantiser) is faiss.IndexPQ and quantiser.pq.nbits == 8:
+                pq = quantiser.pq
+                centroids = faiss.vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
+                tables = (centroids, np.einsum("mkd,mkd->mk", centroids, centroids))
+            self._split = (rotations, quantiser, tables)
         return self._split
+
+
+def _product_dots(queries: np.ndarray, codes: np.ndarray, centroids: np.ndarray, squared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q . y, |y|^2) float32 [Q, C] of queries float32 [Q, dim] with the vectors y that product
+    quantiser codes uint8 [Q, C, M] decode to, by table lookup: the query's dot product with every
+    centroid ([Q, M, 256]) and each centroid's squared norm, summed over the M sub-vectors."""
+    q, c, m = codes.shape
+    ksub = centroids.shape[1]
+    table = np.einsum("qmd,mkd->qmk", queries.reshape(q, m, -1), centroids).reshape(q, m * ksub)
+    entries = (codes.astype(np.intp) + np.arange(m) * ksub).reshape(q, c * m)
+    dots = np.take_along_axis(table, entries, axis=1).reshape(q, c, m).sum(axis=2)
+    return dots, squared.ravel()[entries].reshape(q, c, m).sum(axis=2)
 
 
 def factory_string(spec: str) -> str:

@@ -58,11 +58,11 @@ def test_product_quantised_codes_rerank_by_their_decoded_vectors(tmp_path):
     assert opened.store.compressed.code_size == 4 and opened.store.compressed.codes.shape == (600, 4)
 
 
-@pytest.mark.parametrize("spec", ["OPQ4,PQ4x4", "RR16,PQ4x4"])
+@pytest.mark.parametrize("spec", ["OPQ4,PQ4", "OPQ4,PQ4x4", "RR16,PQ4x4"])
 def test_rotated_quantisers_score_the_rotated_query_as_the_decoded_vectors_would(tmp_path, spec):
     opened = IndexDir(compressed_index(tmp_path, spec, n=600))
     compressed = opened.store.compressed
-    assert compressed._rotations_and_inner()[0], "the rotation is applied to the queries, not to every decoded vector"
+    assert compressed._scoring()[0], "the rotation is applied to the queries, not to every decoded vector"
     queries = opened.float_rows(np.arange(0, 600, 20))
     codes = opened.store.codes[np.arange(0, 600, 20)]
     result = modes.search_rerank_codes(opened, queries, codes, 5, 50)
@@ -70,6 +70,20 @@ def test_rotated_quantisers_score_the_rotated_query_as_the_decoded_vectors_would
     ids, scores = brute_rerank(queries, compressed.quantiser.sa_decode(compressed.codes), shortlists, 5)  # back through the rotation
     np.testing.assert_allclose(result.scores, scores, atol=1e-5)
     assert (result.ids == ids).mean() > 0.99
+
+
+def test_product_codes_score_by_table_lookup_as_by_their_decoded_vectors(tmp_path):
+    compressed = IndexDir(compressed_index(tmp_path, "PQ4", n=600)).store.compressed
+    assert compressed._scoring()[2] is not None, "8-bit product codes are scored through the centroid tables"
+    rng = np.random.default_rng(5)
+    queries = rng.standard_normal((7, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    candidates = rng.integers(-1, 600, (7, 30))
+    decoded = compressed.decode(np.maximum(candidates, 0).ravel()).reshape(7, 30, 16).astype(np.float64)
+    expected = np.einsum("qd,qcd->qc", queries, decoded) / np.linalg.norm(decoded, axis=2)
+    scores = compressed.scores(queries, candidates)
+    np.testing.assert_allclose(scores[candidates >= 0], expected[candidates >= 0], atol=1e-5)
+    assert np.all(scores[candidates < 0] == -np.inf)
 
 
 def test_fine_codes_answer_as_the_float_rerank_and_report_their_bytes(tmp_path):
