@@ -37,7 +37,7 @@ DEFAULTS = IndexSettings()
                    "embeddings (no labels; better on classes the model never saw, see BENCHMARKS.md).")
 @click.option("--code-bits", type=int, help="With --codes itq: length of the fitted codes (default: the model's bits).")
 @click.option("--rerank-codes", metavar="SPEC",
-              help="Also keep the float embeddings compressed by this FAISS quantiser (PQ16, PQ32, SQ8, float16, PCA128,SQ8 ...; "
+              help="Also keep the float embeddings compressed by this FAISS quantiser (OPQ16,PQ16, PQ16, PQ32, SQ8, float16, PCA128,SQ8 ...; "
                    "fitted to this folder, no labels) for --mode rerank-codes: binary speed, re-ranked without the float32 embeddings.")
 @click.option("--replace", is_flag=True, help="Rebuild an index that another model built (its embeddings are discarded).")
 @click.option("--class-depth", type=click.IntRange(min=0), default=DEFAULTS.class_depth, show_default=True,
