@@ -198,7 +198,7 @@ def built_index(name: str, bivf: str, ivf_pq: str, flats: list[str]) -> tuple[st
 
 
 def speed_markdown(rows: list[dict]) -> str:
-    lines = ["| rows | method | queries/s (batched) | bytes a row | memory | overlap with float32's top 10 |", "|---|---|---|---|---|---|"]
+    lines = ["", "| rows | method | queries/s (batched) | bytes a row | memory | overlap with float32's top 10 |", "|---|---|---|---|---|---|"]
     for r in rows:
         for name, m in r["methods"].items():
             lines.append(f"| {r['rows']:,} | {name} | {m['queries_per_s']:,.0f} | {m['bytes_per_row']:,.1f} | {m['memory_bytes'] / 2**20:,.0f} MiB | "
