@@ -81,23 +81,36 @@ def supports(store, mode: str) -> bool:
 
 def kept_bytes(ix: IndexDir, mode: str, spec: str | None) -> int:
     """What searching `ix` in `mode` keeps, in bytes: the file of the FAISS index `spec` it searches
-    (None: none), and what the mode reads besides it (``ModeFacts.reads_beside``), its quantisers
-    (``shared_bytes``) included."""
-    facts, store = MODE_FACTS[mode], ix.store
-    kept = ix.meta.entry(facts.index_kind, spec)["bytes"] if spec else 0
-    if "floats" in facts.reads_beside:
-        kept += len(store) * store.embeddings.itemsize * store.embeddings.shape[1]
-    if "codes" in facts.reads_beside:
-        kept += store.index_codes.nbytes
-    if "compressed" in facts.reads_beside:
-        kept += store.compressed.codes.nbytes
-    return int(kept + shared_bytes(ix, mode))
+    (None: none), what the mode reads besides it for every image (``ModeFacts.reads_beside``) and
+    its quantisers (``shared_bytes``)."""
+    index_file = ix.meta.entry(MODE_FACTS[mode].index_kind, spec)["bytes"] if spec else 0
+    return int(index_file + len(ix) * _beside_per_image(ix, mode) + shared_bytes(ix, mode))
 
 
 def image_bytes(ix: IndexDir, mode: str, spec: str | None) -> float:
-    """What each image adds to what searching `ix` in `mode` keeps: ``kept_bytes`` without the
-    ``shared_bytes`` kept once, over the number of images."""
-    return (kept_bytes(ix, mode, spec) - shared_bytes(ix, mode)) / len(ix)
+    """What each image adds to what searching `ix` in `mode` keeps: its entry in the FAISS index
+    `spec` (the vector itself in Flat and BFlat, whose files add only a header; the file over the
+    images for the others, whose graphs and lists grow with them) and what the mode reads besides."""
+    store, kind = ix.store, MODE_FACTS[mode].index_kind
+    if spec is None:
+        entry = 0.0
+    elif spec == EXACT_INDEXES[kind]:
+        entry = float(store.embeddings.shape[1] * 4 if kind == "float" else store.index_codes.shape[1])
+    else:
+        entry = ix.meta.entry(kind, spec)["bytes"] / len(ix)
+    return entry + _beside_per_image(ix, mode)
+
+
+def _beside_per_image(ix: IndexDir, mode: str) -> int:
+    facts, store = MODE_FACTS[mode], ix.store
+    beside = 0
+    if "floats" in facts.reads_beside:
+        beside += store.embeddings.itemsize * store.embeddings.shape[1]
+    if "codes" in facts.reads_beside:
+        beside += store.index_codes.shape[1]
+    if "compressed" in facts.reads_beside:
+        beside += store.compressed.code_size
+    return beside
 
 
 def shared_bytes(ix: IndexDir, mode: str) -> int:
