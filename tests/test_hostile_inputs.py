@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -238,11 +237,11 @@ def test_the_file_size_limit_during_an_update_is_a_clear_error_and_keeps_the_ind
     for i in range(30):  # enough new rows that the new store is larger than the limit
         Image.open(photos / "class_00" / "img_000.png").rotate(i).save(photos / "class_00" / f"new_{i:02d}.png")
 
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (store_bytes, store_bytes))
-
-    command = [sys.executable, "-m", "hashpa.cli", "index", str(photos), "--run-dir", str(runs / "run16"), "--out", str(out)]
-    done = subprocess.run(command, preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    # the limit is set by a small launcher, not by preexec_fn: a fork of this test process, which may hold other libraries'
+    # threads (gRPC's, from the Milvus tests), can abort before it reaches exec
+    launcher = f"import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({store_bytes}, {store_bytes})); os.execv(sys.executable, sys.argv[1:])"
+    command = [sys.executable, "-c", launcher, sys.executable, "-m", "hashpa.cli", "index", str(photos), "--run-dir", str(runs / "run16"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "ulimit -f" in done.stderr
     assert (out / "index.json").read_bytes() == before
