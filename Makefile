@@ -182,7 +182,7 @@ $(RUN64)/last.pt:
 
 # Flowers' seen classes: the 64-bit hashpa run of the deep-hashing baselines' schedule, its held-out fifth indexed
 $(SEEN_INDEX)/index.json: $(SEEN_RUN)/last.pt
-	$(HASHPA) index --split test --run-dir $(SEEN_RUN) --out $(SEEN_INDEX)
+	$(HASHPA) index --split test --run-dir $(SEEN_RUN) --checkpoint last --out $(SEEN_INDEX)
 
 $(SEEN_RUN)/last.pt: | install
 	$(PY) -m eval.hashing_baselines --data $(FLOWERS) --bits 64 --methods hashpa
