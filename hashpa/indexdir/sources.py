@@ -10,7 +10,7 @@ from hashpa.errors import HashpaError
 from hashpa.indexdir.changes import FolderFiles, scan_folder, scan_samples
 from hashpa.indexdir.settings import INDEX_SPLITS
 
-log = logging.getLogger("hashpa.indexdir.build")
+log = logging.getLogger(__name__)
 
 
 def files_to_index(folder: str | Path | None, run: str | Path, split: str | None, class_depth: int) -> tuple[Path, FolderFiles]:

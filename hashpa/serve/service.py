@@ -23,7 +23,7 @@ from hashpa.metrics.relevance import relevant_at
 from hashpa.search.modes import MODE_FACTS, default_spec, image_bytes
 from hashpa.serve.requests import RequestError
 
-log = logging.getLogger("hashpa.serve.app")
+log = logging.getLogger(__name__)
 
 MAX_K = 100
 THUMB_PIXELS = 160

@@ -14,7 +14,7 @@ from hashpa.methods import HASHPA, method
 from hashpa.models.hashing_model import HashingModel
 from hashpa.runs.config import TrainConfig
 
-log = logging.getLogger("hashpa.training.trainer")
+log = logging.getLogger(__name__)
 
 
 def fit_batch_to_data(config: TrainConfig, split: RetrievalSplit) -> None:

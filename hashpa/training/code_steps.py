@@ -17,7 +17,7 @@ from hashpa.runs.config import TrainConfig
 from hashpa.training.code_stage import CodeStageSettings, choose_objective, code_features, fit_code_stage, start_head_from_itq
 from hashpa.training.progress import warn_code_stage_skipped
 
-log = logging.getLogger("hashpa.training.trainer")
+log = logging.getLogger(__name__)
 
 
 def start_hash_head(network: HashingModel, split: RetrievalSplit, config: TrainConfig, device: torch.device) -> None:

@@ -19,7 +19,7 @@ from hashpa.metrics.retrieval import model_scores
 from hashpa.models.hashing_model import HashingModel
 from hashpa.training.start import start_scores
 
-log = logging.getLogger("hashpa.training.trainer")
+log = logging.getLogger(__name__)
 
 
 class RunEvaluation:

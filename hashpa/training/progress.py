@@ -8,7 +8,7 @@ from hashpa.data.retrieval_split import RetrievalSplit
 from hashpa.metrics.retrieval import RECALL_KS
 from hashpa.runs.config import RECIPE_PURPOSES, TrainConfig
 
-log = logging.getLogger("hashpa.training.trainer")
+log = logging.getLogger(__name__)
 
 
 def announce(split: RetrievalSplit, unusable: list[tuple[str, str]], config: TrainConfig, input_size: int, device) -> None:
