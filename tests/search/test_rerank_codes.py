@@ -3,6 +3,7 @@ and against the float rerank; its specs, its store, and index updates keeping th
 
 import json
 
+import faiss
 import h5py
 import numpy as np
 import pytest
@@ -124,16 +125,46 @@ def test_a_quantiser_the_rows_cannot_train_is_refused_clearly():
         fit_compressed(random_store(n=100).embeddings, "PQ4")
 
 
+def _forge_store(index_dir, change):
+    """Apply change(h5 file) to the store and drop its checksum from index.json, so the contents themselves are checked."""
+    with h5py.File(index_file(index_dir, "store.h5"), "r+") as h5:
+        change(h5)
+    meta = json.loads((index_dir / "index.json").read_text())
+    meta["files"].pop(meta["store"])
+    (index_dir / "index.json").write_text(json.dumps(meta))
+
+
+def _replace(h5, name, data):
+    del h5[name]
+    h5[name] = data
+
+
 def test_damaged_rerank_codes_are_refused_on_open(tmp_path):
     compressed_index(tmp_path, "SQ8")
-    store_file = index_file(tmp_path, "store.h5")
-    with h5py.File(store_file, "r+") as h5:
-        del h5["rerank/codes"]
-        h5["rerank/codes"] = np.zeros((299, 16), np.uint8)
-    meta = json.loads((tmp_path / "index.json").read_text())
-    meta["files"].pop(meta["store"])  # past the checksum: the contents are checked too
-    (tmp_path / "index.json").write_text(json.dumps(meta))
+    _forge_store(tmp_path, lambda h5: _replace(h5, "rerank/codes", np.zeros((299, 16), np.uint8)))  # past the checksum: the contents are checked too
     with pytest.raises(HashpaError, match="rerank codes are uint8 \\(299, 16\\)"):
+        IndexDir(tmp_path)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda h5: _replace(h5, "rerank/codec", np.zeros(40, np.uint8)), "rerank quantiser cannot be read"),
+    (lambda h5: _replace(h5, "rerank/codec", faiss.serialize_index(faiss.index_factory(8, "SQ8"))), "does not fit its 16-d embeddings"),
+])
+def test_a_forged_rerank_quantiser_is_refused_on_open_and_changes_nothing(tmp_path, change, message):
+    compressed_index(tmp_path, "SQ8")
+    _forge_store(tmp_path, change)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(HashpaError, match=message):
+        IndexDir(tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_index_json_naming_other_rerank_codes_than_its_store_is_refused(tmp_path):
+    compressed_index(tmp_path, "SQ8")
+    meta = json.loads((tmp_path / "index.json").read_text())
+    meta["rerank_codes"] = "PQ4"
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(HashpaError, match="does not describe its store: rerank_codes 'PQ4' \\(the store: 'SQ8'\\)"):
         IndexDir(tmp_path)
 
 
