@@ -25,9 +25,7 @@ from hashpa.errors import HashpaError
 from hashpa.fileio import folder_lock, remove_temporaries, verify
 from hashpa.indexdir.changes import FolderFiles, contained, keep_unreadable_folders, unchanged_rows
 from hashpa.indexdir.faiss_files import make_faiss_index
-from hashpa.indexdir.layout import (
-    STORE_FILE,
-)
+from hashpa.indexdir.layout import STORE_FILE, IndexMeta
 from hashpa.indexdir.partial import PartialBatches, Rows
 from hashpa.indexdir.settings import IndexSettings
 from hashpa.indexdir.sources import files_to_index
@@ -99,8 +97,9 @@ def _build(folder: Path, files: FolderFiles, run: str | Path, out: Path, options
         raise HashpaError(f"no images found under {folder}" + (f" ({len(files.unusable)} unusable image files)" if files.unusable else ""))
     embedder = load(run, options.checkpoint, rank_device(resolve_device(options.device)))
     _check_before_embedding(options, embedder, len(files))
-    previous = _previous_rows(out, embedder, options.replace)
-    _warn_left_out(out, options)
+    meta = current_meta(out, damaged_ok=options.replace)
+    previous = _previous_rows(out, meta, embedder, options.replace)
+    _warn_left_out(out, meta, options)
     files, kept = keep_unreadable_folders(files, previous.paths, previous.sizes, previous.mtimes)
     if kept:
         log.warning("%d folders could not be read (%s): their %d indexed images are kept as they were", len(files.unreadable_folders),
@@ -174,9 +173,8 @@ def _check_before_embedding(options: IndexSettings, embedder, images: int) -> No
         make_faiss_index("binary", spec, bits, images)
 
 
-def _warn_left_out(out: Path, options: IndexSettings) -> None:
-    """Say so when this run leaves out codes the index held: every run writes what its options ask for."""
-    meta = current_meta(out, damaged_ok=True)
+def _warn_left_out(out: Path, meta: IndexMeta | None, options: IndexSettings) -> None:
+    """Say so when this run leaves out codes the index held (`meta`: its index.json): every run writes what its options ask for."""
     if meta is None:
         return
     if meta.rerank_codes and not options.rerank_codes:
@@ -187,10 +185,10 @@ def _warn_left_out(out: Path, options: IndexSettings) -> None:
                     "--codes itq to keep them", out)
 
 
-def _previous_rows(out: Path, embedder, replace: bool) -> StoredRows:
-    """The rows of the store in `out` when the same model built it; none for a new index, a store
-    that cannot be read (rebuilt from the images), or, with `replace`, another model's store."""
-    meta = current_meta(out, damaged_ok=replace)
+def _previous_rows(out: Path, meta: IndexMeta | None, embedder, replace: bool) -> StoredRows:
+    """The rows of the store in `out` (`meta`: its index.json) when the same model built it; none for
+    a new index, a store that cannot be read (rebuilt from the images), or, with `replace`, another
+    model's store."""
     path = out / (meta.store if meta else STORE_FILE)
     nothing = StoredRows(path, np.empty(0, object), np.empty(0, np.int64), np.empty(0, np.int64), {})
     if meta is None or not path.is_file():

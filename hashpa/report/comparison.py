@@ -289,5 +289,6 @@ def memory_of(ix: Index, method: Method) -> dict:
     vectors its mode reads there) and per image: what each image adds (``image_bytes``), as for the
     frontier's rows. {"bytes_per_image", "index_bytes"}."""
     if method.spec == MILVUS:
-        return {"bytes_per_image": ix.published.read_bytes(method.mode), "index_bytes": len(ix.store) * ix.published.read_bytes(method.mode)}
+        per_image = ix.published.read_bytes(method.mode)
+        return {"bytes_per_image": per_image, "index_bytes": len(ix.store) * per_image}
     return {"bytes_per_image": image_bytes(ix.directory, method.mode, method.spec), "index_bytes": kept_bytes(ix.directory, method.mode, method.spec)}

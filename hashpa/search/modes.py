@@ -195,9 +195,7 @@ def search_rerank_codes(ix: IndexDir, embeddings: np.ndarray, codes: np.ndarray,
     float query with each row's decoded compressed embedding (``CompressedVectors.scores``): the
     float32 embeddings are not read."""
     candidates = shortlist_rows(ix, codes, "rerank-codes", k, shortlist, spec)
-    scores = _scored_in_blocks(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, ix.store.compressed.scores)
-    negated, ids = merge_candidates(-scores, candidates, k)
-    return SearchResult(-negated, ids)
+    return SearchResult(*_best_by_score(np.ascontiguousarray(embeddings, dtype=np.float32), candidates, k, ix.store.compressed.scores))
 
 
 def search_asymmetric(ix: IndexDir, embeddings: np.ndarray, k: int, shortlist: int | None = None, spec: str = "BFlat",
@@ -229,7 +227,13 @@ def _rank_by_cosine(ix: IndexDir, queries: np.ndarray, candidates: np.ndarray, k
     def cosines(block_queries: np.ndarray, block: np.ndarray) -> np.ndarray:
         return np.where(block >= 0, np.einsum("qd,qcd->qc", block_queries, ix.float_rows(np.maximum(block, 0))), -np.inf)
 
-    negated, ids = merge_candidates(-_scored_in_blocks(queries, candidates, cosines), candidates, k)
+    return _best_by_score(queries, candidates, k, cosines)
+
+
+def _best_by_score(queries: np.ndarray, candidates: np.ndarray, k: int, score) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) [Q, k]: each query's k candidates (int64 [Q, C], -1: none) of highest
+    score(queries, candidates) (``_scored_in_blocks``), ties by row."""
+    negated, ids = merge_candidates(-_scored_in_blocks(queries, candidates, score), candidates, k)
     return -negated, ids
 
 
